@@ -1,0 +1,132 @@
+/* A model as a DAG of nodes with named parameters.
+ *
+ * Build: graph_new(), then graph_* builder calls, each returning the new
+ * node's index (its inputs must already exist, so insertion order is a
+ * topological order). A builder error is remembered in g->err and reported
+ * by graph_finalize(). Finalize allocates the parameter and gradient slabs;
+ * graph_plan() allocates activations for a maximum batch size.
+ *
+ * Run: graph_forward() on a batch of n <= planned samples, then, for
+ * training, write d(loss)/d(logits) into graph_output(g)->grad and call
+ * graph_backward(), which writes every parameter gradient (overwriting). */
+#ifndef MODA_GRAPH_H
+#define MODA_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "tensor.h"
+
+#define GRAPH_NAME_MAX 96
+
+typedef enum node_kind {
+    NODE_INPUT,
+    NODE_CONV2D,
+    NODE_BATCHNORM2D,
+    NODE_RELU,
+    NODE_MAXPOOL2D,
+    NODE_GLOBAL_AVGPOOL,
+    NODE_FLATTEN,
+    NODE_LINEAR,
+    NODE_ADD,
+} node_kind;
+
+const char *node_kind_name(node_kind k);
+
+typedef struct graph_param {
+    char name[GRAPH_NAME_MAX]; /* PyTorch-style, e.g. "features.0.weight" */
+    int ndim;
+    int shape[TENSOR_MAX_DIMS];
+    bool trainable; /* false for BN running statistics */
+    float *data;    /* (shape), in the params slab */
+    float *grad;    /* (shape), in the grads slab; NULL if not trainable */
+} graph_param;
+
+size_t graph_param_numel(const graph_param *p);
+
+typedef struct graph_node {
+    node_kind kind;
+    char name[GRAPH_NAME_MAX]; /* module prefix, e.g. "features.0" */
+    int in[2];                 /* input node indices */
+    int n_in;
+    int ndim;                  /* 4: (N,c,h,w) maps; 2: (N,c) vectors */
+    int c, h, w;               /* per-sample output shape (h = w = 1 if ndim 2) */
+    union {
+        conv2d_params conv;
+        pool2d_params pool;
+        batchnorm_params bn;
+    } p;
+    bool has_bias;   /* conv2d, linear */
+    int param[4];    /* conv/linear: weight[, bias]; bn: gamma, beta, running mean, running var */
+    int n_param;
+
+    /* Set by graph_plan() / graph_forward(); batch dim = current batch. */
+    tensor out;      /* forward output */
+    tensor grad;     /* d(loss)/d(out) */
+    float *save_a;   /* BN: batch mean (c) */
+    float *save_b;   /* BN: batch variance (c) */
+    void *ws;        /* maxpool workspace */
+    int n_consumers; /* nodes that read this output */
+} graph_node;
+
+typedef struct graph {
+    int in_c, in_h, in_w;
+    graph_node *nodes; /* owned */
+    int n_nodes, cap_nodes;
+    graph_param *params; /* owned */
+    int n_params, cap_params;
+    int output;          /* index of the logits node (the last node added) */
+    moda_status err;     /* first builder error */
+    bool finalized;
+
+    moda_backend *be;   /* not owned */
+    arena param_slab;   /* all parameter and buffer values */
+    arena grad_slab;    /* gradients of trainable parameters */
+    arena act_slab;     /* activations, their gradients, saved statistics */
+    int max_batch;      /* planned by graph_plan(), 0 before */
+    int batch;          /* samples in the last forward pass */
+    float *scratch;     /* fan-in gradients, largest activation */
+    bool *grad_ready;   /* per node, during backward; owned */
+} graph;
+
+graph *graph_new(moda_backend *be, int in_c, int in_h, int in_w);
+void graph_free(graph *g); /* accepts NULL */
+
+/* Builders. `name` is the module prefix used for parameter names; it may be
+ * NULL for parameter-free nodes. Return the node index, or -1 on error. */
+int graph_input(graph *g); /* always node 0; added by graph_new() */
+int graph_conv2d(graph *g, const char *name, int x, int out_c, int k, int stride, int pad, int groups,
+                 bool bias);
+int graph_batchnorm2d(graph *g, const char *name, int x);
+int graph_relu(graph *g, int x);
+int graph_maxpool2d(graph *g, int x, int k, int stride, int pad);
+int graph_global_avgpool(graph *g, int x);
+int graph_flatten(graph *g, int x);
+int graph_linear(graph *g, const char *name, int x, int out_features, bool bias);
+int graph_add(graph *g, int a, int b);
+
+/* Allocate parameter slabs: weights zero, BN gamma 1 and running var 1. */
+moda_status graph_finalize(graph *g);
+/* Allocate activations for batches of up to max_batch samples. */
+moda_status graph_plan(graph *g, int max_batch);
+
+/* x: (n, in_c, in_h, in_w) in backend memory. train selects BN batch
+ * statistics (and updates running statistics). */
+moda_status graph_forward(graph *g, const float *x, int n, bool train);
+
+/* Called for each node just before its backward step, once node->grad holds
+ * the gradient from every consumer; it may add to node->grad (this is how
+ * auxiliary losses on hidden activations enter). NULL for none. */
+typedef moda_status (*graph_grad_hook)(graph *g, int node, void *ctx);
+moda_status graph_backward(graph *g, graph_grad_hook hook, void *ctx);
+
+graph_node *graph_output(graph *g);
+int graph_find_param(const graph *g, const char *name); /* index or -1 */
+
+/* Counts. Parameters: trainable only (a 3x3 kernel counts 9). FLOPs:
+ * multiply-adds of conv and linear layers for one sample. */
+size_t graph_param_count(const graph *g);
+double graph_macs(const graph *g);
+
+#endif

@@ -1,0 +1,56 @@
+/* Validated op entry points. Each checks its arguments (NULL pointers,
+ * ranks, shapes, parameters) and returns a status instead of crashing, then
+ * dispatches to the backend. One op per file in engine/ops/. */
+#ifndef MODA_OPS_H
+#define MODA_OPS_H
+
+#include "backend.h"
+
+/* Output spatial size of a conv or pool window; <= 0 when it does not fit. */
+int conv_out_size(int in, int k, int stride, int pad);
+
+moda_status conv2d_fwd(moda_backend *be, tensor *y, const tensor *x, const tensor *w, const tensor *b,
+                       const conv2d_params *p);
+moda_status conv2d_bwd(moda_backend *be, tensor *dx, tensor *dw, tensor *db, const tensor *dy,
+                       const tensor *x, const tensor *w, const conv2d_params *p);
+
+moda_status batchnorm2d_fwd_train(moda_backend *be, tensor *y, tensor *save_mean, tensor *save_var,
+                                  tensor *running_mean, tensor *running_var, const tensor *x,
+                                  const tensor *gamma, const tensor *beta, const batchnorm_params *p);
+moda_status batchnorm2d_fwd_eval(moda_backend *be, tensor *y, const tensor *x, const tensor *gamma,
+                                 const tensor *beta, const tensor *running_mean,
+                                 const tensor *running_var, const batchnorm_params *p);
+moda_status batchnorm2d_bwd(moda_backend *be, tensor *dx, tensor *dgamma, tensor *dbeta, const tensor *dy,
+                            const tensor *x, const tensor *gamma, const tensor *save_mean,
+                            const tensor *save_var, const batchnorm_params *p);
+
+moda_status relu_fwd(moda_backend *be, tensor *y, const tensor *x);
+moda_status relu_bwd(moda_backend *be, tensor *dx, const tensor *dy, const tensor *y);
+
+size_t maxpool2d_ws_bytes(moda_backend *be, const tensor *y);
+moda_status maxpool2d_fwd(moda_backend *be, tensor *y, void *ws, const tensor *x, const pool2d_params *p);
+moda_status maxpool2d_bwd(moda_backend *be, tensor *dx, const tensor *dy, const void *ws,
+                          const pool2d_params *p);
+
+moda_status global_avgpool_fwd(moda_backend *be, tensor *y, const tensor *x);
+moda_status global_avgpool_bwd(moda_backend *be, tensor *dx, const tensor *dy);
+
+moda_status linear_fwd(moda_backend *be, tensor *y, const tensor *x, const tensor *w, const tensor *b);
+moda_status linear_bwd(moda_backend *be, tensor *dx, tensor *dw, tensor *db, const tensor *dy,
+                       const tensor *x, const tensor *w);
+
+moda_status add_fwd(moda_backend *be, tensor *y, const tensor *a, const tensor *b);
+/* da = db = dy (either may be NULL). */
+moda_status add_bwd(moda_backend *be, tensor *da, tensor *db, const tensor *dy);
+
+/* (N,C,H,W) -> (N, C*H*W), channel-major; the data does not move, so
+ * forward and backward are copies when y/dx do not alias their source. */
+moda_status flatten_fwd(moda_backend *be, tensor *y, const tensor *x);
+moda_status flatten_bwd(moda_backend *be, tensor *dx, const tensor *dy);
+
+moda_status softmax_ce_fwd(moda_backend *be, float *loss, tensor *probs, const tensor *logits,
+                           const int32_t *labels);
+moda_status softmax_ce_bwd(moda_backend *be, tensor *dlogits, const tensor *probs, const int32_t *labels,
+                           float scale);
+
+#endif
