@@ -86,6 +86,7 @@ typedef struct graph {
     arena act_slab;     /* activations, their gradients, saved statistics */
     int max_batch;      /* planned by graph_plan(), 0 before */
     int batch;          /* samples in the last forward pass */
+    bool trained_forward; /* last forward ran in train mode */
     float *scratch;     /* fan-in gradients, largest activation */
     bool *grad_ready;   /* per node, during backward; owned */
 } graph;

@@ -1,0 +1,156 @@
+/* Image classification datasets: IDX (MNIST, Fashion-MNIST) and CIFAR
+ * binary readers, preprocessing (scale to [0,1], per-channel mean/std,
+ * zero padding), per-class subsets, and a seeded batch iterator with
+ * training-time augmentation.
+ *
+ * Pixel spaces. A loader stores raw pixels scaled to [0, 1] (byte/255).
+ * dataset_normalize() maps them to (x - mean[c]) / std[c]. "Raw black" is
+ * pixel 0; every padding this module writes (dataset_pad() and the random
+ * crop's border) is raw black, i.e. 0 before normalisation and
+ * -mean[c]/std[c] after it, as with PyTorch's Pad/RandomCrop placed before
+ * Normalize. dataset_fill_value() gives that value for the current state.
+ *
+ * Errors. Every function that can fail on its input returns a moda_status
+ * and, where it takes (err, errlen), writes "<file>: <problem>" there
+ * (err may be NULL). On failure the output dataset is left empty. */
+#ifndef MODA_DATASET_H
+#define MODA_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#define DATASET_MAX_CHANNELS 3
+#define DATASET_SOURCE_LEN 512
+#define DATASET_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+typedef enum dataset_split { DATASET_TRAIN = 0, DATASET_TEST = 1 } dataset_split;
+
+typedef struct dataset {
+    float *images;      /* (n, c, h, w), owned, 64-byte aligned */
+    int32_t *labels;    /* (n), owned, each in [0, num_classes) */
+    int n, c, h, w;
+    int num_classes;    /* K */
+    char **class_names; /* (K) strings, owned */
+    int pad;            /* zero border added by dataset_pad(), per side */
+    int normalized;     /* images hold (x - mean) / std */
+    float mean[DATASET_MAX_CHANNELS]; /* valid when normalized */
+    float std[DATASET_MAX_CHANNELS];
+    char source[DATASET_SOURCE_LEN]; /* e.g. "idx train <images file>" */
+} dataset;
+
+/* ---- Construction ---------------------------------------------------- */
+
+/* An empty dataset with zero-filled images and labels and K unnamed
+ * classes ("class_<k>"). Used by the readers and by tests. */
+moda_status dataset_alloc(dataset *ds, int n, int c, int h, int w, int num_classes);
+/* Frees everything and leaves ds zeroed; accepts NULL. Matches every
+ * loader below. */
+void dataset_free(dataset *ds);
+moda_status dataset_set_class_name(dataset *ds, int k, const char *name);
+
+/* One name per line; \r and trailing blanks trimmed, blank lines skipped.
+ * *names (count entries) is owned by the caller: dataset_free_names(). */
+moda_status dataset_read_names(const char *path, char ***names, int *count, char *err, size_t errlen);
+void dataset_free_names(char **names, int count);
+
+/* ---- Loaders ---------------------------------------------------------- */
+
+/* An IDX image file (magic 0x803, N x H x W bytes) and its label file
+ * (0x801, N bytes), gzip-compressed or not. names_path == NULL uses the
+ * built-in Fashion-MNIST names and K = max(10, max label + 1); otherwise
+ * K is the number of names in that file and every label must be below it. */
+moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const char *labels_path,
+                                   const char *names_path, char *err, size_t errlen);
+/* {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in dir (NULL: the
+ * Fashion-MNIST default directory). */
+moda_status dataset_load_idx(dataset *ds, const char *dir, dataset_split split, const char *names_path,
+                             char *err, size_t errlen);
+/* data_batch_1..5.bin or test_batch.bin (in dir or dir/cifar-10-batches-bin),
+ * names from batches.meta.txt when present. K = 10. */
+moda_status dataset_load_cifar10(dataset *ds, const char *dir, dataset_split split, char *err, size_t errlen);
+/* train.bin or test.bin (in dir or dir/cifar-100-binary), fine labels,
+ * names from fine_label_names.txt when present. K = 100. */
+moda_status dataset_load_cifar100(dataset *ds, const char *dir, dataset_split split, char *err, size_t errlen);
+/* By name: "fashion-mnist" (dir may be NULL), "mnist" (digit names),
+ * "idx" (Fashion-MNIST names unless names_path), "cifar10", "cifar100".
+ * names_path applies to the IDX kinds only. */
+moda_status dataset_load(dataset *ds, const char *kind, const char *dir, dataset_split split,
+                         const char *names_path, char *err, size_t errlen);
+
+/* ---- Preprocessing ---------------------------------------------------- */
+
+/* Per-channel mean and population std of the raw [0,1] pixels, over the
+ * original image area (a border added by dataset_pad() is excluded, so the
+ * order of padding and statistics does not matter). A std below 1e-6 is
+ * reported as 1 so normalising a constant channel stays finite. Summation
+ * is in double per image and then in image order: the result does not
+ * depend on the thread count. MODA_ERR_STATE if already normalised. */
+moda_status dataset_compute_stats(const dataset *ds, float *mean, float *std);
+/* Applies (x - mean) / std per channel and records mean/std in ds; the
+ * test set and a server use the training set's values. */
+moda_status dataset_normalize(dataset *ds, const float *mean, const float *std);
+/* Statistics from train, applied to train and (if non-NULL) test. */
+moda_status dataset_normalize_pair(dataset *train, dataset *test);
+/* Adds a raw-black border of `pad` pixels on each side (28 -> 32: pad 2). */
+moda_status dataset_pad(dataset *ds, int pad);
+/* The value of a raw 0 pixel in channel c in the current pixel space. */
+float dataset_fill_value(const dataset *ds, int c);
+
+/* Keeps the first n_per_class samples of each class, in dataset order
+ * (classes with fewer keep all of theirs). */
+moda_status dataset_subset_per_class(dataset *ds, int n_per_class);
+/* counts: (K) samples per class. */
+void dataset_class_counts(const dataset *ds, int *counts);
+
+/* ---- Augmentation ----------------------------------------------------- */
+
+typedef struct dataset_augment {
+    int crop_pad; /* random crop after padding each side with raw black; 0 = off */
+    int flip;     /* random horizontal flip with p = 0.5 */
+} dataset_augment;
+
+/* dst (c, h, w) = src shifted so that dst[y][x] = src[y + dy][x + dx]
+ * (fill[ch] outside src), then mirrored left-right when flip. This is a
+ * crop at offset (dy + pad, dx + pad) of the padded image. dst != src. */
+void dataset_transform_image(float *dst, const float *src, int c, int h, int w, int dy, int dx, int flip,
+                             const float *fill);
+/* The random choice for the sample at position `pos` of epoch `epoch`'s
+ * order: dy, dx uniform in [-crop_pad, crop_pad], flip with p = 0.5. A
+ * pure function of (seed, epoch, pos), so it is the same on any thread
+ * and in a resumed run. */
+void dataset_augment_params(const dataset_augment *aug, uint64_t seed, int epoch, int64_t pos, int *dy, int *dx,
+                            int *flip);
+
+/* ---- Batch iterator --------------------------------------------------- */
+
+typedef struct dataset_iter {
+    const dataset *ds;  /* not owned; must outlive the iterator */
+    int32_t *order;     /* (n) sample indices of the current epoch, owned */
+    int batch_size;
+    int shuffle;        /* 0: dataset order (evaluation) */
+    dataset_augment aug;
+    uint64_t seed;
+    int epoch;
+    int next_batch;
+    int num_batches;    /* ceil(n / batch_size): the last batch may be partial */
+} dataset_iter;
+
+/* aug may be NULL (no augmentation). Starts at epoch 0, batch 0. */
+moda_status dataset_iter_init(dataset_iter *it, const dataset *ds, int batch_size, int shuffle,
+                              const dataset_augment *aug, uint64_t seed);
+void dataset_iter_free(dataset_iter *it); /* accepts NULL */
+/* Order of epoch e is a pure function of (seed, e): a fresh permutation
+ * of 0..n-1, not a reshuffle of the previous epoch. Rewinds to batch 0. */
+void dataset_iter_begin_epoch(dataset_iter *it, int epoch);
+/* Copies batch b of the current epoch into images (count, c, h, w) and
+ * labels (count), augmenting if enabled; returns count (0 if b is out of
+ * range). No allocation. Buffers hold batch_size samples. */
+int dataset_iter_batch(const dataset_iter *it, int b, float *images, int32_t *labels);
+/* The next batch of the epoch, or 0 when the epoch is done. */
+int dataset_iter_next(dataset_iter *it, float *images, int32_t *labels);
+/* Resume mid-epoch: the next call to dataset_iter_next returns batch b. */
+void dataset_iter_seek(dataset_iter *it, int b);
+
+#endif

@@ -1,0 +1,250 @@
+/* IDX reader (MNIST, Fashion-MNIST). zlib's gz* functions read gzip and,
+ * transparently, uncompressed files, so one path serves both. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "dataset.h"
+
+#define IDX_MAGIC_IMAGES 0x00000803u /* unsigned byte, 3 dims */
+#define IDX_MAGIC_LABELS 0x00000801u /* unsigned byte, 1 dim */
+#define IDX_MAX_SIDE 4096
+
+static const char *const fashion_names[10] = {
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Reads up to n bytes; *got says how many arrived before EOF. A gzip
+ * error (corrupt stream) is MODA_ERR_FORMAT with zlib's message. */
+static moda_status gz_read_all(gzFile f, const char *path, void *buf, size_t n, size_t *got, char *err,
+                               size_t errlen) {
+    unsigned char *p = buf;
+    *got = 0;
+    while (*got < n) {
+        size_t want = n - *got;
+        if (want > (1u << 30)) want = 1u << 30;
+        int r = gzread(f, p + *got, (unsigned)want);
+        if (r < 0) {
+            int code;
+            const char *msg = gzerror(f, &code);
+            set_err(err, errlen, "%s: corrupt gzip data: %s", path, msg ? msg : "unknown error");
+            return MODA_ERR_FORMAT;
+        }
+        if (r == 0) break;
+        *got += (size_t)r;
+    }
+    return MODA_OK;
+}
+
+typedef struct idx_file {
+    gzFile f;
+    const char *path;
+    uint32_t dims[3];
+} idx_file;
+
+static void idx_close(idx_file *x) {
+    if (x->f) gzclose(x->f);
+    x->f = NULL;
+}
+
+/* Opens path and reads the magic and dims; ndim is implied by the magic. */
+static moda_status idx_open(idx_file *x, const char *path, uint32_t magic, int ndim, char *err, size_t errlen) {
+    memset(x, 0, sizeof *x);
+    x->path = path;
+    errno = 0;
+    x->f = gzopen(path, "rb");
+    if (!x->f) {
+        set_err(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+        return MODA_ERR_IO;
+    }
+    gzbuffer(x->f, 1u << 18);
+    unsigned char hdr[16];
+    size_t need = 4 + 4 * (size_t)ndim, got;
+    moda_status st = gz_read_all(x->f, path, hdr, 4, &got, err, errlen);
+    if (st != MODA_OK) goto fail;
+    if (got < 4) {
+        set_err(err, errlen, "%s: truncated header (%zu of %zu bytes)", path, got, need);
+        st = MODA_ERR_FORMAT;
+        goto fail;
+    }
+    uint32_t m = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+    if (m != magic) {
+        set_err(err, errlen, "%s: bad magic 0x%08x (expected 0x%08x)", path, (unsigned)m, (unsigned)magic);
+        st = MODA_ERR_FORMAT;
+        goto fail;
+    }
+    if ((st = gz_read_all(x->f, path, hdr + 4, need - 4, &got, err, errlen)) != MODA_OK) goto fail;
+    if (got < need - 4) {
+        set_err(err, errlen, "%s: truncated header (%zu of %zu bytes)", path, got + 4, need);
+        st = MODA_ERR_FORMAT;
+        goto fail;
+    }
+    for (int d = 0; d < ndim; d++) {
+        const unsigned char *b = hdr + 4 + 4 * d;
+        x->dims[d] = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    }
+    int bad = x->dims[0] == 0 || x->dims[0] > INT_MAX;
+    for (int d = 1; d < ndim; d++) bad |= x->dims[d] == 0 || x->dims[d] > IDX_MAX_SIDE;
+    if (bad) {
+        if (ndim == 3)
+            set_err(err, errlen, "%s: bad dimensions %ux%ux%u", path, (unsigned)x->dims[0], (unsigned)x->dims[1],
+                    (unsigned)x->dims[2]);
+        else
+            set_err(err, errlen, "%s: bad count %u", path, (unsigned)x->dims[0]);
+        st = MODA_ERR_FORMAT;
+        goto fail;
+    }
+    return MODA_OK;
+fail:
+    idx_close(x);
+    return st;
+}
+
+/* Reads exactly n payload bytes and checks that nothing follows them: extra
+ * bytes mean the header's counts do not describe the file. */
+static moda_status idx_read_payload(idx_file *x, unsigned char *buf, size_t n, const char *what, char *err,
+                                    size_t errlen) {
+    size_t got;
+    MODA_TRY(gz_read_all(x->f, x->path, buf, n, &got, err, errlen));
+    if (got < n) {
+        set_err(err, errlen, "%s: truncated: %zu of %zu bytes of %s", x->path, got, n, what);
+        return MODA_ERR_FORMAT;
+    }
+    unsigned char extra;
+    MODA_TRY(gz_read_all(x->f, x->path, &extra, 1, &got, err, errlen));
+    if (got) {
+        set_err(err, errlen, "%s: unexpected data after %u %s", x->path, (unsigned)x->dims[0], what);
+        return MODA_ERR_FORMAT;
+    }
+    return MODA_OK;
+}
+
+moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const char *labels_path,
+                                   const char *names_path, char *err, size_t errlen) {
+    if (!ds || !images_path || !labels_path) return MODA_ERR_NULL;
+    memset(ds, 0, sizeof *ds);
+    idx_file xi, xl;
+    unsigned char *pix = NULL, *lab = NULL;
+    char **names = NULL;
+    int nnames = 0;
+    moda_status st;
+
+    if (names_path && (st = dataset_read_names(names_path, &names, &nnames, err, errlen)) != MODA_OK) return st;
+    if ((st = idx_open(&xi, images_path, IDX_MAGIC_IMAGES, 3, err, errlen)) != MODA_OK) {
+        dataset_free_names(names, nnames);
+        return st;
+    }
+    if ((st = idx_open(&xl, labels_path, IDX_MAGIC_LABELS, 1, err, errlen)) != MODA_OK) {
+        idx_close(&xi);
+        dataset_free_names(names, nnames);
+        return st;
+    }
+    /* Counts are compared before the (large) pixel payload is read. */
+    const uint32_t n = xi.dims[0], h = xi.dims[1], w = xi.dims[2];
+    if (xl.dims[0] != n) {
+        set_err(err, errlen, "%s: %u labels but %s has %u images", labels_path, (unsigned)xl.dims[0], images_path,
+                (unsigned)n);
+        st = MODA_ERR_FORMAT;
+        goto done;
+    }
+    const size_t npix = (size_t)n * h * w;
+    pix = malloc(npix);
+    lab = malloc(n);
+    if (!pix || !lab) {
+        set_err(err, errlen, "%s: out of memory for %u images", images_path, (unsigned)n);
+        st = MODA_ERR_NOMEM;
+        goto done;
+    }
+    if ((st = idx_read_payload(&xl, lab, n, "labels", err, errlen)) != MODA_OK) goto done;
+    int max_label = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (lab[i] > max_label) max_label = lab[i];
+    if (names) {
+        for (uint32_t i = 0; i < n; i++)
+            if (lab[i] >= nnames) {
+                set_err(err, errlen, "%s: label %d at index %u is out of range for the %d classes named in %s",
+                        labels_path, lab[i], (unsigned)i, nnames, names_path);
+                st = MODA_ERR_FORMAT;
+                goto done;
+            }
+    }
+    if ((st = idx_read_payload(&xi, pix, npix, "images", err, errlen)) != MODA_OK) goto done;
+
+    int k = names ? nnames : (max_label + 1 > 10 ? max_label + 1 : 10);
+    if ((st = dataset_alloc(ds, (int)n, 1, (int)h, (int)w, k)) != MODA_OK) {
+        set_err(err, errlen, "%s: out of memory for %u images", images_path, (unsigned)n);
+        goto done;
+    }
+    for (int c = 0; c < k && st == MODA_OK; c++) {
+        const char *name = names ? names[c] : (c < 10 ? fashion_names[c] : NULL);
+        if (name) st = dataset_set_class_name(ds, c, name);
+    }
+    if (st != MODA_OK) {
+        set_err(err, errlen, "%s: out of memory", images_path);
+        dataset_free(ds);
+        goto done;
+    }
+    float *img = ds->images;
+#pragma omp parallel for schedule(static) if (npix >= 65536)
+    for (size_t i = 0; i < npix; i++) img[i] = (float)pix[i] / 255.0f;
+    for (uint32_t i = 0; i < n; i++) ds->labels[i] = lab[i];
+    snprintf(ds->source, sizeof ds->source, "idx %s", images_path);
+
+done:
+    idx_close(&xi);
+    idx_close(&xl);
+    free(pix);
+    free(lab);
+    dataset_free_names(names, nnames);
+    return st;
+}
+
+/* dir/base.gz, dir/base, and the same with ".idx" spelled for the "-idx"
+ * of the official names (some mirrors use "train-images.idx3-ubyte"). */
+static moda_status find_idx(char *out, size_t outlen, const char *dir, const char *prefix, const char *suffix,
+                            char *err, size_t errlen) {
+    static const char *const seps[2] = {"-", "."};
+    static const char *const exts[2] = {".gz", ""};
+    for (int s = 0; s < 2; s++)
+        for (int e = 0; e < 2; e++) {
+            int len = snprintf(out, outlen, "%s/%s%s%s%s", dir, prefix, seps[s], suffix, exts[e]);
+            if (len < 0 || (size_t)len >= outlen) {
+                set_err(err, errlen, "%s: path too long", dir);
+                return MODA_ERR_ARG;
+            }
+            if (access(out, F_OK) == 0) return MODA_OK;
+        }
+    set_err(err, errlen, "%s/%s-%s.gz: not found (nor without .gz)", dir, prefix, suffix);
+    return MODA_ERR_IO;
+}
+
+moda_status dataset_load_idx(dataset *ds, const char *dir, dataset_split split, const char *names_path,
+                             char *err, size_t errlen) {
+    if (!ds) return MODA_ERR_NULL;
+    memset(ds, 0, sizeof *ds);
+    if (!dir) dir = DATASET_FASHION_MNIST_DIR;
+    const char *prefix = split == DATASET_TRAIN ? "train" : "t10k";
+    char base[64], images[4096], labels[4096];
+    snprintf(base, sizeof base, "%s-images", prefix);
+    MODA_TRY(find_idx(images, sizeof images, dir, base, "idx3-ubyte", err, errlen));
+    snprintf(base, sizeof base, "%s-labels", prefix);
+    MODA_TRY(find_idx(labels, sizeof labels, dir, base, "idx1-ubyte", err, errlen));
+    moda_status st = dataset_load_idx_files(ds, images, labels, names_path, err, errlen);
+    if (st == MODA_OK)
+        snprintf(ds->source, sizeof ds->source, "idx %s %.480s", split == DATASET_TRAIN ? "train" : "test",
+                 images);
+    return st;
+}

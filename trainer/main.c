@@ -1,0 +1,212 @@
+/* moda: the offline trainer and tool CLI. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "checkpoint.h"
+#include "models.h"
+#include "train.h"
+
+#define EXIT_USAGE 2
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: moda <command> [options]\n\n"
+            "commands:\n"
+            "  train   train a model, standard or modular (--moda)\n"
+            "  eval    test accuracy and per-class accuracy of a checkpoint\n"
+            "  info    layer table, parameters and FLOPs of an architecture\n\n"
+            "Run 'moda <command> --help' for its options.\n");
+}
+
+static int cmd_train(int argc, char **argv) {
+    train_options o = train_options_default();
+    bool no_augment = false, help = false, moda = false;
+    float alpha = NAN, beta = NAN, gamma = NAN;
+    o.log = stderr;
+    const arg_spec specs[] = {
+        {"arch", ARG_STRING, &o.arch, "A", "vgg16 | resnet18 | mobilenet | lenet5 (lenet5)"},
+        {"width", ARG_FLOAT, &o.width, "W", "channel width multiplier (1)"},
+        {"input-size", ARG_INT, &o.input_size, "S", "zero-pad images up to SxS (32)"},
+        {"dataset", ARG_STRING, &o.dataset, "D", "fashion-mnist | mnist | idx | cifar10 | cifar100 (fashion-mnist)"},
+        {"data-dir", ARG_STRING, &o.data_dir, "DIR", "dataset directory (default for fashion-mnist: "
+                                                     DATASET_FASHION_MNIST_DIR ")"},
+        {"names", ARG_STRING, &o.names, "FILE", "class names, one per line (IDX data)"},
+        {"epochs", ARG_INT, &o.epochs, "N", "training epochs (10)"},
+        {"batch-size", ARG_INT, &o.batch_size, "N", "batch size (128)"},
+        {"lr", ARG_FLOAT, &o.lr, "LR", "initial learning rate, cosine-annealed to 0 (0.05)"},
+        {"momentum", ARG_FLOAT, &o.momentum, "M", "SGD momentum, Nesterov (0.9)"},
+        {"weight-decay", ARG_FLOAT, &o.weight_decay, "WD", "weight decay (0)"},
+        {"seed", ARG_U64, &o.seed, "N", "seed for initialisation, order and augmentation (0)"},
+        {"subset", ARG_INT, &o.subset, "N", "use the first N training samples of each class"},
+        {"no-augment", ARG_BOOL, &no_augment, NULL, "no random crop and flip"},
+        {"moda", ARG_BOOL, &moda, NULL, "modular training: alpha 1, beta 1, gamma 0.3"},
+        {"alpha", ARG_FLOAT, &alpha, "A", "weight of intra-class affinity (0; 1 with --moda)"},
+        {"beta", ARG_FLOAT, &beta, "B", "weight of inter-class dispersion (0; 1 with --moda)"},
+        {"gamma", ARG_FLOAT, &gamma, "G", "weight of compactness (0; 0.3 with --moda)"},
+        {"out", ARG_STRING, &o.out_dir, "DIR", "output directory (runs/default)"},
+        {"resume", ARG_BOOL, &o.resume, NULL, "continue the run in --out from its last checkpoint"},
+    };
+    int n = (int)(sizeof specs / sizeof specs[0]);
+    if (!args_parse(argc, argv, 2, specs, n, NULL, 0, NULL, &help) || help) {
+        FILE *f = help ? stdout : stderr;
+        fprintf(f, "usage: moda train [options]\n\n"
+                   "Trains with SGD (Nesterov momentum) and cosine annealing, evaluates on the test\n"
+                   "split after every epoch, and writes DIR/checkpoint.safetensors (atomically, each\n"
+                   "epoch), DIR/metrics.csv and DIR/curves.svg. With --resume the run's settings\n"
+                   "come from the checkpoint.\n\noptions:\n");
+        args_print_options(f, specs, n);
+        return help ? 0 : EXIT_USAGE;
+    }
+    o.augment = !no_augment;
+    o.alpha = !isnan(alpha) ? alpha : moda ? 1.0f : 0.0f;
+    o.beta = !isnan(beta) ? beta : moda ? 1.0f : 0.0f;
+    o.gamma = !isnan(gamma) ? gamma : moda ? 0.3f : 0.0f;
+    char err[1024] = "";
+    moda_status s = train_run(&o, err, sizeof err);
+    if (s != MODA_OK) {
+        fprintf(stderr, "moda train: %s\n", err[0] ? err : moda_status_string(s));
+        return s == MODA_ERR_ARG ? EXIT_USAGE : 1;
+    }
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *data_dir = NULL, *names = NULL;
+    int batch = 256;
+    bool help = false;
+    const arg_spec specs[] = {
+        {"checkpoint", ARG_STRING, &ckpt, "FILE", "checkpoint.safetensors written by moda train"},
+        {"data-dir", ARG_STRING, &data_dir, "DIR", "dataset directory (default: as trained)"},
+        {"names", ARG_STRING, &names, "FILE", "class names file (IDX data)"},
+        {"batch-size", ARG_INT, &batch, "N", "evaluation batch size (256)"},
+    };
+    int n = (int)(sizeof specs / sizeof specs[0]);
+    if (!args_parse(argc, argv, 2, specs, n, NULL, 0, NULL, &help) || help || !ckpt || batch < 1) {
+        FILE *f = help ? stdout : stderr;
+        if (!help && !ckpt) fprintf(stderr, "moda eval: --checkpoint is required\n");
+        fprintf(f, "usage: moda eval --checkpoint FILE [options]\n\noptions:\n");
+        args_print_options(f, specs, n);
+        return help ? 0 : EXIT_USAGE;
+    }
+    char err[1024] = "";
+    moda_backend *be = backend_cpu_new();
+    checkpoint ck;
+    dataset test = {0};
+    eval_result r = {0};
+    moda_status s = be ? checkpoint_open(ckpt, be, &ck, err, sizeof err) : MODA_ERR_BACKEND;
+    if (s == MODA_OK) {
+        /* Data location as trained unless overridden. */
+        char dir[1024] = "", nm[1024] = "";
+        const char *kind = ck.info.dataset;
+        const char *p = strstr(ck.meta_json, "\"data_dir\":\"");
+        if (!data_dir && p && sscanf(p, "\"data_dir\":\"%1023[^\"]", dir) == 1) data_dir = dir;
+        p = strstr(ck.meta_json, "\"names\":\"");
+        if (!names && p && sscanf(p, "\"names\":\"%1023[^\"]", nm) == 1) names = nm;
+        s = train_load_split(&test, kind, data_dir, names, DATASET_TEST, ck.info.model.input_size, 0, &ck.info, err,
+                             sizeof err);
+        if (s == MODA_OK) s = graph_plan(ck.g, batch);
+        if (s == MODA_OK) s = evaluate(ck.g, &test, batch, &r);
+        if (s == MODA_OK) {
+            printf("%s: %s (width %g) on %s, %d test images\n", ckpt, model_arch_name(ck.info.model.arch),
+                   ck.info.model.width, kind, test.n);
+            printf("test accuracy %.2f%%  loss %.4f\n\n%-4s %-20s %8s %8s\n", 100 * r.acc, r.loss, "idx", "class",
+                   "samples", "accuracy");
+            for (int k = 0; k < test.num_classes; k++)
+                printf("%-4d %-20s %8d %7.2f%%\n", k, ck.info.class_names[k], r.total[k],
+                       r.total[k] ? 100.0 * r.correct[k] / r.total[k] : 0.0);
+        }
+        eval_result_free(&r);
+        dataset_free(&test);
+        checkpoint_close(&ck);
+    }
+    backend_free(be);
+    if (s != MODA_OK) {
+        fprintf(stderr, "moda eval: %s\n", err[0] ? err : moda_status_string(s));
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_info(int argc, char **argv) {
+    const char *arch = NULL;
+    model_config cfg = model_config_default(MODEL_LENET5);
+    bool help = false;
+    const arg_spec specs[] = {
+        {"arch", ARG_STRING, &arch, "A", "vgg16 | resnet18 | mobilenet | lenet5"},
+        {"width", ARG_FLOAT, &cfg.width, "W", "channel width multiplier (1)"},
+        {"in-channels", ARG_INT, &cfg.in_channels, "C", "input channels (3)"},
+        {"classes", ARG_INT, &cfg.num_classes, "K", "classes (10)"},
+        {"input-size", ARG_INT, &cfg.input_size, "S", "input height = width (32)"},
+    };
+    int n = (int)(sizeof specs / sizeof specs[0]);
+    if (!args_parse(argc, argv, 2, specs, n, NULL, 0, NULL, &help) || help || !arch) {
+        FILE *f = help ? stdout : stderr;
+        if (!help && !arch) fprintf(stderr, "moda info: --arch is required\n");
+        fprintf(f, "usage: moda info --arch A [options]\n\noptions:\n");
+        args_print_options(f, specs, n);
+        return help ? 0 : EXIT_USAGE;
+    }
+    if (model_arch_from_name(arch, &cfg.arch) != MODA_OK) {
+        fprintf(stderr, "moda info: unknown architecture '%s' (vgg16, resnet18, mobilenet, lenet5)\n", arch);
+        return EXIT_USAGE;
+    }
+    char why[256];
+    if (model_validate(&cfg, why, sizeof why) != MODA_OK) {
+        fprintf(stderr, "moda info: %s\n", why);
+        return EXIT_USAGE;
+    }
+    moda_backend *be = backend_cpu_new();
+    moda_status s;
+    graph *g = be ? model_build(be, &cfg, &s) : NULL;
+    if (!g) {
+        fprintf(stderr, "moda info: cannot build the model\n");
+        backend_free(be);
+        return 1;
+    }
+    printf("%-4s %-28s %-15s %-16s %12s %14s\n", "#", "name", "op", "output", "params", "MACs");
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *nd = &g->nodes[i];
+        char shape[48];
+        if (nd->ndim == 4) snprintf(shape, sizeof shape, "%dx%dx%d", nd->c, nd->h, nd->w);
+        else snprintf(shape, sizeof shape, "%d", nd->c);
+        size_t params = 0;
+        for (int j = 0; j < nd->n_param; j++)
+            if (g->params[nd->param[j]].trainable) params += graph_param_numel(&g->params[nd->param[j]]);
+        double macs = 0;
+        if (nd->kind == NODE_CONV2D)
+            macs = (double)nd->c * nd->h * nd->w * (g->nodes[nd->in[0]].c / nd->p.conv.groups) * nd->p.conv.kh *
+                   nd->p.conv.kw;
+        else if (nd->kind == NODE_LINEAR)
+            macs = (double)nd->c * g->nodes[nd->in[0]].c;
+        printf("%-4d %-28s %-15s %-16s %12zu %14.0f\n", i, nd->name[0] ? nd->name : "-", node_kind_name(nd->kind),
+               shape, params, macs);
+    }
+    printf("\n%s width %g, input %dx%dx%d, %d classes: %zu trainable parameters, %.2f M MACs per image\n"
+           "(MACs: multiply-adds of conv and linear layers; BN, ReLU, pooling and adds not counted)\n",
+           arch, cfg.width, cfg.in_channels, cfg.input_size, cfg.input_size, cfg.num_classes,
+           graph_param_count(g), graph_macs(g) / 1e6);
+    graph_free(g);
+    backend_free(be);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
+    if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
+    fprintf(stderr, "moda: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

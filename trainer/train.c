@@ -1,0 +1,496 @@
+#include "train.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fileio.h"
+#include "moda_loss.h"
+#include "models.h"
+#include "ops.h"
+#include "optim.h"
+#include "progress.h"
+#include "report.h"
+
+#define CHECKPOINT_NAME "checkpoint.safetensors"
+
+static moda_status errorf(char *err, size_t errlen, moda_status s, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+train_options train_options_default(void) {
+    return (train_options){
+        .arch = "lenet5",
+        .width = 1.0f,
+        .input_size = 32,
+        .dataset = "fashion-mnist",
+        .epochs = 10,
+        .batch_size = 128,
+        .lr = 0.05f,
+        .momentum = 0.9f,
+        .weight_decay = 0.0f,
+        .nesterov = true,
+        .seed = 0,
+        .augment = true,
+        .out_dir = "runs/default",
+    };
+}
+
+moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const char *names, dataset_split split,
+                             int input_size, int subset, const model_info *mi, char *err, size_t errlen) {
+    MODA_TRY(dataset_load(ds, kind, dir, split, names, err, errlen));
+    moda_status s = MODA_OK;
+    if (subset > 0) s = dataset_subset_per_class(ds, subset);
+    if (s == MODA_OK && (ds->h != ds->w || ds->h > input_size || (input_size - ds->h) % 2)) {
+        s = errorf(err, errlen, MODA_ERR_SHAPE, "%s: %dx%d images do not pad evenly to %dx%d", ds->source, ds->h,
+                   ds->w, input_size, input_size);
+    }
+    if (s == MODA_OK && ds->h < input_size) s = dataset_pad(ds, (input_size - ds->h) / 2);
+    if (s == MODA_OK) {
+        if (mi) {
+            if (mi->channels != ds->c)
+                s = errorf(err, errlen, MODA_ERR_SHAPE, "%s: %d channels, the model expects %d", ds->source, ds->c,
+                           mi->channels);
+            else
+                s = dataset_normalize(ds, mi->mean, mi->std);
+        } else {
+            float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
+            s = dataset_compute_stats(ds, mean, std);
+            if (s == MODA_OK) s = dataset_normalize(ds, mean, std);
+        }
+    }
+    if (s != MODA_OK) {
+        if (err && !err[0]) errorf(err, errlen, s, "%s: %s", ds->source, moda_status_string(s));
+        dataset_free(ds);
+    }
+    return s;
+}
+
+void eval_result_free(eval_result *r) {
+    if (!r) return;
+    free(r->correct);
+    free(r->total);
+    r->correct = r->total = NULL;
+}
+
+static int argmax(const float *v, int k) {
+    int best = 0;
+    for (int i = 1; i < k; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r) {
+    if (!g || !ds || !r) return MODA_ERR_NULL;
+    if (batch_size > g->max_batch) return MODA_ERR_ARG;
+    int k = graph_output(g)->c;
+    if (k != ds->num_classes) return MODA_ERR_SHAPE;
+    memset(r, 0, sizeof(*r));
+    r->correct = calloc((size_t)k, sizeof(int));
+    r->total = calloc((size_t)k, sizeof(int));
+    size_t per = (size_t)ds->c * ds->h * ds->w;
+    float *x = malloc((size_t)batch_size * per * sizeof(float));
+    float *logits = malloc((size_t)batch_size * k * sizeof(float));
+    float *probs = malloc((size_t)batch_size * k * sizeof(float));
+    int32_t *y = malloc((size_t)batch_size * sizeof(int32_t));
+    dataset_iter it;
+    moda_status s = (!r->correct || !r->total || !x || !logits || !probs || !y) ? MODA_ERR_NOMEM
+                    : dataset_iter_init(&it, ds, batch_size, 0, NULL, 0);
+    if (s == MODA_OK) {
+        double loss_sum = 0;
+        long right = 0;
+        dataset_iter_begin_epoch(&it, 0);
+        int n;
+        while (s == MODA_OK && (n = dataset_iter_next(&it, x, y)) > 0) {
+            float loss;
+            tensor tp = tensor_2d(probs, n, k);
+            s = graph_forward(g, x, n, false);
+            if (s == MODA_OK) s = softmax_ce_fwd(g->be, &loss, &tp, &graph_output(g)->out, y);
+            if (s == MODA_OK)
+                s = g->be->copy_to_host(g->be, logits, graph_output(g)->out.data, (size_t)n * k * sizeof(float));
+            if (s != MODA_OK) break;
+            loss_sum += (double)loss * n;
+            for (int i = 0; i < n; i++) {
+                int ok = argmax(logits + (size_t)i * k, k) == y[i];
+                right += ok;
+                r->correct[y[i]] += ok;
+                r->total[y[i]]++;
+            }
+        }
+        r->loss = loss_sum / ds->n;
+        r->acc = (double)right / ds->n;
+        dataset_iter_free(&it);
+    }
+    free(x);
+    free(logits);
+    free(probs);
+    free(y);
+    if (s != MODA_OK) eval_result_free(r);
+    return s;
+}
+
+/* ---- run metadata ------------------------------------------------------ */
+
+static json_t *floats_json(const float *v, int n) {
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_real(v[i]));
+    return a;
+}
+
+static char *build_meta(const train_options *o, const model_info *mi, int epochs_done, const epoch_record *h,
+                        int n_hist) {
+    json_t *names = json_array();
+    for (int k = 0; k < mi->model.num_classes; k++) json_array_append_new(names, json_string(mi->class_names[k]));
+    json_t *hist = json_array();
+    for (int i = 0; i < n_hist; i++)
+        json_array_append_new(
+            hist, json_pack("{si,sf,sf,sf,sf,sf,sf,sf,sf,sf,sf}", "epoch", h[i].epoch, "lr", (double)h[i].lr,
+                            "train_loss", (double)h[i].train_loss, "train_acc", (double)h[i].train_acc, "test_loss",
+                            (double)h[i].test_loss, "test_acc", (double)h[i].test_acc, "seconds",
+                            (double)h[i].seconds, "ce", (double)h[i].ce, "l_aff", (double)h[i].aff, "l_dis",
+                            (double)h[i].dis, "l_com", (double)h[i].com));
+    json_t *root = json_pack(
+        "{si,s{ss,sf,si,si,si},s{ss,ss,ss,si,so,so,so,si,sb},s{si,si,sf,sf,sb,sf,sI,sf,sf,sf},si,so}", "format",
+        CHECKPOINT_FORMAT, "model", "arch", model_arch_name(mi->model.arch), "width", (double)mi->model.width,
+        "in_channels", mi->model.in_channels, "num_classes", mi->model.num_classes, "input_size",
+        mi->model.input_size, "data", "dataset", o->dataset, "data_dir", o->data_dir ? o->data_dir : "", "names",
+        o->names ? o->names : "", "pad", mi->pad, "mean", floats_json(mi->mean, mi->channels), "std",
+        floats_json(mi->std, mi->channels), "class_names", names, "subset", o->subset, "augment", o->augment,
+        "train", "epochs", o->epochs, "batch_size", o->batch_size, "lr", (double)o->lr, "momentum",
+        (double)o->momentum, "nesterov", o->nesterov, "weight_decay", (double)o->weight_decay, "seed",
+        (json_int_t)o->seed, "alpha", (double)o->alpha, "beta", (double)o->beta, "gamma", (double)o->gamma,
+        "epochs_done", epochs_done, "history", hist);
+    char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return s;
+}
+
+/* Options of a run being resumed, with the strings they point to. */
+typedef struct resumed {
+    train_options o;
+    char arch[32], dataset[64], data_dir[1024], names[1024];
+    int epochs_done;
+    epoch_record *history;
+    int n_history;
+} resumed;
+
+static moda_status parse_resume(const char *meta, const train_options *cli, resumed *r, char *err, size_t errlen) {
+    json_error_t jerr;
+    json_t *root = json_loads(meta, 0, &jerr);
+    const char *arch = NULL, *ds = NULL, *dir = NULL, *names = NULL;
+    double width = 0, lr = 0, mom = 0, wd = 0, alpha = 0, beta = 0, gamma = 0;
+    int input = 0, subset = 0, augment = 0, epochs = 0, batch = 0, nest = 0, done = 0;
+    json_int_t seed = 0;
+    json_t *hist = NULL;
+    if (!root ||
+        json_unpack(root, "{s{ss,sF,si},s{ss,ss,ss,si,sb},s{si,si,sF,sF,sb,sF,sI,sF,sF,sF},si,so}", "model", "arch", &arch,
+                    "width", &width, "input_size", &input, "data", "dataset", &ds, "data_dir", &dir, "names",
+                    &names, "subset", &subset, "augment", &augment, "train", "epochs", &epochs, "batch_size",
+                    &batch, "lr", &lr, "momentum", &mom, "nesterov", &nest, "weight_decay", &wd, "seed", &seed,
+                    "alpha", &alpha, "beta", &beta, "gamma", &gamma, "epochs_done", &done, "history", &hist) != 0 ||
+        !json_is_array(hist)) {
+        json_decref(root);
+        return errorf(err, errlen, MODA_ERR_FORMAT, "checkpoint metadata is incomplete; cannot resume");
+    }
+    r->o = *cli;
+    snprintf(r->arch, sizeof r->arch, "%s", arch);
+    snprintf(r->dataset, sizeof r->dataset, "%s", ds);
+    snprintf(r->data_dir, sizeof r->data_dir, "%s", dir);
+    snprintf(r->names, sizeof r->names, "%s", names);
+    r->o.arch = r->arch;
+    r->o.dataset = r->dataset;
+    r->o.data_dir = r->data_dir[0] ? r->data_dir : NULL;
+    r->o.names = r->names[0] ? r->names : NULL;
+    r->o.width = (float)width;
+    r->o.input_size = input;
+    r->o.subset = subset;
+    r->o.augment = augment;
+    r->o.epochs = epochs;
+    r->o.batch_size = batch;
+    r->o.lr = (float)lr;
+    r->o.momentum = (float)mom;
+    r->o.nesterov = nest;
+    r->o.weight_decay = (float)wd;
+    r->o.seed = (uint64_t)seed;
+    r->o.alpha = (float)alpha;
+    r->o.beta = (float)beta;
+    r->o.gamma = (float)gamma;
+    r->epochs_done = done;
+    r->n_history = (int)json_array_size(hist);
+    r->history = calloc((size_t)r->n_history + (size_t)epochs + 1, sizeof(epoch_record));
+    if (!r->history) {
+        json_decref(root);
+        return MODA_ERR_NOMEM;
+    }
+    for (int i = 0; i < r->n_history; i++) {
+        epoch_record *e = &r->history[i];
+        double v[10] = {0};
+        if (json_unpack(json_array_get(hist, (size_t)i), "{si,sF,sF,sF,sF,sF,sF,sF,sF,sF,sF}", "epoch", &e->epoch,
+                        "lr", &v[0], "train_loss", &v[1], "train_acc", &v[2], "test_loss", &v[3], "test_acc", &v[4],
+                        "seconds", &v[5], "ce", &v[6], "l_aff", &v[7], "l_dis", &v[8], "l_com", &v[9]) != 0) {
+            json_decref(root);
+            return errorf(err, errlen, MODA_ERR_FORMAT, "checkpoint history entry %d is malformed", i);
+        }
+        e->lr = (float)v[0];
+        e->train_loss = (float)v[1];
+        e->train_acc = (float)v[2];
+        e->test_loss = (float)v[3];
+        e->test_acc = (float)v[4];
+        e->seconds = (float)v[5];
+        e->ce = (float)v[6];
+        e->aff = (float)v[7];
+        e->dis = (float)v[8];
+        e->com = (float)v[9];
+    }
+    json_decref(root);
+    if (done < 0 || done > epochs || r->n_history != done)
+        return errorf(err, errlen, MODA_ERR_FORMAT, "checkpoint epoch count is inconsistent");
+    return MODA_OK;
+}
+
+static moda_status check_options(const train_options *o, char *err, size_t errlen) {
+    model_arch a;
+    if (!o->arch || model_arch_from_name(o->arch, &a) != MODA_OK)
+        return errorf(err, errlen, MODA_ERR_ARG, "unknown architecture '%s' (vgg16, resnet18, mobilenet, lenet5)",
+                      o->arch ? o->arch : "");
+    if (o->epochs < 1) return errorf(err, errlen, MODA_ERR_ARG, "--epochs must be at least 1");
+    if (o->batch_size < 1 || o->batch_size > 65536)
+        return errorf(err, errlen, MODA_ERR_ARG, "--batch-size must be in 1..65536");
+    if (!(o->lr > 0)) return errorf(err, errlen, MODA_ERR_ARG, "--lr must be positive");
+    if (o->subset < 0) return errorf(err, errlen, MODA_ERR_ARG, "--subset must be >= 0");
+    if (!o->out_dir || !o->out_dir[0]) return errorf(err, errlen, MODA_ERR_ARG, "--out is required");
+    if (!(o->alpha >= 0) || !(o->beta >= 0) || !(o->gamma >= 0))
+        return errorf(err, errlen, MODA_ERR_ARG, "--alpha, --beta and --gamma must be >= 0");
+    return MODA_OK;
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+typedef struct run {
+    train_options o;
+    moda_backend *be;
+    dataset train, test;
+    checkpoint ck;   /* resumed runs */
+    graph *g;        /* ck.g or owned */
+    bool own_graph;
+    model_info info; /* fresh runs */
+    model_info *mi;
+    sgd opt;
+    moda_loss moda;
+    epoch_record *history;
+    int n_history, epochs_done;
+    float *x, *probs, *logits;
+    int32_t *y;
+    char path[1200];
+} run;
+
+static void run_free(run *r) {
+    if (r->own_graph) graph_free(r->g);
+    checkpoint_close(&r->ck);
+    model_info_free(&r->info);
+    sgd_free(&r->opt);
+    moda_loss_free(&r->moda);
+    dataset_free(&r->train);
+    dataset_free(&r->test);
+    backend_free(r->be);
+    free(r->history);
+    free(r->x);
+    free(r->probs);
+    free(r->logits);
+    free(r->y);
+}
+
+static moda_status save_epoch(run *r, char *err, size_t errlen) {
+    char *meta = build_meta(&r->o, r->mi, r->epochs_done, r->history, r->n_history);
+    if (!meta) return errorf(err, errlen, MODA_ERR_NOMEM, "cannot encode checkpoint metadata");
+    moda_status s = checkpoint_save(r->path, r->g, &r->opt, meta, err, errlen);
+    free(meta);
+    if (s != MODA_OK) return s;
+    char p[1200], title[256];
+    snprintf(p, sizeof p, "%s/metrics.csv", r->o.out_dir);
+    MODA_TRY(report_write_csv(p, r->history, r->n_history, err, errlen));
+    snprintf(p, sizeof p, "%s/curves.svg", r->o.out_dir);
+    snprintf(title, sizeof title, "%s (width %g) on %s", r->o.arch, r->o.width, r->o.dataset);
+    return report_write_svg(p, title, r->history, r->n_history, err, errlen);
+}
+
+static moda_status train_epoch(run *r, dataset_iter *it, int epoch, epoch_record *rec) {
+    graph *g = r->g;
+    int k = graph_output(g)->c;
+    float lr = cosine_lr(r->o.lr, epoch, r->o.epochs);
+    progress pg;
+    progress_begin(&pg, r->o.log, epoch + 1, r->o.epochs, it->num_batches, r->o.log == NULL);
+    dataset_iter_begin_epoch(it, epoch);
+    double loss_sum = 0, ce_sum = 0, aff_sum = 0, dis_sum = 0, com_sum = 0;
+    long seen = 0, right = 0;
+    int n, b = 0;
+    while ((n = dataset_iter_next(it, r->x, r->y)) > 0) {
+        float loss;
+        tensor tp = tensor_2d(r->probs, n, k);
+        graph_node *out = graph_output(g);
+        MODA_TRY(graph_forward(g, r->x, n, true));
+        MODA_TRY(softmax_ce_fwd(g->be, &loss, &tp, &out->out, r->y));
+        MODA_TRY(g->be->copy_to_host(g->be, r->logits, out->out.data, (size_t)n * k * sizeof(float)));
+        MODA_TRY(softmax_ce_bwd(g->be, &out->grad, &tp, r->y, 1.0f));
+        moda_loss_begin(&r->moda, r->y, n);
+        MODA_TRY(graph_backward(g, moda_loss_hook, &r->moda));
+        MODA_TRY(sgd_step(&r->opt, g, lr));
+        double aff, dis, com, extra;
+        moda_loss_result(&r->moda, &aff, &dis, &com, &extra);
+        ce_sum += (double)loss * n;
+        aff_sum += (1 - aff) * n;
+        dis_sum += dis * n;
+        com_sum += com * n;
+        loss_sum += ((double)loss + extra) * n;
+        seen += n;
+        for (int i = 0; i < n; i++) right += argmax(r->logits + (size_t)i * k, k) == r->y[i];
+        progress_update(&pg, ++b, seen, loss_sum / seen, (double)right / seen);
+    }
+    progress_end(&pg);
+    rec->epoch = epoch + 1;
+    rec->lr = lr;
+    rec->train_loss = (float)(loss_sum / seen);
+    rec->train_acc = (float)right / (float)seen;
+    rec->ce = (float)(ce_sum / seen);
+    rec->aff = (float)(aff_sum / seen);
+    rec->dis = (float)(dis_sum / seen);
+    rec->com = (float)(com_sum / seen);
+    return MODA_OK;
+}
+
+moda_status train_run(const train_options *cli, char *err, size_t errlen) {
+    if (!cli) return MODA_ERR_NULL;
+    if (err && errlen) err[0] = '\0';
+    run r = {.o = *cli};
+    resumed res = {0};
+    moda_status s = MODA_OK;
+    if (!cli->out_dir || !cli->out_dir[0]) return errorf(err, errlen, MODA_ERR_ARG, "--out is required");
+    snprintf(r.path, sizeof r.path, "%s/%s", cli->out_dir, CHECKPOINT_NAME);
+    struct stat st;
+    bool have_ck = stat(r.path, &st) == 0;
+    r.be = backend_cpu_new();
+    if (!r.be) return errorf(err, errlen, MODA_ERR_BACKEND, "cannot create the CPU backend");
+
+    if (cli->resume) {
+        if (!have_ck) {
+            s = errorf(err, errlen, MODA_ERR_NOT_FOUND, "%s: no checkpoint to resume from", r.path);
+            goto done;
+        }
+        if ((s = checkpoint_open(r.path, r.be, &r.ck, err, errlen)) != MODA_OK) goto done;
+        if ((s = parse_resume(r.ck.meta_json, cli, &res, err, errlen)) != MODA_OK) goto done;
+        r.o = res.o;
+        r.g = r.ck.g;
+        r.mi = &r.ck.info;
+        r.history = res.history;
+        res.history = NULL;
+        r.n_history = r.epochs_done = res.epochs_done;
+    } else if (have_ck) {
+        s = errorf(err, errlen, MODA_ERR_ARG, "%s already exists: pass --resume to continue it, or choose another --out",
+                   r.path);
+        goto done;
+    }
+    if ((s = check_options(&r.o, err, errlen)) != MODA_OK) goto done;
+
+    if ((s = train_load_split(&r.train, r.o.dataset, r.o.data_dir, r.o.names, DATASET_TRAIN, r.o.input_size,
+                              r.o.subset, NULL, err, errlen)) != MODA_OK)
+        goto done;
+    if (r.mi) { /* resumed: the data must match what the model was trained on */
+        for (int c = 0; c < r.train.c; c++)
+            if (r.train.mean[c] != r.mi->mean[c] || r.train.std[c] != r.mi->std[c]) {
+                s = errorf(err, errlen, MODA_ERR_STATE, "%s: training data differs from the checkpoint's",
+                           r.train.source);
+                goto done;
+            }
+    } else {
+        model_config mc = {.width = r.o.width, .in_channels = r.train.c, .num_classes = r.train.num_classes,
+                           .input_size = r.o.input_size};
+        model_arch_from_name(r.o.arch, &mc.arch);
+        char why[200];
+        if ((s = model_validate(&mc, why, sizeof why)) != MODA_OK) {
+            errorf(err, errlen, s, "%s", why);
+            goto done;
+        }
+        r.info.model = mc;
+        if ((s = model_info_from_dataset(&r.info, &r.train)) != MODA_OK) goto done;
+        r.mi = &r.info;
+        r.g = model_build(r.be, &mc, &s);
+        if (!r.g) {
+            errorf(err, errlen, s, "cannot build %s: %s", r.o.arch, moda_status_string(s));
+            goto done;
+        }
+        r.own_graph = true;
+        if ((s = model_init(r.g, &mc, r.o.seed)) != MODA_OK) goto done;
+        r.history = calloc((size_t)r.o.epochs + 1, sizeof(epoch_record));
+        if (!r.history) {
+            s = MODA_ERR_NOMEM;
+            goto done;
+        }
+        if ((s = fileio_mkdir_p(r.o.out_dir, err, errlen)) != MODA_OK) goto done;
+    }
+    if ((s = train_load_split(&r.test, r.o.dataset, r.o.data_dir, r.o.names, DATASET_TEST, r.o.input_size, 0, r.mi,
+                              err, errlen)) != MODA_OK)
+        goto done;
+    if (r.test.num_classes != r.train.num_classes) {
+        s = errorf(err, errlen, MODA_ERR_FORMAT, "%s: %d classes, the training set has %d", r.test.source,
+                   r.test.num_classes, r.train.num_classes);
+        goto done;
+    }
+    if ((s = sgd_init(&r.opt, r.g, r.o.momentum, r.o.weight_decay, r.o.nesterov)) != MODA_OK) goto done;
+    if (cli->resume && (s = checkpoint_load_optimizer(&r.ck, &r.opt, err, errlen)) != MODA_OK) goto done;
+    if ((s = graph_plan(r.g, r.o.batch_size)) != MODA_OK) goto done;
+    if ((s = moda_loss_init(&r.moda, r.g, r.o.batch_size, r.o.alpha, r.o.beta, r.o.gamma)) != MODA_OK) goto done;
+
+    int k = r.train.num_classes;
+    size_t per = (size_t)r.train.c * r.train.h * r.train.w;
+    r.x = malloc((size_t)r.o.batch_size * per * sizeof(float));
+    r.probs = malloc((size_t)r.o.batch_size * k * sizeof(float));
+    r.logits = malloc((size_t)r.o.batch_size * k * sizeof(float));
+    r.y = malloc((size_t)r.o.batch_size * sizeof(int32_t));
+    if (!r.x || !r.probs || !r.logits || !r.y) {
+        s = MODA_ERR_NOMEM;
+        goto done;
+    }
+    dataset_augment aug = {.crop_pad = r.o.augment ? 4 : 0, .flip = r.o.augment};
+    dataset_iter it;
+    if ((s = dataset_iter_init(&it, &r.train, r.o.batch_size, 1, &aug, r.o.seed)) != MODA_OK) goto done;
+    if (r.o.log)
+        fprintf(r.o.log, "%s %s: %s (width %g), %zu parameters, %d train / %d test images, %d classes, %s\n",
+                cli->resume ? "resuming" : "training", r.o.out_dir, r.o.arch, r.o.width, graph_param_count(r.g),
+                r.train.n, r.test.n, k, r.o.alpha > 0 || r.o.beta > 0 || r.o.gamma > 0 ? "modular (MODA)" : "standard");
+    int ran = 0;
+    for (int epoch = r.epochs_done; epoch < r.o.epochs; epoch++) {
+        double t0 = progress_now();
+        epoch_record rec = {0};
+        eval_result ev;
+        if ((s = train_epoch(&r, &it, epoch, &rec)) != MODA_OK) break;
+        if ((s = evaluate(r.g, &r.test, r.o.batch_size, &ev)) != MODA_OK) break;
+        rec.test_loss = (float)ev.loss;
+        rec.test_acc = (float)ev.acc;
+        eval_result_free(&ev);
+        rec.seconds = (float)(progress_now() - t0);
+        r.history[r.n_history++] = rec;
+        r.epochs_done = epoch + 1;
+        if ((s = save_epoch(&r, err, errlen)) != MODA_OK) break;
+        if (r.o.log)
+            fprintf(r.o.log,
+                    "epoch %d/%d  lr %.4f  loss %.4f (ce %.4f aff %.4f dis %.4f com %.4f)  acc %.2f%%  "
+                    "test loss %.4f  test acc %.2f%%  %.1fs\n",
+                    rec.epoch, r.o.epochs, rec.lr, rec.train_loss, rec.ce, rec.aff, rec.dis, rec.com,
+                    100 * rec.train_acc, rec.test_loss, 100 * rec.test_acc, rec.seconds);
+        if (r.o.stop_after && ++ran >= r.o.stop_after) break;
+    }
+    dataset_iter_free(&it);
+    if (s != MODA_OK && err && !err[0]) errorf(err, errlen, s, "training failed: %s", moda_status_string(s));
+done:
+    free(res.history);
+    run_free(&r);
+    return s;
+}

@@ -1,0 +1,52 @@
+/* Training and evaluation runs behind `moda train` and `moda eval`. */
+#ifndef MODA_TRAIN_H
+#define MODA_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "checkpoint.h"
+#include "dataset.h"
+#include "graph.h"
+
+typedef struct train_options {
+    const char *arch;     /* vgg16 | resnet18 | mobilenet | lenet5 */
+    float width;          /* channel multiplier */
+    int input_size;       /* images are zero-padded up to this (H = W) */
+    const char *dataset;  /* fashion-mnist | mnist | idx | cifar10 | cifar100 */
+    const char *data_dir; /* NULL: the dataset's default */
+    const char *names;    /* class-names file for IDX data, or NULL */
+    int epochs;
+    int batch_size;
+    float lr, momentum, weight_decay;
+    bool nesterov;
+    uint64_t seed;
+    int subset;           /* samples per class, 0 = all */
+    bool augment;         /* random crop (pad 4) + horizontal flip */
+    float alpha, beta, gamma; /* MODA loss weights; all 0 = standard training */
+    const char *out_dir;  /* checkpoint.safetensors, metrics.csv, curves.svg */
+    bool resume;          /* continue from out_dir/checkpoint.safetensors */
+    int stop_after;       /* stop after this many epochs in this run (0: never) */
+    FILE *log;            /* progress and summaries; NULL: silent */
+} train_options;
+
+train_options train_options_default(void);
+moda_status train_run(const train_options *o, char *err, size_t errlen);
+
+/* Loads a dataset split prepared as the model expects: padded and
+ * normalised with the given statistics (mi) or, for training data with
+ * mi == NULL, its own. */
+moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const char *names, dataset_split split,
+                             int input_size, int subset, const model_info *mi, char *err, size_t errlen);
+
+typedef struct eval_result {
+    double loss, acc;
+    int *correct, *total; /* (K) per class, owned */
+} eval_result;
+
+/* Eval-mode pass over ds in order; g must be planned for batch_size. */
+moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r);
+void eval_result_free(eval_result *r);
+
+#endif
