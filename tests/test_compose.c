@@ -1,0 +1,257 @@
+/* Composition: hand-counted module sizes on a toy model, exactness at
+ * tau = 0, and the property that proves the slicing: for random keep-masks
+ * the composed model reproduces the full model with exactly the dropped
+ * units zeroed, on VGG16, ResNet18 and MobileNet. */
+#include "test_util.h"
+
+#include "compose.h"
+#include "decompose.h"
+#include "models.h"
+
+static moda_backend *be;
+
+static int setup(void **state) {
+    (void)state;
+    be = backend_cpu_new();
+    return be ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    backend_free(be);
+    return 0;
+}
+
+/* Random nontrivial parameters, BN statistics included. */
+static void randomize(graph *g, uint64_t seed) {
+    rng r;
+    rng_seed(&r, seed, 3);
+    for (int i = 0; i < g->n_params; i++) {
+        graph_param *p = &g->params[i];
+        size_t n = graph_param_numel(p);
+        if (strstr(p->name, "running_var")) rng_fill_uniform(&r, p->data, n, 0.5f, 1.5f);
+        else if (p->ndim == 1) rng_fill_uniform(&r, p->data, n, -0.5f, 1.0f);
+        else rng_fill_normal(&r, p->data, n, 0.0f, sqrtf(2.0f / (float)(n / p->shape[0])));
+    }
+}
+
+static float *forward(graph *g, const float *x, int n) {
+    assert_int_equal(graph_plan(g, n), MODA_OK);
+    assert_int_equal(graph_forward(g, x, n, false), MODA_OK);
+    graph_node *o = graph_output(g);
+    float *y = tu_alloc(tensor_numel(&o->out));
+    memcpy(y, o->out.data, tensor_numel(&o->out) * sizeof(float));
+    return y;
+}
+
+/* Zero every parameter that produces a dropped unit: the conv/linear rows
+ * and biases and the BN affine of channels the plan does not keep. */
+static void zero_dropped(graph *g, const compose_plan *p) {
+    for (int i = 1; i < g->n_nodes; i++) {
+        graph_node *n = &g->nodes[i];
+        if (i == g->output || !n->n_param) continue;
+        int np = n->kind == NODE_BATCHNORM2D ? 2 : n->n_param;
+        for (int j = 0; j < np; j++) {
+            graph_param *q = &g->params[n->param[j]];
+            size_t row = graph_param_numel(q) / (size_t)q->shape[0];
+            for (int k = 0; k < q->shape[0]; k++)
+                if (!p->keep[i][k]) memset(q->data + (size_t)k * row, 0, row * sizeof(float));
+        }
+    }
+}
+
+static void check_shapes(const graph *g, const graph *c, const compose_plan *p) {
+    assert_int_equal(c->n_nodes, g->n_nodes);
+    for (int i = 1; i < g->n_nodes; i++) {
+        assert_int_equal(c->nodes[i].kind, g->nodes[i].kind);
+        assert_int_equal(c->nodes[i].c, i == g->output ? p->n_classes : p->kept[i]);
+        assert_int_equal(c->nodes[i].h, g->nodes[i].h);
+        assert_int_equal(c->nodes[i].w, g->nodes[i].w);
+    }
+    assert_int_equal(graph_param_count(c), compose_plan_params(g, p));
+    assert_true(fabs(graph_macs(c) - compose_plan_macs(g, p)) < 0.5);
+}
+
+static void fake_rates(const graph *g, rates *r, uint64_t seed) {
+    assert_int_equal(rates_alloc(r, g, graph_output((graph *)g)->c), MODA_OK);
+    rng q;
+    rng_seed(&q, seed, 9);
+    for (int l = 0; l < r->n_layers; l++)
+        rng_fill_uniform(&q, r->rate[l], (size_t)r->num_classes * r->units[l], 0.0f, 1.0f);
+}
+
+static void property_case(model_arch arch, float width, uint64_t seed) {
+    model_config cfg = model_config_default(arch);
+    cfg.width = width;
+    moda_status st;
+    graph *g = model_build(be, &cfg, &st);
+    assert_non_null(g);
+    randomize(g, seed);
+    rates r;
+    fake_rates(g, &r, seed);
+    rng q;
+    rng_seed(&q, seed, 5);
+    const int n = 3;
+    float *x = tu_randn(&q, (size_t)n * 3 * 32 * 32, 1.0f);
+    float *full = forward(g, x, n);
+
+    /* tau 0 keeps every unit: all classes reproduce the logits, a subset
+     * their columns in the order asked for. */
+    int all[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, sub[3] = {7, 2, 5};
+    for (int t = 0; t < 2; t++) {
+        const int *cls = t ? sub : all;
+        int nc = t ? 3 : 10;
+        compose_plan p;
+        graph *c = NULL;
+        assert_int_equal(compose_plan_make(g, &r, cls, nc, 0.0f, &p), MODA_OK);
+        assert_int_equal(compose_build(g, &p, be, &c), MODA_OK);
+        check_shapes(g, c, &p);
+        float *y = forward(c, x, n);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < nc; j++)
+                assert_float_equal(y[i * nc + j], full[i * 10 + cls[j]], 1e-5 + 1e-5 * fabsf(full[i * 10 + cls[j]]));
+        free(y);
+        graph_free(c);
+        compose_plan_free(&p);
+    }
+
+    /* Random masks, half the units of every tracked layer. */
+    for (int trial = 0; trial < 2; trial++) {
+        bool **masks = calloc((size_t)r.n_layers, sizeof(bool *));
+        for (int l = 0; l < r.n_layers; l++) {
+            masks[l] = calloc((size_t)r.units[l], sizeof(bool));
+            for (int k = 0; k < r.units[l]; k++) masks[l][k] = rng_uniform(&q) < 0.5f;
+            masks[l][rng_below(&q, (uint32_t)r.units[l])] = true;
+        }
+        int cls[4] = {3, 9, 0, 6};
+        compose_plan p;
+        graph *c = NULL;
+        assert_int_equal(compose_plan_from_masks(g, &r, masks, cls, 4, &p), MODA_OK);
+        assert_int_equal(compose_build(g, &p, be, &c), MODA_OK);
+        check_shapes(g, c, &p);
+        assert_true(graph_param_count(c) < graph_param_count(g));
+        float *y = forward(c, x, n);
+
+        graph *m = model_build(be, &cfg, &st);
+        for (int i = 0; i < g->n_params; i++)
+            memcpy(m->params[i].data, g->params[i].data, graph_param_numel(&g->params[i]) * sizeof(float));
+        zero_dropped(m, &p);
+        float *masked = forward(m, x, n);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < 4; j++) {
+                float want = masked[i * 10 + cls[j]];
+                if (!(fabsf(y[i * 4 + j] - want) <= 1e-4f + 1e-4f * fabsf(want)))
+                    fail_msg("%s sample %d class %d: composed %.6g, masked full %.6g", model_arch_name(arch), i,
+                             cls[j], y[i * 4 + j], want);
+            }
+        free(masked);
+        free(y);
+        graph_free(m);
+        graph_free(c);
+        compose_plan_free(&p);
+        for (int l = 0; l < r.n_layers; l++) free(masks[l]);
+        free(masks);
+    }
+    free(full);
+    free(x);
+    rates_free(&r);
+    graph_free(g);
+}
+
+static void test_property_vgg16(void **state) {
+    (void)state;
+    property_case(MODEL_VGG16, 0.125f, 1);
+}
+
+static void test_property_resnet18(void **state) {
+    (void)state;
+    property_case(MODEL_RESNET18, 0.125f, 2);
+}
+
+static void test_property_mobilenet(void **state) {
+    (void)state;
+    property_case(MODEL_MOBILENET, 0.125f, 3);
+}
+
+static void test_property_lenet5(void **state) {
+    (void)state;
+    property_case(MODEL_LENET5, 1.0f, 4);
+}
+
+/* Toy: input 1x4x4 -> conv 3x3 (1->4, bias) -> ReLU [A] -> conv 1x1 (4->4,
+ * no bias) -> BN -> add(A) -> ReLU [B] -> GAP -> linear 4->3 (bias).
+ * [A] and [B] are tied by the residual add. Full parameters:
+ * conv0 4*9+4 = 40, conv1 16, bn 8, fc 12+3 = 15: 79. */
+static void test_toy_counts(void **state) {
+    (void)state;
+    graph *g = graph_new(be, 1, 4, 4);
+    int a = graph_relu(g, graph_conv2d(g, "conv0", 0, 4, 3, 1, 1, 1, true));
+    int b = graph_batchnorm2d(g, "bn", graph_conv2d(g, "conv1", a, 4, 1, 1, 0, 1, false));
+    int r2 = graph_relu(g, graph_add(g, b, a));
+    graph_linear(g, "fc", graph_global_avgpool(g, r2), 3, true);
+    assert_int_equal(graph_finalize(g), MODA_OK);
+    assert_int_equal(graph_param_count(g), 79);
+
+    rates r;
+    assert_int_equal(rates_alloc(&r, g, 3), MODA_OK);
+    assert_int_equal(r.n_layers, 2);
+    /* Class 0: A = {0}, B = {1}  -> tied group keeps {0,1}.
+     * Class 1: A = {1}, B = {1}  -> {1}.  Class 2: A = {2,3}, B = {} -> top-1 fallback (unit 3). */
+    float ra[3][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 1}};
+    float rb[3][4] = {{0, 1, 0, 0}, {0, 1, 0, 0}, {0.1f, 0.2f, 0.3f, 0.5f}};
+    memcpy(r.rate[0], ra, sizeof ra);
+    memcpy(r.rate[1], rb, sizeof rb);
+    bool mask[4];
+    assert_int_equal(decompose_mask(&r, 1, 2, 0.9f, mask), 1);
+    assert_true(mask[3] && !mask[0] && !mask[1] && !mask[2]);
+
+    /* Class 0 keeps 2 channels: conv0 2*9+2 = 20, conv1 2*2 = 4, bn 4,
+     * fc 1 row: 2+1 = 3 -> 31. Class 1: 1 channel: 10+1+2+2 = 15.
+     * Class 2: channels {2,3}: 20+4+4+3 = 31. */
+    module_stats s;
+    assert_int_equal(module_stats_compute(g, &r, 0.9f, &s), MODA_OK);
+    assert_float_equal(s.size[0], 31.0 / 79, 1e-12);
+    assert_float_equal(s.size[1], 15.0 / 79, 1e-12);
+    assert_float_equal(s.size[2], 31.0 / 79, 1e-12);
+    /* Shared: 0&1 channel {1}: 10+1+2 = 13 (no logits row); 0&2 none; 1&2 none. */
+    assert_float_equal(s.overlap[0 * 3 + 1], 13.0 / 79, 1e-12);
+    assert_float_equal(s.overlap[1 * 3 + 0], 13.0 / 79, 1e-12);
+    assert_float_equal(s.overlap[0 * 3 + 2], 0.0, 1e-12);
+    assert_float_equal(s.mean_size, (31.0 + 15 + 31) / 3 / 79, 1e-12);
+    assert_float_equal(s.mean_overlap, 13.0 / 79 / 3, 1e-12);
+    assert_int_equal(s.n_layers, 3);
+    /* conv0 shared 10 of 40 in pair (0,1), 0 elsewhere: mean 10/40/3. */
+    assert_float_equal(s.layer_overlap[0], 10.0 / 40 / 3, 1e-12);
+
+    /* Composing {2, 0}: channels {0,1,2,3} minus none... class 0 {0,1} or
+     * class 2 {2,3} = all 4 channels, 2 logits rows: 40+16+8+8+2 = 74. */
+    compose_plan p;
+    int cls[2] = {2, 0};
+    assert_int_equal(compose_plan_make(g, &r, cls, 2, 0.9f, &p), MODA_OK);
+    assert_int_equal(compose_plan_params(g, &p), 74);
+    /* MACs: conv0 4*16*9 = 576, conv1 4*16*4 = 256, fc 2*4 = 8. */
+    assert_float_equal(compose_plan_macs(g, &p), 840, 1e-9);
+    compose_plan_free(&p);
+
+    /* Bad class sets. */
+    int dup[2] = {1, 1}, out[1] = {3};
+    assert_int_equal(compose_plan_make(g, &r, dup, 2, 0.9f, &p), MODA_ERR_ARG);
+    assert_int_equal(compose_plan_make(g, &r, out, 1, 0.9f, &p), MODA_ERR_ARG);
+    assert_int_equal(compose_plan_make(g, &r, cls, 0, 0.9f, &p), MODA_ERR_ARG);
+    assert_int_equal(compose_plan_make(g, &r, cls, 2, 1.5f, &p), MODA_ERR_ARG);
+    assert_int_equal(compose_plan_make(NULL, &r, cls, 2, 0.9f, &p), MODA_ERR_NULL);
+    compose_plan_free(NULL);
+    module_stats_free(&s);
+    module_stats_free(NULL);
+    rates_free(&r);
+    graph_free(g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_toy_counts),         cmocka_unit_test(test_property_lenet5),
+        cmocka_unit_test(test_property_vgg16),     cmocka_unit_test(test_property_resnet18),
+        cmocka_unit_test(test_property_mobilenet),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
