@@ -5,7 +5,8 @@
  * FLOPs = 2*N*K*C*Ho*Wo*kh*kw/groups. Reported: median of timed reps after
  * warm-up, through the public op entry points with plain NCHW tensors.
  *
- * Usage: bench_conv2d [--reps N] [--warmup N] [--json]
+ * Usage: bench_conv2d [--reps N] [--warmup N] [--shape I] [--json]
+ *   --shape I runs only the I-th shape (0-based) of the table below;
  *   --json prints one JSON object per shape, one per line. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,8 @@ static void check(moda_status s, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    int reps = 10, warmup = 3, json = 0;
+    int reps = 10, warmup = 3, json = 0, only = -1;
+    const int n_shapes = (int)(sizeof(shapes) / sizeof(shapes[0]));
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             json = 1;
@@ -69,8 +71,14 @@ int main(int argc, char **argv) {
             reps = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) {
             warmup = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            only = atoi(argv[++i]);
+            if (only < 0 || only >= n_shapes) {
+                fprintf(stderr, "--shape: 0..%d\n", n_shapes - 1);
+                return 2;
+            }
         } else {
-            fprintf(stderr, "usage: %s [--reps N] [--warmup N] [--json]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--reps N] [--warmup N] [--shape I] [--json]\n", argv[0]);
             return 2;
         }
     }
@@ -88,7 +96,8 @@ int main(int argc, char **argv) {
 
     rng r;
     rng_seed(&r, 42, 0);
-    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+    for (int si = 0; si < n_shapes; si++) {
+        if (only >= 0 && si != only) continue;
         const bench_shape *s = &shapes[si];
         const conv2d_params p = {s->ks, s->ks, s->stride, s->stride, s->pad, s->pad, 1};
         const int ho = conv_out_size(s->h, s->ks, s->stride, s->pad);

@@ -7,7 +7,8 @@ Forward is F.conv2d on NCHW float32; backward is autograd of the output
 with a fixed gradient, computing grad input + grad weight + grad bias
 (counted as 2x the forward FLOPs).
 
-Usage: conv2d_torch.py [--reps N] [--warmup N] [--json]
+Usage: conv2d_torch.py [--reps N] [--warmup N] [--shape I] [--json]
+  --shape I runs only the I-th shape (0-based).
 """
 import argparse
 import json
@@ -43,6 +44,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--shape", type=int, default=None,
+                    choices=range(len(SHAPES)), help="only this shape (0-based)")
     ap.add_argument("--json", action="store_true",
                     help="one JSON object per shape, one per line")
     args = ap.parse_args()
@@ -50,7 +53,8 @@ def main():
     torch.set_num_threads(2)
     torch.manual_seed(0)
     rows = []
-    for (n, c, h, k, ks, s, p) in SHAPES:
+    shapes = SHAPES if args.shape is None else [SHAPES[args.shape]]
+    for (n, c, h, k, ks, s, p) in shapes:
         ho = out_size(h, ks, s, p)
         x = torch.randn(n, c, h, h, dtype=torch.float32, requires_grad=True)
         w = (torch.randn(k, c, ks, ks) * 0.05).requires_grad_(True)

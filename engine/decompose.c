@@ -42,7 +42,8 @@ void rates_free(rates *r) {
     memset(r, 0, sizeof(*r));
 }
 
-moda_status decompose_rates(graph *g, const dataset *ds, int batch_size, rates *r) {
+moda_status decompose_rates(graph *g, const dataset *ds, int batch_size, rates *r, decompose_progress_fn progress,
+                            void *ctx) {
     if (!g || !ds || !r) return MODA_ERR_NULL;
     if (batch_size <= 0 || batch_size > g->max_batch) return MODA_ERR_ARG;
     if (ds->num_classes != r->num_classes || graph_output(g)->c != r->num_classes) return MODA_ERR_SHAPE;
@@ -62,7 +63,7 @@ moda_status decompose_rates(graph *g, const dataset *ds, int batch_size, rates *
         memset(r->rate[l], 0, (size_t)r->num_classes * r->units[l] * sizeof(float));
     memset(r->class_count, 0, (size_t)r->num_classes * sizeof(int));
     dataset_iter_begin_epoch(&it, 0);
-    int n;
+    int n, done = 0;
     while ((n = dataset_iter_next(&it, x, y)) > 0) {
         if ((s = graph_forward(g, x, n, false)) != MODA_OK) break;
         for (int i = 0; i < n; i++) r->class_count[y[i]]++;
@@ -80,6 +81,8 @@ moda_status decompose_rates(graph *g, const dataset *ds, int batch_size, rates *
                     rate[(size_t)y[i] * c + k] += (float)on;
                 }
         }
+        done += n;
+        if (progress) progress(done, ds->n, ctx);
     }
     dataset_iter_free(&it);
     free(x);

@@ -28,9 +28,13 @@ typedef struct rates {
 moda_status rates_alloc(rates *r, const graph *g, int num_classes);
 void rates_free(rates *r); /* accepts NULL */
 
+/* Called after each batch with the samples done so far. */
+typedef void (*decompose_progress_fn)(int done, int total, void *ctx);
+
 /* Eval-mode pass over ds (no augmentation) in batches of batch_size (g
- * must be planned for it). */
-moda_status decompose_rates(graph *g, const dataset *ds, int batch_size, rates *r);
+ * must be planned for it). progress may be NULL. */
+moda_status decompose_rates(graph *g, const dataset *ds, int batch_size, rates *r, decompose_progress_fn progress,
+                            void *ctx);
 
 /* Fallback size for a layer of n units: max(1, floor(0.005 n)). */
 int decompose_min_units(int n);

@@ -23,7 +23,7 @@ contains() { # description, needle
 expect "no command" 2 "$moda"
 expect "top help" 0 "$moda" --help
 contains "top help" "train"
-for c in train eval info; do
+for c in train eval info decompose inspect eval-reuse; do
   expect "$c --help" 0 "$moda" $c --help
   contains "$c --help" "usage: moda $c"
 done
@@ -34,6 +34,10 @@ expect "bad number" 2 "$moda" train --epochs ten
 expect "missing value" 2 "$moda" train --epochs
 expect "bad arch" 2 "$moda" train --arch alexnet --out /tmp/moda-cli-unused
 expect "eval needs a checkpoint" 2 "$moda" eval
+expect "eval-reuse needs a registry" 2 "$moda" eval-reuse
+expect "eval-reuse bad tasks" 2 "$moda" eval-reuse --registry /tmp --model m --tasks zero
+expect "eval-reuse missing registry" 1 "$moda" eval-reuse --registry /nonexistent-reg --model m
+contains "eval-reuse missing registry" "/nonexistent-reg"
 expect "eval missing file" 1 "$moda" eval --checkpoint /nonexistent/ck.safetensors
 contains "eval missing file" "/nonexistent/ck.safetensors"
 expect "info bad arch" 2 "$moda" info --arch alexnet

@@ -6,6 +6,8 @@
 
 #include "args.h"
 #include "checkpoint.h"
+#include "cmd_registry.h"
+#include "cmd_reuse.h"
 #include "models.h"
 #include "train.h"
 
@@ -15,9 +17,12 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: moda <command> [options]\n\n"
             "commands:\n"
-            "  train   train a model, standard or modular (--moda)\n"
-            "  eval    test accuracy and per-class accuracy of a checkpoint\n"
-            "  info    layer table, parameters and FLOPs of an architecture\n\n"
+            "  train       train a model, standard or modular (--moda)\n"
+            "  eval        test accuracy and per-class accuracy of a checkpoint\n"
+            "  info        layer table, parameters and FLOPs of an architecture\n"
+            "  decompose   activation rates and module stats of a checkpoint into a registry\n"
+            "  inspect     models, classes, module sizes and overlaps in a registry\n"
+            "  eval-reuse  accuracy of composed models over class subsets\n\n"
             "Run 'moda <command> --help' for its options.\n");
 }
 
@@ -206,6 +211,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
+    if (!strcmp(cmd, "decompose")) return cmd_decompose(argc, argv);
+    if (!strcmp(cmd, "inspect")) return cmd_inspect(argc, argv);
+    if (!strcmp(cmd, "eval-reuse")) return cmd_eval_reuse(argc, argv);
     fprintf(stderr, "moda: unknown command '%s'\n", cmd);
     usage(stderr);
     return EXIT_USAGE;

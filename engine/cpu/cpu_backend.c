@@ -8,13 +8,25 @@
 void *cpu_cache_get(cpu_ctx *c, const void *key, size_t key_len) {
     for (int i = 0; i < c->n_entries; i++) {
         cpu_cache_entry *e = &c->entries[i];
-        if (e->key_len == key_len && memcmp(e->key, key, key_len) == 0) return e->value;
+        if (e->key_len == key_len && memcmp(e->key, key, key_len) == 0) {
+            e->last_use = ++c->clock;
+            return e->value;
+        }
     }
     return NULL;
 }
 
 moda_status cpu_cache_put(cpu_ctx *c, const void *key, size_t key_len, void *value,
                           void (*destroy)(void *)) {
+    if (c->n_entries == CPU_CACHE_MAX_ENTRIES) {
+        int lru = 0;
+        for (int i = 1; i < c->n_entries; i++)
+            if (c->entries[i].last_use < c->entries[lru].last_use) lru = i;
+        cpu_cache_entry *e = &c->entries[lru];
+        if (e->destroy) e->destroy(e->value);
+        free(e->key);
+        *e = c->entries[--c->n_entries];
+    }
     if (c->n_entries == c->cap_entries) {
         int cap = c->cap_entries ? 2 * c->cap_entries : 32;
         cpu_cache_entry *e = realloc(c->entries, (size_t)cap * sizeof(*e));
@@ -25,7 +37,7 @@ moda_status cpu_cache_put(cpu_ctx *c, const void *key, size_t key_len, void *val
     void *k = malloc(key_len);
     if (!k) goto fail;
     memcpy(k, key, key_len);
-    c->entries[c->n_entries++] = (cpu_cache_entry){k, key_len, value, destroy};
+    c->entries[c->n_entries++] = (cpu_cache_entry){k, key_len, value, destroy, ++c->clock};
     return MODA_OK;
 fail:
     if (destroy) destroy(value);
@@ -33,6 +45,7 @@ fail:
 }
 
 void *cpu_scratch(cpu_ctx *c, size_t bytes) {
+    if (bytes == 0) bytes = 64; /* a valid pointer even when nothing is needed */
     if (bytes <= c->scratch_bytes) return c->scratch;
     void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!p) return NULL;

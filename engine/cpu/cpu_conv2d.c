@@ -272,9 +272,8 @@ fail:
     return s;
 }
 
-/* Weight and/or bias gradient. With only db wanted, the weight gradient goes
- * to a private buffer: one primitive still computes db more cheaply than a
- * separate pass would cost to maintain. */
+/* Weight and/or bias gradient. With only db wanted, the weight gradient is
+ * still computed, into a private buffer: a rare case, and it keeps one path. */
 static moda_status plan_build_bwd_weights(cpu_ctx *c, conv_plan *pl, const conv_mds *m, int want_dw,
                                           int want_db, const_dnnl_primitive_desc_t hint) {
     dnnl_convolution_desc_t cd;
@@ -337,7 +336,8 @@ static moda_status plan_get(cpu_ctx *c, const conv_key *key, conv_plan **out) {
     if (!pl) {
         pl = calloc(1, sizeof(*pl));
         if (!pl) return MODA_ERR_NOMEM;
-        moda_status s = key->tag[6] == 'F' ? plan_build_fwd(c, pl, key) : plan_build_bwd(c, pl, key);
+        const int fwd = key->tag[6] == 'F'; /* the tag's last letter is the direction */
+        moda_status s = fwd ? plan_build_fwd(c, pl, key) : plan_build_bwd(c, pl, key);
         /* Grow the shared scratchpad now so that running never allocates. */
         if (s == MODA_OK && pl->scratch_bytes && !cpu_scratch(c, pl->scratch_bytes)) s = MODA_ERR_NOMEM;
         if (s != MODA_OK) {

@@ -15,13 +15,19 @@ typedef struct cpu_cache_entry {
     size_t key_len;
     void *value; /* owned; released with destroy */
     void (*destroy)(void *value);
+    unsigned long last_use; /* for least-recently-used eviction */
 } cpu_cache_entry;
+
+/* Composing many models creates many shapes; beyond this many entries the
+ * least recently used one is released. A network needs far fewer. */
+#define CPU_CACHE_MAX_ENTRIES 512
 
 typedef struct cpu_ctx {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     cpu_cache_entry *entries; /* owned */
     int n_entries, cap_entries;
+    unsigned long clock;       /* cache use counter */
     void *scratch;             /* user-mode scratchpad, owned */
     size_t scratch_bytes;
 } cpu_ctx;

@@ -1,0 +1,93 @@
+/* The model registry on disk (DESIGN.md section 5):
+ *
+ *   <root>/index.json                {"format":1,"models":[{"name","manifest","sha256"}]}
+ *   <root>/<model>/manifest.json     architecture and its graph, input shape and
+ *                                    normalisation, class names, training config,
+ *                                    test accuracy, module stats, files + sha256
+ *   <root>/<model>/weights.safetensors.zst  every parameter and BN buffer
+ *   <root>/<model>/rates.safetensors.zst    "rates.<l>" (K, N_l) per tracked layer,
+ *                                           "class_count" (K)
+ *
+ * Every file is written atomically (temp file, fsync, rename); a model's
+ * data files come first, then its manifest, and index.json last, so a reader
+ * never finds an index entry whose files are incomplete. Writers in any
+ * process take turns through a lock on <root>/.lock. Replacing a model
+ * under a name that readers are using may make such a reader fail with a
+ * hash mismatch (never read mixed data); it can retry.
+ *
+ * Reading verifies everything before handing anything out: JSON types and
+ * required keys, the manifest's sha256 against the index, each file's size
+ * and sha256 against the manifest, decompression, safetensors structure,
+ * every tensor's shape against the model rebuilt from the manifest's
+ * architecture fields, and the manifest's graph against that model. Each
+ * failure returns MODA_ERR_FORMAT (bad content), MODA_ERR_NOT_FOUND (no
+ * registry, unknown model) or MODA_ERR_IO (unreadable file) with a message
+ * "<file>: <problem>". */
+#ifndef MODA_REGISTRY_H
+#define MODA_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "checkpoint.h"
+#include "compose.h"
+#include "decompose.h"
+#include "graph.h"
+
+#define REGISTRY_FORMAT 1
+#define REGISTRY_NAME_MAX 64
+#define REGISTRY_INDEX_FILE "index.json"
+#define REGISTRY_MANIFEST_FILE "manifest.json"
+#define REGISTRY_WEIGHTS_FILE "weights.safetensors.zst"
+#define REGISTRY_RATES_FILE "rates.safetensors.zst"
+#define REGISTRY_LOCK_FILE ".lock" /* empty; writers lock it to take turns */
+
+/* Model names are [A-Za-z0-9._-]{1,64}, not starting with '.', and not
+ * "index.json": each is a directory name under the root. */
+bool registry_name_valid(const char *name);
+
+/* Write (or replace) model `name` under root, creating directories as
+ * needed, then add it to index.json (an entry of the same name is replaced
+ * in place). train_json is the checkpoint's "moda" metadata document (its
+ * "train" object, with the dataset, subset and epochs done, becomes the
+ * manifest's training config) or any JSON object used as is; NULL for none.
+ * test_acc is a fraction in [0, 1]. r must hold rates for g's tracked
+ * layers and st the module stats computed from them. */
+moda_status registry_write_model(const char *root, const char *name, const graph *g, const model_info *mi,
+                                 const char *train_json, double test_acc, const rates *r, const module_stats *st,
+                                 char *err, size_t errlen);
+
+typedef struct registry registry; /* opaque: the root and the validated index */
+
+/* Read and validate <root>/index.json. MODA_ERR_NOT_FOUND when it does not
+ * exist. */
+moda_status registry_open(const char *root, registry **out, char *err, size_t errlen);
+void registry_close(registry *reg); /* accepts NULL */
+
+const char *registry_root(const registry *reg);
+int registry_count(const registry *reg);
+const char *registry_name(const registry *reg, int i); /* NULL when out of range */
+int registry_find(const registry *reg, const char *name); /* index or -1 */
+
+/* A model from the registry. */
+typedef struct registry_model {
+    char name[REGISTRY_NAME_MAX + 1];
+    model_info info;       /* architecture, preprocessing, class names; owned */
+    double test_acc;       /* fraction */
+    module_stats stats;    /* as stored, at stats.tau; owned (freed by registry_model_free) */
+    char *manifest_json;   /* the manifest's text, owned */
+    graph *g;              /* weights loaded; NULL from registry_read_manifest */
+    rates r;               /* zeroed from registry_read_manifest */
+} registry_model;
+
+/* Only the manifest: verified against the index and parsed, for listing
+ * models without loading their weights. */
+moda_status registry_read_manifest(const registry *reg, const char *name, registry_model *out, char *err,
+                                   size_t errlen);
+/* The whole model: manifest, the graph rebuilt on be with its weights, and
+ * the rates, all verified. */
+moda_status registry_load_model(const registry *reg, const char *name, moda_backend *be, registry_model *out,
+                                char *err, size_t errlen);
+void registry_model_free(registry_model *m); /* accepts NULL; leaves *m zeroed */
+
+#endif

@@ -1,0 +1,110 @@
+/* Pieces shared by the registry reader and writer: the index, the manifest,
+ * and the two tensor files. Not part of the public API. */
+#ifndef MODA_REGISTRY_INTERNAL_H
+#define MODA_REGISTRY_INTERNAL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "registry.h"
+#include "safetensors.h"
+#include "sha256.h"
+
+/* Bounds on what a reader accepts, so a hostile file cannot make it
+ * allocate without limit. */
+#define REGISTRY_INDEX_MAX_BYTES ((size_t)64 << 20)
+#define REGISTRY_MANIFEST_MAX_BYTES ((size_t)256 << 20)
+#define REGISTRY_DATA_MAX_BYTES ((uint64_t)64 << 30)
+
+/* Numbers in the manifest and index: 15 digits print every double we
+ * write exactly enough and keep short values short. */
+#define REGISTRY_JSON_FLAGS (JSON_INDENT(1) | JSON_REAL_PRECISION(15))
+
+typedef struct registry_entry {
+    char name[REGISTRY_NAME_MAX + 1];
+    char sha256[SHA256_HEX_LEN]; /* of <name>/manifest.json */
+} registry_entry;
+
+struct registry {
+    char *root;
+    registry_entry *entries; /* (n), owned */
+    int n;
+};
+
+/* "<a>/<b>" (or "<a>/<b>/<c>" when c is non-NULL) into buf; false if it
+ * does not fit. */
+bool registry_path(char *buf, size_t size, const char *a, const char *b, const char *c);
+/* Exactly 64 hex digits (either case). */
+bool registry_is_sha256_hex(const char *s);
+
+/* ---- index.json (index.c) -------------------------------------------- */
+
+/* Parse and validate index text; entries are owned by the caller. */
+moda_status registry_index_parse(const char *text, size_t len, const char *file, registry_entry **entries, int *n,
+                                 char *err, size_t errlen);
+/* The index document for entries (malloc'd text), NULL when out of memory. */
+char *registry_index_dump(const registry_entry *entries, int n);
+
+/* ---- manifest.json (manifest.c) -------------------------------------- */
+
+typedef struct registry_file_info {
+    char path[REGISTRY_NAME_MAX + 1]; /* a plain file name inside the model directory */
+    char sha256[SHA256_HEX_LEN];      /* of the file's bytes (compressed) */
+    uint64_t bytes;                   /* its size */
+} registry_file_info;
+
+enum { REGISTRY_FILE_WEIGHTS, REGISTRY_FILE_RATES, REGISTRY_N_FILES };
+
+/* Module stats the manifest can hold: complete, fractions in [0, 1], tau
+ * in [0, 1], layer nodes within the graph. */
+bool registry_stats_valid(const module_stats *st, int n_nodes);
+
+/* The manifest text (malloc'd), or NULL with a message (a class name that
+ * is not UTF-8, or out of memory).
+ * training is the training config object (borrowed). */
+char *registry_manifest_dump(const char *name, const graph *g, const model_info *mi, json_t *training,
+                             double test_acc, const module_stats *st, const registry_file_info files[REGISTRY_N_FILES],
+                             char *err, size_t errlen);
+
+/* The training config for a manifest from a checkpoint's metadata document
+ * or a plain object (see registry_write_model); NULL text gives {}. */
+moda_status registry_training_config(const char *train_json, json_t **out, char *err, size_t errlen);
+
+/* The graph as the manifest records it. */
+json_t *registry_graph_json(const graph *g);
+
+/* Parse a manifest: m->name, info, test_acc and stats are filled; files
+ * and the "architecture" object (a new reference) are returned for the
+ * loader to check. `name` is the model name the index gave. */
+moda_status registry_manifest_parse(const char *text, const char *file, const char *name, registry_model *m,
+                                    registry_file_info files[REGISTRY_N_FILES], json_t **arch, char *err,
+                                    size_t errlen);
+
+/* Compare the manifest's architecture (parameter count and graph) with
+ * the model rebuilt from its fields. */
+moda_status registry_manifest_check_graph(json_t *arch, const graph *g, const char *file, char *err,
+                                          size_t errlen);
+
+/* ---- weights and rates files (tensor_files.c) ------------------------ */
+
+/* The uncompressed safetensors images. */
+moda_status registry_weights_serialize(const graph *g, uint8_t **out, size_t *len, char *err, size_t errlen);
+moda_status registry_rates_serialize(const rates *r, uint8_t **out, size_t *len, char *err, size_t errlen);
+
+/* r must describe g's tracked layers (the layout rates_alloc gives) with
+ * rates in [0, 1] and counts in [0, 2^24]. */
+moda_status registry_rates_check(const graph *g, const rates *r, char *err, size_t errlen);
+
+/* Read `path`, check its size and sha256 against info, decompress (at most
+ * max_out bytes) and parse it as safetensors. *out owns the bytes. */
+moda_status registry_open_tensor_file(const char *path, const registry_file_info *info, size_t max_out,
+                                      safetensors_file **out, char *err, size_t errlen);
+
+/* Load every parameter of g from f (exact tensor set, shapes, finite). */
+moda_status registry_weights_load(const safetensors_file *f, const char *path, graph *g, char *err,
+                                  size_t errlen);
+/* Allocate r for g and K classes and fill it from f. */
+moda_status registry_rates_load(const safetensors_file *f, const char *path, const graph *g, int num_classes,
+                                rates *r, char *err, size_t errlen);
+
+#endif

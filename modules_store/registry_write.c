@@ -1,0 +1,245 @@
+/* Writing a model into the registry: tensor files, then the manifest, then
+ * the index, each replaced atomically. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "fileio.h"
+#include "zstd_io.h"
+#include "registry_internal.h"
+
+#define PATH_LEN 4096
+
+/* Compress raw, write it to dir/file atomically and describe it in info. */
+static moda_status write_compressed(const char *dir, const char *file, const uint8_t *raw, size_t len,
+                                    registry_file_info *info, char *err, size_t errlen) {
+    char path[PATH_LEN];
+    if (!registry_path(path, sizeof path, dir, file, NULL)) {
+        fileio_errf(err, errlen, "%s: path too long", dir);
+        return MODA_ERR_ARG;
+    }
+    uint8_t *z = NULL;
+    size_t zlen = 0;
+    char why[FILEIO_ERR_LEN] = "";
+    moda_status s = zstdio_compress(raw, len, ZSTDIO_DEFAULT_LEVEL, &z, &zlen, why, sizeof why);
+    if (s != MODA_OK) {
+        fileio_errf(err, errlen, "%s: %s", path, why);
+        return s;
+    }
+    s = fileio_write_atomic(path, z, zlen, err, errlen);
+    if (s == MODA_OK) {
+        snprintf(info->path, sizeof info->path, "%s", file);
+        sha256_hex(z, zlen, info->sha256);
+        info->bytes = zlen;
+    }
+    free(z);
+    return s;
+}
+
+/* Write a JSON text with a final newline; its sha256 (of exactly those
+ * bytes) into hex when non-NULL. */
+static moda_status write_json_text(const char *path, const char *text, char hex[SHA256_HEX_LEN], char *err,
+                                   size_t errlen) {
+    size_t n = strlen(text);
+    char *buf = malloc(n + 2);
+    if (!buf) {
+        fileio_errf(err, errlen, "%s: out of memory", path);
+        return MODA_ERR_NOMEM;
+    }
+    memcpy(buf, text, n);
+    buf[n] = '\n';
+    if (hex) sha256_hex(buf, n + 1, hex);
+    moda_status s = fileio_write_atomic(path, buf, n + 1, err, errlen);
+    free(buf);
+    return s;
+}
+
+/* Writers of one registry take turns: an exclusive lock on a side file is
+ * held from the first data file to the index update, so concurrent writes
+ * of the same model cannot interleave their files and concurrent additions
+ * of different models cannot lose an index entry. Returns the locked file
+ * descriptor (closing it unlocks) or -1. */
+static int lock_registry(const char *root, char *err, size_t errlen) {
+    char lock[PATH_LEN];
+    if (!registry_path(lock, sizeof lock, root, REGISTRY_LOCK_FILE, NULL)) {
+        fileio_errf(err, errlen, "%s: path too long", root);
+        return -1;
+    }
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fileio_errf(err, errlen, "%s: cannot open: %s", lock, strerror(errno));
+        return -1;
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET}; /* the whole file */
+    int rc;
+    while ((rc = fcntl(fd, F_SETLKW, &fl)) != 0 && errno == EINTR) {
+    }
+    if (rc != 0) {
+        fileio_errf(err, errlen, "%s: cannot lock: %s", lock, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Read-modify-write of index.json (the caller holds the lock). */
+static moda_status update_index(const char *root, const char *name, const char *manifest_sha, char *err,
+                                size_t errlen) {
+    char index[PATH_LEN];
+    if (!registry_path(index, sizeof index, root, REGISTRY_INDEX_FILE, NULL)) {
+        fileio_errf(err, errlen, "%s: path too long", root);
+        return MODA_ERR_ARG;
+    }
+    registry_entry *entries = NULL;
+    int n = 0;
+    moda_status s = MODA_OK;
+    struct stat st;
+    if (stat(index, &st) == 0 || errno != ENOENT) {
+        /* An unreadable or invalid index is left alone rather than
+         * replaced by one that would forget its models. */
+        uint8_t *text = NULL;
+        size_t len = 0;
+        s = fileio_read_all(index, REGISTRY_INDEX_MAX_BYTES, &text, &len, err, errlen);
+        if (s == MODA_OK) s = registry_index_parse((const char *)text, len, index, &entries, &n, err, errlen);
+        free(text);
+    }
+    int at = -1;
+    for (int i = 0; s == MODA_OK && i < n; i++)
+        if (!strcmp(entries[i].name, name)) at = i;
+    if (s == MODA_OK && at < 0) {
+        registry_entry *grown = realloc(entries, ((size_t)n + 1) * sizeof(*grown));
+        if (!grown) {
+            fileio_errf(err, errlen, "%s: out of memory", index);
+            s = MODA_ERR_NOMEM;
+        } else {
+            entries = grown;
+            at = n++;
+            memset(&entries[at], 0, sizeof(entries[at]));
+            snprintf(entries[at].name, sizeof entries[at].name, "%s", name);
+        }
+    }
+    if (s == MODA_OK) {
+        snprintf(entries[at].sha256, sizeof entries[at].sha256, "%s", manifest_sha);
+        char *text = registry_index_dump(entries, n);
+        if (!text) {
+            fileio_errf(err, errlen, "%s: cannot encode the index", index);
+            s = MODA_ERR_NOMEM;
+        } else {
+            s = write_json_text(index, text, NULL, err, errlen);
+            free(text);
+        }
+    }
+    free(entries);
+    return s;
+}
+
+static bool is_utf8(const char *s) {
+    json_t *js = s ? json_string(s) : NULL; /* Jansson validates */
+    json_decref(js);
+    return js != NULL;
+}
+
+static moda_status check_inputs(const char *name, const graph *g, const model_info *mi, double test_acc,
+                                const rates *r, const module_stats *st, char *err, size_t errlen) {
+    if (!registry_name_valid(name)) {
+        fileio_errf(err, errlen, "invalid model name \"%s\": use 1 to %d of A-Z a-z 0-9 . _ - (not starting "
+                    "with '.')", name, REGISTRY_NAME_MAX);
+        return MODA_ERR_ARG;
+    }
+    const model_config *m = &mi->model;
+    if (!g->finalized || g->nodes[g->output].c != m->num_classes || g->in_c != m->in_channels ||
+        g->in_h != m->input_size || g->in_w != m->input_size) {
+        fileio_errf(err, errlen, "the graph does not match the model info (%s, %d classes)", model_arch_name(m->arch),
+                    m->num_classes);
+        return MODA_ERR_ARG;
+    }
+    if (!mi->class_names || mi->channels != m->in_channels) {
+        fileio_errf(err, errlen, "model info lacks class names or has %d channels for %d inputs", mi->channels,
+                    m->in_channels);
+        return MODA_ERR_ARG;
+    }
+    /* JSON strings must be UTF-8; checked now so no file is written. */
+    if (!is_utf8(mi->dataset)) {
+        fileio_errf(err, errlen, "the dataset name is not valid UTF-8");
+        return MODA_ERR_ARG;
+    }
+    for (int k = 0; k < m->num_classes; k++)
+        if (!is_utf8(mi->class_names[k])) {
+            fileio_errf(err, errlen, "class name %d is missing or not valid UTF-8", k);
+            return MODA_ERR_ARG;
+        }
+    if (!(test_acc >= 0.0 && test_acc <= 1.0)) {
+        fileio_errf(err, errlen, "test accuracy %g is not a fraction in [0, 1]", test_acc);
+        return MODA_ERR_ARG;
+    }
+    if (r->num_classes != m->num_classes || st->num_classes != m->num_classes) {
+        fileio_errf(err, errlen, "rates (%d classes) or module stats (%d) do not match the model's %d classes",
+                    r->num_classes, st->num_classes, m->num_classes);
+        return MODA_ERR_ARG;
+    }
+    if (!registry_stats_valid(st, g->n_nodes)) {
+        fileio_errf(err, errlen, "module stats are incomplete or not fractions in [0, 1]");
+        return MODA_ERR_ARG;
+    }
+    moda_status s = registry_rates_check(g, r, err, errlen);
+    return s == MODA_OK ? s : MODA_ERR_ARG;
+}
+
+moda_status registry_write_model(const char *root, const char *name, const graph *g, const model_info *mi,
+                                 const char *train_json, double test_acc, const rates *r, const module_stats *st,
+                                 char *err, size_t errlen) {
+    if (!root || !name || !g || !mi || !r || !st) {
+        fileio_errf(err, errlen, "registry_write_model: NULL argument");
+        return MODA_ERR_NULL;
+    }
+    MODA_TRY(check_inputs(name, g, mi, test_acc, r, st, err, errlen));
+    json_t *training = NULL;
+    MODA_TRY(registry_training_config(train_json, &training, err, errlen));
+
+    char dir[PATH_LEN], manifest[PATH_LEN];
+    registry_file_info files[REGISTRY_N_FILES];
+    memset(files, 0, sizeof files);
+    moda_status s = MODA_OK;
+    if (!registry_path(dir, sizeof dir, root, name, NULL) ||
+        !registry_path(manifest, sizeof manifest, root, name, REGISTRY_MANIFEST_FILE)) {
+        fileio_errf(err, errlen, "%s: path too long", root);
+        s = MODA_ERR_ARG;
+    }
+    /* Both images first: serialising also validates the tensors, and
+     * nothing is written for a model that cannot be stored whole. */
+    uint8_t *weights = NULL, *rates_img = NULL;
+    size_t weights_len = 0, rates_len = 0;
+    if (s == MODA_OK) s = registry_weights_serialize(g, &weights, &weights_len, err, errlen);
+    if (s == MODA_OK) s = registry_rates_serialize(r, &rates_img, &rates_len, err, errlen);
+
+    if (s == MODA_OK) s = fileio_mkdir_p(root, err, errlen);
+    int lock = -1;
+    if (s == MODA_OK && (lock = lock_registry(root, err, errlen)) < 0) s = MODA_ERR_IO;
+    if (s == MODA_OK) s = fileio_mkdir_p(dir, err, errlen);
+    if (s == MODA_OK)
+        s = write_compressed(dir, REGISTRY_WEIGHTS_FILE, weights, weights_len, &files[REGISTRY_FILE_WEIGHTS], err,
+                             errlen);
+    if (s == MODA_OK)
+        s = write_compressed(dir, REGISTRY_RATES_FILE, rates_img, rates_len, &files[REGISTRY_FILE_RATES], err, errlen);
+    free(weights);
+    free(rates_img);
+
+    char sha[SHA256_HEX_LEN];
+    if (s == MODA_OK) {
+        char *text = registry_manifest_dump(name, g, mi, training, test_acc, st, files, err, errlen);
+        if (!text) s = MODA_ERR_ARG;
+        else s = write_json_text(manifest, text, sha, err, errlen);
+        free(text);
+    }
+    json_decref(training);
+    if (s == MODA_OK) s = update_index(root, name, sha, err, errlen);
+    if (lock >= 0) close(lock); /* releases the lock */
+    return s;
+}
