@@ -19,7 +19,7 @@ demo)
   build build
   # Train LeNet5 on Fashion-MNIST (Debian's dataset-fashion-mnist).
   rm -rf runs/demo
-  build/moda train --arch lenet5 --epochs 10 --seed 1 --out runs/demo
+  build/moda train --arch lenet5 --epochs 10 --seed 1 --no-augment --out runs/demo
   build/moda eval --checkpoint runs/demo/checkpoint.safetensors
   ;;
 test)

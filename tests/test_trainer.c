@@ -9,48 +9,9 @@
 #include "checkpoint.h"
 #include "fileio.h"
 #include "train.h"
+#include "synthetic_idx.h"
 
 static char root[256];
-
-static void write_be32(FILE *f, uint32_t v) {
-    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
-                          (unsigned char)v};
-    fwrite(b, 1, 4, f);
-}
-
-/* 4 classes of 12x12 images whose patterns survive the crop and flip
- * augmentation: horizontal stripes, vertical stripes, a fine and a coarse
- * checkerboard. */
-static void write_idx(const char *dir, const char *prefix, int n, uint64_t seed) {
-    char p[512];
-    rng r;
-    rng_seed(&r, seed, 1);
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
-    FILE *fi = fopen(p, "wb");
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, prefix);
-    FILE *fl = fopen(p, "wb");
-    assert_non_null(fi);
-    assert_non_null(fl);
-    write_be32(fi, 0x803);
-    write_be32(fi, (uint32_t)n);
-    write_be32(fi, 12);
-    write_be32(fi, 12);
-    write_be32(fl, 0x801);
-    write_be32(fl, (uint32_t)n);
-    for (int i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)(i % 4);
-        fwrite(&c, 1, 1, fl);
-        for (int y = 0; y < 12; y++)
-            for (int x = 0; x < 12; x++) {
-                int on = c == 0 ? y % 2 == 0 : c == 1 ? x % 2 == 0 : c == 2 ? (x + y) % 2 == 0 : (x / 3 + y / 3) % 2 == 0;
-                float v = 40 + 30 * rng_normal(&r) + (on ? 150 : 0);
-                unsigned char px = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
-                fwrite(&px, 1, 1, fi);
-            }
-    }
-    fclose(fi);
-    fclose(fl);
-}
 
 static int setup(void **state) {
     (void)state;
@@ -59,12 +20,9 @@ static int setup(void **state) {
     char d[300];
     snprintf(d, sizeof d, "%s/data", root);
     mkdir(d, 0755);
-    write_idx(d, "train", 256, 1);
-    write_idx(d, "t10k", 64, 2);
-    snprintf(d, sizeof d, "%s/data/names.txt", root);
-    FILE *f = fopen(d, "w");
-    fputs("top-left\ntop-right\nbottom-left\nbottom-right\n", f);
-    fclose(f);
+    synth_write_idx(d, "train", 256, 1);
+    synth_write_idx(d, "t10k", 64, 2);
+    synth_write_names(d, (const char *const[]){"h-stripes", "v-stripes", "fine-check", "coarse-check"});
     return 0;
 }
 

@@ -1,0 +1,106 @@
+/* Composition latency: plan + slice (compose_plan_make + compose_build) of
+ * VGG16 at width 1 for 2- and 5-class tasks, parent model in memory.
+ *
+ * Rates are synthetic (uniform in [0, 1], seeded), so at tau 0.9 each class
+ * keeps about 10% of every layer; the classes' union grows with the task.
+ * Reported: median over reps of the plan, the build (new graph, slab
+ * allocation, weight slicing) and their sum, in ms.
+ *
+ * Usage: bench_compose [--reps N] [--arch A] [--width W] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "compose.h"
+#include "models.h"
+#include "rng.h"
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int main(int argc, char **argv) {
+    int reps = 20;
+    const char *arch = "vgg16";
+    float width = 1.0f;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--arch")) arch = argv[i + 1];
+        else if (!strcmp(argv[i], "--width")) width = (float)atof(argv[i + 1]);
+        else {
+            fprintf(stderr, "usage: bench_compose [--reps N] [--arch A] [--width W]\n");
+            return 2;
+        }
+    }
+    if (reps < 1) reps = 1;
+    moda_backend *be = backend_cpu_new();
+    model_config cfg;
+    moda_status s = MODA_OK;
+    if (!be || model_arch_from_name(arch, &cfg.arch) != MODA_OK) {
+        fprintf(stderr, "bench_compose: unknown architecture or no backend\n");
+        return 1;
+    }
+    cfg = model_config_default(cfg.arch);
+    cfg.width = width;
+    graph *g = model_build(be, &cfg, &s);
+    if (!g || model_init(g, &cfg, 1) != MODA_OK) {
+        fprintf(stderr, "bench_compose: cannot build %s: %s\n", arch, moda_status_string(s));
+        return 1;
+    }
+    rates r;
+    rates_alloc(&r, g, cfg.num_classes);
+    rng q;
+    rng_seed(&q, 7, 1);
+    for (int l = 0; l < r.n_layers; l++) rng_fill_uniform(&q, r.rate[l], (size_t)r.num_classes * r.units[l], 0, 1);
+
+    printf("%s width %g, %zu parameters; tau 0.9, synthetic rates; median of %d reps\n\n", arch, width,
+           graph_param_count(g), reps);
+    printf("%-8s %10s %10s %10s %10s\n", "classes", "params", "plan ms", "build ms", "total ms");
+    int tasks[2][5] = {{3, 8}, {0, 2, 4, 6, 9}}, sizes[2] = {2, 5};
+    double *plan_t = malloc((size_t)reps * sizeof(double)), *build_t = malloc((size_t)reps * sizeof(double)),
+           *total_t = malloc((size_t)reps * sizeof(double));
+    for (int t = 0; t < 2; t++) {
+        size_t params = 0;
+        for (int i = 0; i < reps; i++) {
+            compose_plan p;
+            graph *c = NULL;
+            double t0 = now_ms();
+            s = compose_plan_make(g, &r, tasks[t], sizes[t], 0.9f, &p);
+            double t1 = now_ms();
+            if (s == MODA_OK) s = compose_build(g, &p, be, &c);
+            double t2 = now_ms();
+            if (s != MODA_OK) {
+                fprintf(stderr, "bench_compose: %s\n", moda_status_string(s));
+                return 1;
+            }
+            plan_t[i] = t1 - t0;
+            build_t[i] = t2 - t1;
+            total_t[i] = t2 - t0;
+            params = graph_param_count(c);
+            graph_free(c);
+            compose_plan_free(&p);
+        }
+        printf("%-8d %9.2f%% %10.2f %10.2f %10.2f\n", sizes[t], 100.0 * params / graph_param_count(g),
+               median(plan_t, reps), median(build_t, reps), median(total_t, reps));
+    }
+    free(plan_t);
+    free(build_t);
+    free(total_t);
+    rates_free(&r);
+    graph_free(g);
+    backend_free(be);
+    return 0;
+}

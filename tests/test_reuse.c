@@ -1,0 +1,170 @@
+/* moda eval-reuse end to end on a tiny registry: at tau 0 nothing is
+ * dropped, so every composed model must match the full model's sliced
+ * logits exactly; at tau 0.9 the composed models are smaller; bad
+ * arguments and unknown models give the CLI's exit codes. */
+#include "test_util.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd_registry.h"
+#include "cmd_reuse.h"
+#include "synthetic_idx.h"
+#include "train.h"
+
+static char root[256];
+
+static int run_cmd(int (*cmd)(int, char **), const char **argv) {
+    int argc = 0;
+    while (argv[argc]) argc++;
+    return cmd(argc, (char **)argv);
+}
+
+static void train_into_registry(const char *name, bool moda) {
+    char data[300], names[320], out[300], ckpt[340], reg[300], err[1024];
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(names, sizeof names, "%s/names.txt", data);
+    snprintf(out, sizeof out, "%s/runs/%s", root, name);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
+    snprintf(reg, sizeof reg, "%s/registry", root);
+    train_options o = train_options_default();
+    o.dataset = "idx";
+    o.data_dir = data;
+    o.names = names;
+    o.input_size = 16;
+    o.epochs = 2;
+    o.batch_size = 32;
+    o.seed = 3;
+    o.out_dir = out;
+    if (moda) {
+        o.alpha = o.beta = 1.0f;
+        o.gamma = 0.3f;
+    }
+    if (train_run(&o, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    const char *argv[] = {"moda", "decompose", "--checkpoint", ckpt, "--out", reg, "--name", name, NULL};
+    assert_int_equal(run_cmd(cmd_decompose, argv), 0);
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(root, sizeof root, "/tmp/moda-reuse-XXXXXX");
+    if (!mkdtemp(root)) return -1;
+    char d[300];
+    snprintf(d, sizeof d, "%s/data", root);
+    mkdir(d, 0755);
+    synth_write_idx(d, "train", 256, 1);
+    synth_write_idx(d, "t10k", 80, 2);
+    synth_write_names(d, (const char *const[]){"h", "v", "fine", "coarse"});
+    train_into_registry("tiny-moda", true);
+    train_into_registry("tiny-st", false);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+typedef struct row {
+    int size, tasks;
+    double composed, full_moda, full_st, size_ratio, flops_ratio;
+} row;
+
+static int read_rows(const char *dir, row *rows, int max) {
+    char p[400], line[256];
+    snprintf(p, sizeof p, "%s/reuse.csv", dir);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "subset_size,tasks,composed_acc,full_moda_acc,full_st_acc,size_ratio,flops_ratio\n");
+    int n = 0;
+    while (n < max && fgets(line, sizeof line, f)) {
+        row *r = &rows[n++];
+        double v[7];
+        char *p = line;
+        for (int i = 0; i < 7; i++) { /* an empty field (no ST model) reads as -1 */
+            char *end;
+            v[i] = strtod(p, &end);
+            if (end == p) v[i] = -1;
+            assert_true(*end == (i < 6 ? ',' : '\n'));
+            p = end + 1;
+        }
+        *r = (row){(int)v[0], (int)v[1], v[2], v[3], v[4], v[5], v[6]};
+    }
+    fclose(f);
+    return n;
+}
+
+static void test_tau_zero_is_exact(void **state) {
+    (void)state;
+    char reg[300], out[300], data[300];
+    snprintf(reg, sizeof reg, "%s/registry", root);
+    snprintf(out, sizeof out, "%s/reuse0", root);
+    snprintf(data, sizeof data, "%s/data", root);
+    const char *argv[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--st-model", "tiny-st",
+                          "--tau", "0", "--data-dir", data, "--out", out, NULL};
+    assert_int_equal(run_cmd(cmd_eval_reuse, argv), 0);
+    row rows[8];
+    assert_int_equal(read_rows(out, rows, 8), 3);
+    int want_tasks[3] = {6, 4, 1}; /* C(4,2), C(4,3), C(4,4) */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rows[i].size, i + 2);
+        assert_int_equal(rows[i].tasks, want_tasks[i]);
+        assert_float_equal(rows[i].composed, rows[i].full_moda, 1e-9);
+        /* LeNet5 on 1x16x16 with 4 classes has 15,116 parameters; tau 0
+         * drops only the logits rows of absent classes (84 weights + bias). */
+        assert_float_equal(rows[i].size_ratio, (15116.0 - (2 - i) * 85) / 15116.0, 1e-4);
+        assert_true(rows[i].full_st > 25.0);
+    }
+    assert_float_equal(rows[2].flops_ratio, 1.0, 1e-9);
+    char svg[400];
+    snprintf(svg, sizeof svg, "%s/reuse.svg", out);
+    assert_int_equal(access(svg, R_OK), 0);
+}
+
+static void test_tau_default_smaller(void **state) {
+    (void)state;
+    char reg[300], out[300], data[300];
+    snprintf(reg, sizeof reg, "%s/registry", root);
+    snprintf(out, sizeof out, "%s/reuse9", root);
+    snprintf(data, sizeof data, "%s/data", root);
+    const char *argv[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--tasks", "7",
+                          "--seed", "4", "--data-dir", data, "--out", out, NULL};
+    assert_int_equal(run_cmd(cmd_eval_reuse, argv), 0);
+    row rows[8];
+    int n = read_rows(out, rows, 8), tasks = 0;
+    for (int i = 0; i < n; i++) {
+        tasks += rows[i].tasks;
+        assert_true(rows[i].size_ratio > 0 && rows[i].size_ratio <= 1.0);
+        assert_true(rows[i].composed >= 0 && rows[i].composed <= 100);
+        assert_float_equal(rows[i].full_st, -1, 0);
+    }
+    assert_int_equal(tasks, 7);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    char reg[300];
+    snprintf(reg, sizeof reg, "%s/registry", root);
+    const char *unknown[] = {"moda", "eval-reuse", "--registry", reg, "--model", "nope", NULL};
+    assert_int_equal(run_cmd(cmd_eval_reuse, unknown), 1);
+    const char *tasks[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--tasks", "-3", NULL};
+    assert_int_equal(run_cmd(cmd_eval_reuse, tasks), 2);
+    const char *tau[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--tau", "2", NULL};
+    assert_int_equal(run_cmd(cmd_eval_reuse, tau), 2);
+    const char *missing[] = {"moda", "eval-reuse", "--model", "tiny-moda", NULL};
+    assert_int_equal(run_cmd(cmd_eval_reuse, missing), 2);
+    const char *help[] = {"moda", "eval-reuse", "--help", NULL};
+    assert_int_equal(run_cmd(cmd_eval_reuse, help), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tau_zero_is_exact),
+        cmocka_unit_test(test_tau_default_smaller),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
