@@ -270,20 +270,14 @@ moda_status graph_finalize(graph *g) {
     if (g->err != MODA_OK) return g->err;
     if (g->finalized) return MODA_ERR_STATE;
     if (g->n_nodes < 2) return MODA_ERR_STATE;
-    size_t pbytes = 0, gbytes = 0;
-    for (int i = 0; i < g->n_params; i++) {
-        size_t b = arena_bytes_for(graph_param_numel(&g->params[i]));
-        pbytes += b;
-        if (g->params[i].trainable) gbytes += b;
-    }
+    size_t pbytes = 0;
+    for (int i = 0; i < g->n_params; i++) pbytes += arena_bytes_for(graph_param_numel(&g->params[i]));
     MODA_TRY(arena_init(&g->param_slab, pbytes));
-    MODA_TRY(arena_init(&g->grad_slab, gbytes));
     for (int i = 0; i < g->n_params; i++) {
         graph_param *p = &g->params[i];
-        size_t n = graph_param_numel(p);
-        p->data = arena_alloc(&g->param_slab, n);
-        p->grad = p->trainable ? arena_alloc(&g->grad_slab, n) : NULL;
-        MODA_ASSERT(p->data && (p->grad || !p->trainable));
+        p->data = arena_alloc(&g->param_slab, graph_param_numel(p));
+        p->grad = NULL;
+        MODA_ASSERT(p->data);
     }
     for (int i = 0; i < g->n_nodes; i++) {
         graph_node *n = &g->nodes[i];
@@ -297,6 +291,22 @@ moda_status graph_finalize(graph *g) {
         }
     }
     g->finalized = true;
+    return MODA_OK;
+}
+
+moda_status graph_alloc_grads(graph *g) {
+    if (!g) return MODA_ERR_NULL;
+    if (!g->finalized) return MODA_ERR_STATE;
+    if (g->grad_slab.base) return MODA_OK;
+    size_t gbytes = 0;
+    for (int i = 0; i < g->n_params; i++)
+        if (g->params[i].trainable) gbytes += arena_bytes_for(graph_param_numel(&g->params[i]));
+    MODA_TRY(arena_init(&g->grad_slab, gbytes));
+    for (int i = 0; i < g->n_params; i++) {
+        graph_param *p = &g->params[i];
+        p->grad = p->trainable ? arena_alloc(&g->grad_slab, graph_param_numel(p)) : NULL;
+        MODA_ASSERT(p->grad || !p->trainable);
+    }
     return MODA_OK;
 }
 
@@ -481,6 +491,7 @@ static moda_status backward_node(graph *g, graph_node *n) {
 moda_status graph_backward(graph *g, graph_grad_hook hook, void *ctx) {
     if (!g) return MODA_ERR_NULL;
     if (!g->batch || !g->trained_forward) return MODA_ERR_STATE;
+    MODA_TRY(graph_alloc_grads(g));
     memset(g->grad_ready, 0, (size_t)g->n_nodes * sizeof(bool));
     g->grad_ready[g->output] = true;
     for (int i = g->n_nodes - 1; i >= 1; i--) {

@@ -40,7 +40,8 @@ typedef struct graph_param {
     int shape[TENSOR_MAX_DIMS];
     bool trainable; /* false for BN running statistics */
     float *data;    /* (shape), in the params slab */
-    float *grad;    /* (shape), in the grads slab; NULL if not trainable */
+    float *grad;    /* (shape), in the grads slab; NULL if not trainable or
+                     * before graph_alloc_grads() */
 } graph_param;
 
 size_t graph_param_numel(const graph_param *p);
@@ -82,7 +83,7 @@ typedef struct graph {
 
     moda_backend *be;   /* not owned */
     arena param_slab;   /* all parameter and buffer values */
-    arena grad_slab;    /* gradients of trainable parameters */
+    arena grad_slab;    /* gradients of trainable parameters, allocated lazily */
     arena act_slab;     /* activations, their gradients, saved statistics */
     int max_batch;      /* planned by graph_plan(), 0 before */
     int batch;          /* samples in the last forward pass */
@@ -107,8 +108,11 @@ int graph_flatten(graph *g, int x);
 int graph_linear(graph *g, const char *name, int x, int out_features, bool bias);
 int graph_add(graph *g, int a, int b);
 
-/* Allocate parameter slabs: weights zero, BN gamma 1 and running var 1. */
+/* Allocate the parameter slab: weights zero, BN gamma 1 and running var 1. */
 moda_status graph_finalize(graph *g);
+/* Allocate the gradient slab (zeroed); done by graph_backward and sgd_init,
+ * so models that only run inference never carry one. Idempotent. */
+moda_status graph_alloc_grads(graph *g);
 /* Allocate activations for batches of up to max_batch samples. */
 moda_status graph_plan(graph *g, int max_batch);
 

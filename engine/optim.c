@@ -3,11 +3,12 @@
 #include <math.h>
 #include <stdlib.h>
 
-moda_status sgd_init(sgd *opt, const graph *g, float momentum, float weight_decay, bool nesterov) {
+moda_status sgd_init(sgd *opt, graph *g, float momentum, float weight_decay, bool nesterov) {
     if (!opt || !g) return MODA_ERR_NULL;
     if (!g->finalized) return MODA_ERR_STATE;
     if (!(momentum >= 0.0f && momentum < 1.0f) || !(weight_decay >= 0.0f)) return MODA_ERR_ARG;
     if (nesterov && momentum == 0.0f) return MODA_ERR_ARG; /* as PyTorch: needs momentum */
+    MODA_TRY(graph_alloc_grads(g));
     *opt = (sgd){.momentum = momentum, .weight_decay = weight_decay, .nesterov = nesterov};
     size_t bytes = 0;
     for (int i = 0; i < g->n_params; i++)

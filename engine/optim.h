@@ -18,7 +18,8 @@ typedef struct sgd {
     int n_params;
 } sgd;
 
-moda_status sgd_init(sgd *opt, const graph *g, float momentum, float weight_decay, bool nesterov);
+/* Also allocates g's gradient slab. */
+moda_status sgd_init(sgd *opt, graph *g, float momentum, float weight_decay, bool nesterov);
 void sgd_free(sgd *opt); /* accepts NULL */
 /* One step over every trainable parameter using the gradients in g. */
 moda_status sgd_step(sgd *opt, graph *g, float lr);
