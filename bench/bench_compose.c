@@ -1,5 +1,7 @@
 /* Composition latency: plan + slice (compose_plan_make + compose_build) of
- * VGG16 at width 1 for 2- and 5-class tasks, parent model in memory.
+ * VGG16 at width 1 for 2- and 5-class tasks, parent model in memory; then
+ * eval-mode inference time of composed models at batch 64 against the
+ * full model's, next to their FLOPs ratio.
  *
  * Rates are synthetic (uniform in [0, 1], seeded), so at tau 0.9 each class
  * keeps about 10% of every layer; the classes' union grows with the task.
@@ -96,6 +98,41 @@ int main(int argc, char **argv) {
         printf("%-8d %9.2f%% %10.2f %10.2f %10.2f\n", sizes[t], 100.0 * params / graph_param_count(g),
                median(plan_t, reps), median(build_t, reps), median(total_t, reps));
     }
+
+    /* Inference at batch 64: median forward time, composed / full. */
+    const int batch = 64, infer_reps = reps < 5 ? reps : 5;
+    float *x = malloc((size_t)batch * cfg.in_channels * cfg.input_size * cfg.input_size * sizeof(float));
+    rng_fill_normal(&q, x, (uint64_t)batch * cfg.in_channels * cfg.input_size * cfg.input_size, 0, 1);
+    double full_ms = 0;
+    printf("\ninference, batch 64, median of %d:\n%-8s %10s %10s %10s\n", infer_reps, "classes", "FLOPs", "ms",
+           "time");
+    int infer_tasks[3][10] = {{3, 8}, {0, 2, 4, 6, 9}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}, infer_sizes[3] = {2, 5, 10};
+    for (int t = -1; t < 3; t++) {
+        compose_plan p;
+        graph *c = g;
+        if (t >= 0) {
+            s = compose_plan_make(g, &r, infer_tasks[t], infer_sizes[t], 0.9f, &p);
+            if (s == MODA_OK) s = compose_build(g, &p, be, &c);
+            compose_plan_free(&p);
+        }
+        if (s == MODA_OK) s = graph_plan(c, batch);
+        for (int i = 0; s == MODA_OK && i <= infer_reps; i++) { /* the first run warms the caches */
+            double t0 = now_ms();
+            s = graph_forward(c, x, batch, false);
+            if (i) total_t[i - 1] = now_ms() - t0;
+        }
+        if (s != MODA_OK) {
+            fprintf(stderr, "bench_compose: %s\n", moda_status_string(s));
+            return 1;
+        }
+        double ms = median(total_t, infer_reps);
+        if (t < 0) full_ms = ms;
+        char label[16] = "full";
+        if (t >= 0) snprintf(label, sizeof label, "%d", infer_sizes[t]);
+        printf("%-8s %9.2f%% %10.2f %9.2f%%\n", label, 100.0 * graph_macs(c) / graph_macs(g), ms, 100.0 * ms / full_ms);
+        if (c != g) graph_free(c);
+    }
+    free(x);
     free(plan_t);
     free(build_t);
     free(total_t);

@@ -303,6 +303,39 @@ moda_status compose_build(const graph *g, const compose_plan *p, moda_backend *b
     return MODA_OK;
 }
 
+/* ---- rates ------------------------------------------------------------- */
+
+moda_status compose_rates(const graph *g, const rates *r, const compose_plan *p, const graph *composed, rates *out) {
+    if (!g || !r || !p || !composed || !out) return MODA_ERR_NULL;
+    memset(out, 0, sizeof(*out));
+    if (p->n_nodes != g->n_nodes || composed->n_nodes != g->n_nodes || r->num_classes != g->nodes[g->output].c ||
+        composed->nodes[composed->output].c != p->n_classes)
+        return MODA_ERR_ARG;
+    MODA_TRY(rates_alloc(out, composed, p->n_classes));
+    /* compose_build keeps every node in place, so layer l tracks the same
+     * node in both models, with the kept units of the parent's. */
+    moda_status s = out->n_layers == r->n_layers ? MODA_OK : MODA_ERR_SHAPE;
+    for (int l = 0; s == MODA_OK && l < r->n_layers; l++) {
+        int node = r->node[l];
+        if (out->node[l] != node || node < 0 || node >= g->n_nodes || r->units[l] != g->nodes[node].c ||
+            out->units[l] != p->kept[node])
+            s = MODA_ERR_SHAPE;
+    }
+    for (int l = 0; s == MODA_OK && l < r->n_layers; l++) {
+        const bool *keep = p->keep[r->node[l]];
+        int n = r->units[l], kept = out->units[l];
+        for (int j = 0; j < p->n_classes; j++) {
+            const float *src = r->rate[l] + (size_t)p->classes[j] * n;
+            float *dst = out->rate[l] + (size_t)j * kept;
+            for (int u = 0, v = 0; u < n; u++)
+                if (keep[u]) dst[v++] = src[u];
+        }
+    }
+    for (int j = 0; s == MODA_OK && j < p->n_classes; j++) out->class_count[j] = r->class_count[p->classes[j]];
+    if (s != MODA_OK) rates_free(out);
+    return s;
+}
+
 /* ---- module metrics ---------------------------------------------------- */
 
 void module_stats_free(module_stats *s) {

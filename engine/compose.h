@@ -47,6 +47,13 @@ double compose_plan_macs(const graph *g, const compose_plan *p);
  * and the parent's weights sliced into it. No fine-tuning. */
 moda_status compose_build(const graph *g, const compose_plan *p, moda_backend *be, graph **out);
 
+/* The parent's rates restricted to what the composed model `composed`
+ * (built from p by compose_build) keeps: per tracked layer the kept units
+ * in ascending order, rows the classes of T in output order, and their
+ * class counts. The result has composed's rates layout (rates_alloc), so a
+ * composed model can itself be decomposed and composed again. */
+moda_status compose_rates(const graph *g, const rates *r, const compose_plan *p, const graph *composed, rates *out);
+
 /* Module metrics at threshold tau (DESIGN.md section 2): size of each
  * single-class module and the overlap of each pair, as fractions of the
  * full model's trainable parameters, plus per-layer overlap. */

@@ -176,15 +176,26 @@ bool registry_stats_valid(const module_stats *st, int n_nodes) {
     return ok;
 }
 
-char *registry_manifest_dump(const char *name, const graph *g, const model_info *mi, json_t *training,
-                             double test_acc, const module_stats *st, const registry_file_info files[REGISTRY_N_FILES],
-                             char *err, size_t errlen) {
+static json_t *origin_json(const registry_origin *o) {
+    return json_pack("{ss,ss,so,so}", "model", o->model, "manifest_sha256", o->manifest_sha256, "classes",
+                     ints_json(o->classes, o->n_classes), "tau", json_float(o->tau));
+}
+
+char *registry_manifest_dump(const char *name, const graph *g, const model_info *mi, const registry_origin *origin,
+                             json_t *training, double test_acc, const module_stats *st,
+                             const registry_file_info files[REGISTRY_N_FILES], char *err, size_t errlen) {
     const model_config *m = &mi->model;
+    json_t *from = origin ? origin_json(origin) : NULL;
+    if (origin && !from) {
+        fileio_errf(err, errlen, "cannot encode the manifest's origin (out of memory)");
+        return NULL;
+    }
     json_t *classes = json_array();
     for (int k = 0; classes && k < m->num_classes; k++)
         if (json_array_append_new(classes, json_string(mi->class_names[k])) != 0) {
             fileio_errf(err, errlen, "class name %d is not valid UTF-8", k);
             json_decref(classes);
+            json_decref(from);
             return NULL;
         }
     json_t *arch = json_pack("{ss,so,si,si,si,sI,sf,so}", "arch", model_arch_name(m->arch), "width",
@@ -194,10 +205,12 @@ char *registry_manifest_dump(const char *name, const graph *g, const model_info 
     json_t *input = json_pack("{ss,si,si,si,si,so,so}", "dataset", mi->dataset, "channels", mi->channels, "height",
                               m->input_size, "width", m->input_size, "pad", mi->pad, "mean",
                               floats_json(mi->mean, mi->channels), "std", floats_json(mi->std, mi->channels));
-    json_t *root = json_pack("{si,ss,so,so,so,sO,s{sf},so,s{so,so}}", "format", REGISTRY_FORMAT, "name", name,
-                             "architecture", arch, "input", input, "classes", classes, "training", training,
-                             "metrics", "test_accuracy", test_acc, "modules", stats_json(g, st), "files", "weights",
-                             file_json(&files[REGISTRY_FILE_WEIGHTS]), "rates", file_json(&files[REGISTRY_FILE_RATES]));
+    /* "origin" (a composed model's only mark) is left out for a trained one. */
+    json_t *root = json_pack("{si,ss,so*,so,so,so,sO,s{sf},so,s{so,so}}", "format", REGISTRY_FORMAT, "name", name,
+                             "origin", from, "architecture", arch, "input", input, "classes", classes, "training",
+                             training, "metrics", "test_accuracy", test_acc, "modules", stats_json(g, st), "files",
+                             "weights", file_json(&files[REGISTRY_FILE_WEIGHTS]), "rates",
+                             file_json(&files[REGISTRY_FILE_RATES]));
     char *text = root ? json_dumps(root, REGISTRY_JSON_FLAGS) : NULL;
     json_decref(root);
     if (!text) fileio_errf(err, errlen, "cannot encode the manifest (invalid value or out of memory)");
@@ -243,7 +256,7 @@ static void parse_architecture(jcheck *c, json_t *root, model_info *mi, json_t *
     long long in_c = 0, k = 0, size = 0, params = 0;
     jc_number(c, a, "architecture", "width", 1e-6, 16, &width);
     jc_int(c, a, "architecture", "in_channels", 1, DATASET_MAX_CHANNELS, &in_c);
-    jc_int(c, a, "architecture", "num_classes", 1, 1000000, &k);
+    jc_int(c, a, "architecture", "num_classes", 1, REGISTRY_MAX_CLASSES, &k);
     jc_int(c, a, "architecture", "input_size", 1, 1 << 16, &size);
     jc_int(c, a, "architecture", "params", 0, 1LL << 50, &params);
     jc_get(c, a, "architecture", "macs", JK_NUMBER);
@@ -305,6 +318,61 @@ static void parse_classes(jcheck *c, json_t *root, model_info *mi) {
         const char *s = json_string_value(jc_at(c, names, "classes", (size_t)i, JK_STRING));
         if (s && !(mi->class_names[i] = strdup(s))) jc_fail(c, MODA_ERR_NOMEM, "out of memory");
     }
+}
+
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* A composed model's "origin"; absent for a trained model. */
+static void parse_origin(jcheck *c, json_t *root, registry_model *m) {
+    if (!jc_ok(c) || !json_object_get(root, "origin")) return;
+    int k = m->info.model.num_classes;
+    registry_origin *o = &m->origin;
+    json_t *obj = jc_get(c, root, "", "origin", JK_OBJECT);
+    const char *parent = jc_string(c, obj, "origin", "model");
+    const char *sha = jc_string(c, obj, "origin", "manifest_sha256");
+    json_t *classes = jc_array(c, obj, "origin", "classes", k);
+    double tau = 0;
+    jc_number(c, obj, "origin", "tau", 0, 1, &tau);
+    if (!jc_ok(c)) return;
+    if (!registry_name_valid(parent)) {
+        jc_fail(c, MODA_ERR_FORMAT, "\"origin.model\" is \"%s\", not a valid model name", parent);
+        return;
+    }
+    if (!registry_is_sha256_hex(sha)) {
+        jc_fail(c, MODA_ERR_FORMAT, "\"origin.manifest_sha256\" is not 64 hex digits");
+        return;
+    }
+    int *sorted = malloc((size_t)k * sizeof(int));
+    o->classes = malloc((size_t)k * sizeof(int));
+    if (!sorted || !o->classes) {
+        free(sorted);
+        jc_fail(c, MODA_ERR_NOMEM, "out of memory");
+        return;
+    }
+    for (int i = 0; i < k; i++) {
+        json_t *v = jc_at(c, classes, "origin.classes", (size_t)i, JK_INT);
+        long long x = v ? (long long)json_integer_value(v) : 0;
+        if (v && (x < 0 || x >= REGISTRY_MAX_CLASSES))
+            jc_fail(c, MODA_ERR_FORMAT, "\"origin.classes[%d]\" is %lld, outside [0, %d]", i, x,
+                    REGISTRY_MAX_CLASSES - 1);
+        if (!jc_ok(c)) break;
+        o->classes[i] = sorted[i] = (int)x;
+    }
+    /* Sorted, so a long list is checked in n log n. */
+    if (jc_ok(c)) qsort(sorted, (size_t)k, sizeof(int), cmp_int);
+    for (int i = 1; jc_ok(c) && i < k; i++)
+        if (sorted[i] == sorted[i - 1])
+            jc_fail(c, MODA_ERR_FORMAT, "\"origin.classes\" lists class %d twice", sorted[i]);
+    free(sorted);
+    if (!jc_ok(c)) return;
+    snprintf(o->model, sizeof o->model, "%s", parent);
+    snprintf(o->manifest_sha256, sizeof o->manifest_sha256, "%s", sha);
+    o->n_classes = k;
+    o->tau = (float)tau;
+    m->composed = true;
 }
 
 static void parse_training(jcheck *c, json_t *root) {
@@ -393,6 +461,7 @@ moda_status registry_manifest_parse(const char *text, const char *file, const ch
     parse_architecture(&c, root, &m->info, &arch, &g);
     parse_input(&c, root, &m->info);
     parse_classes(&c, root, &m->info);
+    parse_origin(&c, root, m);
     parse_training(&c, root);
     json_t *metrics = jc_get(&c, root, "", "metrics", JK_OBJECT);
     jc_number(&c, metrics, "metrics", "test_accuracy", 0, 1, &m->test_acc);
@@ -410,8 +479,8 @@ moda_status registry_manifest_parse(const char *text, const char *file, const ch
     return c.status;
 }
 
-moda_status registry_manifest_check_graph(json_t *arch, const graph *g, const char *file, char *err,
-                                          size_t errlen) {
+moda_status registry_manifest_check_graph(json_t *arch, const graph *g, const char *built_from, const char *file,
+                                          char *err, size_t errlen) {
     jcheck c;
     jc_init(&c, file, err, errlen);
     json_t *want = registry_graph_json(g);
@@ -422,11 +491,11 @@ moda_status registry_manifest_check_graph(json_t *arch, const graph *g, const ch
     json_t *graph = json_object_get(arch, "graph");
     json_int_t params = json_integer_value(json_object_get(arch, "params"));
     if ((size_t)params != graph_param_count(g))
-        jc_fail(&c, MODA_ERR_FORMAT, "\"architecture.params\" is %lld but the model built from the architecture "
-                "fields has %zu trainable parameters", (long long)params, graph_param_count(g));
+        jc_fail(&c, MODA_ERR_FORMAT, "\"architecture.params\" is %lld but the model built from %s has %zu "
+                "trainable parameters", (long long)params, built_from, graph_param_count(g));
     if (jc_ok(&c) && json_array_size(graph) != json_array_size(want))
-        jc_fail(&c, MODA_ERR_FORMAT, "\"architecture.graph\" has %zu nodes but the model built from the architecture "
-                "fields has %zu", json_array_size(graph), json_array_size(want));
+        jc_fail(&c, MODA_ERR_FORMAT, "\"architecture.graph\" has %zu nodes but the model built from %s has %zu",
+                json_array_size(graph), built_from, json_array_size(want));
     for (size_t i = 0; jc_ok(&c) && i < json_array_size(want); i++) {
         json_t *w = json_array_get(want, i), *h = json_array_get(graph, i);
         if (json_equal(w, h)) continue;
@@ -435,8 +504,8 @@ moda_status registry_manifest_check_graph(json_t *arch, const graph *g, const ch
         json_t *v;
         json_object_foreach(w, key, v) {
             if (!json_equal(v, json_object_get(h, key))) {
-                jc_fail(&c, MODA_ERR_FORMAT, "\"architecture.graph[%zu].%s\" does not match the model built from "
-                        "the architecture fields", i, key);
+                jc_fail(&c, MODA_ERR_FORMAT, "\"architecture.graph[%zu].%s\" does not match the model built from %s",
+                        i, key, built_from);
                 break;
             }
         }

@@ -22,7 +22,17 @@
  * architecture fields, and the manifest's graph against that model. Each
  * failure returns MODA_ERR_FORMAT (bad content), MODA_ERR_NOT_FOUND (no
  * registry, unknown model) or MODA_ERR_IO (unreadable file) with a message
- * "<file>: <problem>". */
+ * "<file>: <problem>".
+ *
+ * A composed model (DESIGN.md section 4) is stored like any other, with an
+ * "origin" object in its manifest: the parent model's name and manifest
+ * sha256, the parent's class index of each output, and tau. Its
+ * architecture fields are the parent's (num_classes: its own), and since
+ * they cannot describe per-layer channel counts, its graph is rebuilt from
+ * the manifest's node list and checked against the stored shapes and
+ * parameter names as for any model. Its rates are the parent's sliced to
+ * the kept units (compose_rates), its class names and input normalisation
+ * the parent's, so it can be composed again. */
 #ifndef MODA_REGISTRY_H
 #define MODA_REGISTRY_H
 
@@ -33,6 +43,7 @@
 #include "compose.h"
 #include "decompose.h"
 #include "graph.h"
+#include "sha256.h"
 
 #define REGISTRY_FORMAT 1
 #define REGISTRY_NAME_MAX 64
@@ -57,6 +68,23 @@ moda_status registry_write_model(const char *root, const char *name, const graph
                                  const char *train_json, double test_acc, const rates *r, const module_stats *st,
                                  char *err, size_t errlen);
 
+/* Where a composed model came from: its manifest's "origin". */
+typedef struct registry_origin {
+    char model[REGISTRY_NAME_MAX + 1];    /* the parent model's name */
+    char manifest_sha256[SHA256_HEX_LEN]; /* the parent's manifest it was composed from */
+    int n_classes;
+    int *classes; /* (n_classes) the parent's class index of each output, owned */
+    float tau;    /* activation-rate threshold of the composition */
+} registry_origin;
+
+void registry_origin_free(registry_origin *o); /* accepts NULL; leaves *o zeroed */
+
+/* Write a composed model: as registry_write_model, plus its origin (with
+ * one class per output of g). */
+moda_status registry_write_composed(const char *root, const char *name, const graph *g, const model_info *mi,
+                                    const registry_origin *origin, const char *train_json, double test_acc,
+                                    const rates *r, const module_stats *st, char *err, size_t errlen);
+
 typedef struct registry registry; /* opaque: the root and the validated index */
 
 /* Read and validate <root>/index.json. MODA_ERR_NOT_FOUND when it does not
@@ -78,6 +106,9 @@ typedef struct registry_model {
     char *manifest_json;   /* the manifest's text, owned */
     graph *g;              /* weights loaded; NULL from registry_read_manifest */
     rates r;               /* zeroed from registry_read_manifest */
+    char manifest_sha256[SHA256_HEX_LEN]; /* of the manifest as read (lower-case hex) */
+    bool composed;         /* composed from another model; origin is then set */
+    registry_origin origin; /* owned; zeroed for a trained model */
 } registry_model;
 
 /* Only the manifest: verified against the index and parsed, for listing
@@ -89,5 +120,13 @@ moda_status registry_read_manifest(const registry *reg, const char *name, regist
 moda_status registry_load_model(const registry *reg, const char *name, moda_backend *be, registry_model *out,
                                 char *err, size_t errlen);
 void registry_model_free(registry_model *m); /* accepts NULL; leaves *m zeroed */
+
+/* The model info and origin of a model composed from `parent` (a loaded
+ * model or a manifest) for its classes[0..n) in output order at tau: the
+ * parent's architecture and input normalisation, n classes named as the
+ * parent names them. On success the caller frees both (model_info_free,
+ * registry_origin_free). */
+moda_status registry_composed_info(const registry_model *parent, const int *classes, int n, float tau,
+                                   model_info *mi, registry_origin *origin);
 
 #endif

@@ -15,6 +15,7 @@
 #define REGISTRY_INDEX_MAX_BYTES ((size_t)64 << 20)
 #define REGISTRY_MANIFEST_MAX_BYTES ((size_t)256 << 20)
 #define REGISTRY_DATA_MAX_BYTES ((uint64_t)64 << 30)
+#define REGISTRY_MAX_CLASSES 1000000 /* class indices stay below this */
 
 /* Numbers in the manifest and index: 15 digits print every double we
  * write exactly enough and keep short values short. */
@@ -61,10 +62,11 @@ bool registry_stats_valid(const module_stats *st, int n_nodes);
 
 /* The manifest text (malloc'd), or NULL with a message (a class name that
  * is not UTF-8, or out of memory).
- * training is the training config object (borrowed). */
-char *registry_manifest_dump(const char *name, const graph *g, const model_info *mi, json_t *training,
-                             double test_acc, const module_stats *st, const registry_file_info files[REGISTRY_N_FILES],
-                             char *err, size_t errlen);
+ * training is the training config object (borrowed); origin is NULL for a
+ * trained model. */
+char *registry_manifest_dump(const char *name, const graph *g, const model_info *mi, const registry_origin *origin,
+                             json_t *training, double test_acc, const module_stats *st,
+                             const registry_file_info files[REGISTRY_N_FILES], char *err, size_t errlen);
 
 /* The training config for a manifest from a checkpoint's metadata document
  * or a plain object (see registry_write_model); NULL text gives {}. */
@@ -73,7 +75,8 @@ moda_status registry_training_config(const char *train_json, json_t **out, char 
 /* The graph as the manifest records it. */
 json_t *registry_graph_json(const graph *g);
 
-/* Parse a manifest: m->name, info, test_acc and stats are filled; files
+/* Parse a manifest: m->name, info, test_acc, stats and (for a composed
+ * model) composed and origin are filled; files
  * and the "architecture" object (a new reference) are returned for the
  * loader to check. `name` is the model name the index gave. */
 moda_status registry_manifest_parse(const char *text, const char *file, const char *name, registry_model *m,
@@ -81,9 +84,24 @@ moda_status registry_manifest_parse(const char *text, const char *file, const ch
                                     size_t errlen);
 
 /* Compare the manifest's architecture (parameter count and graph) with
- * the model rebuilt from its fields. */
-moda_status registry_manifest_check_graph(json_t *arch, const graph *g, const char *file, char *err,
-                                          size_t errlen);
+ * the model rebuilt from it; built_from names what it was rebuilt from in
+ * messages ("the architecture fields"). g need not be finalized. */
+moda_status registry_manifest_check_graph(json_t *arch, const graph *g, const char *built_from, const char *file,
+                                          char *err, size_t errlen);
+
+/* ---- composed models (composed.c, graph_replay.c) -------------------- */
+
+/* An origin a manifest can hold for a model of num_classes outputs: a
+ * valid parent name and sha256, tau in [0, 1], distinct classes >= 0. */
+bool registry_origin_valid(const registry_origin *o, int num_classes);
+
+/* Rebuild a composed model's graph on be from the manifest's node list
+ * (arch is the "architecture" object, mi its parsed fields): each node
+ * replayed with its kind, inputs, channels, kernel, stride, padding,
+ * groups and bias, then checked against the stored shapes and parameter
+ * names and finalized. */
+moda_status registry_graph_replay(json_t *arch, const model_info *mi, moda_backend *be, const char *file,
+                                  graph **out, char *err, size_t errlen);
 
 /* ---- weights and rates files (tensor_files.c) ------------------------ */
 

@@ -70,6 +70,7 @@ void registry_model_free(registry_model *m) {
     free(m->manifest_json);
     graph_free(m->g);
     rates_free(&m->r);
+    registry_origin_free(&m->origin);
     memset(m, 0, sizeof(*m));
 }
 
@@ -105,8 +106,12 @@ static moda_status load_manifest(const registry *reg, const char *name, registry
         return MODA_ERR_FORMAT;
     }
     moda_status s = registry_manifest_parse((const char *)text, path, name, m, files, arch, err, errlen);
-    if (s == MODA_OK) m->manifest_json = (char *)text;
-    else free(text);
+    if (s == MODA_OK) {
+        m->manifest_json = (char *)text;
+        sha256_to_hex(digest, m->manifest_sha256);
+    } else {
+        free(text);
+    }
     return s;
 }
 
@@ -170,11 +175,15 @@ moda_status registry_load_model(const registry *reg, const char *name, moda_back
     json_t *arch = NULL;
     char path[PATH_LEN];
     moda_status s = load_manifest(reg, name, out, files, &arch, path, sizeof path, err, errlen);
-    if (s == MODA_OK) {
+    if (s == MODA_OK && out->composed) {
+        /* Per-layer channel counts are only in the node list. */
+        s = registry_graph_replay(arch, &out->info, be, path, &out->g, err, errlen);
+    } else if (s == MODA_OK) {
         out->g = model_build(be, &out->info.model, &s);
         if (!out->g) fileio_errf(err, errlen, "%s: cannot build the model: %s", path, moda_status_string(s));
+        if (s == MODA_OK)
+            s = registry_manifest_check_graph(arch, out->g, "the architecture fields", path, err, errlen);
     }
-    if (s == MODA_OK) s = registry_manifest_check_graph(arch, out->g, path, err, errlen);
     json_decref(arch);
     if (s == MODA_OK)
         s = load_tensors(reg, name, &files[REGISTRY_FILE_WEIGHTS], weights_max_bytes(out->g), out, true, err, errlen);

@@ -146,8 +146,9 @@ static bool is_utf8(const char *s) {
     return js != NULL;
 }
 
-static moda_status check_inputs(const char *name, const graph *g, const model_info *mi, double test_acc,
-                                const rates *r, const module_stats *st, char *err, size_t errlen) {
+static moda_status check_inputs(const char *name, const graph *g, const model_info *mi,
+                                const registry_origin *origin, double test_acc, const rates *r,
+                                const module_stats *st, char *err, size_t errlen) {
     if (!registry_name_valid(name)) {
         fileio_errf(err, errlen, "invalid model name \"%s\": use 1 to %d of A-Z a-z 0-9 . _ - (not starting "
                     "with '.')", name, REGISTRY_NAME_MAX);
@@ -184,6 +185,11 @@ static moda_status check_inputs(const char *name, const graph *g, const model_in
                     r->num_classes, st->num_classes, m->num_classes);
         return MODA_ERR_ARG;
     }
+    if (origin && !registry_origin_valid(origin, m->num_classes)) {
+        fileio_errf(err, errlen, "invalid origin: it needs a valid parent name and manifest sha256, tau in [0, 1] "
+                    "and %d distinct parent classes", m->num_classes);
+        return MODA_ERR_ARG;
+    }
     if (!registry_stats_valid(st, g->n_nodes)) {
         fileio_errf(err, errlen, "module stats are incomplete or not fractions in [0, 1]");
         return MODA_ERR_ARG;
@@ -192,14 +198,11 @@ static moda_status check_inputs(const char *name, const graph *g, const model_in
     return s == MODA_OK ? s : MODA_ERR_ARG;
 }
 
-moda_status registry_write_model(const char *root, const char *name, const graph *g, const model_info *mi,
-                                 const char *train_json, double test_acc, const rates *r, const module_stats *st,
-                                 char *err, size_t errlen) {
-    if (!root || !name || !g || !mi || !r || !st) {
-        fileio_errf(err, errlen, "registry_write_model: NULL argument");
-        return MODA_ERR_NULL;
-    }
-    MODA_TRY(check_inputs(name, g, mi, test_acc, r, st, err, errlen));
+/* A trained model when origin is NULL, else a composed one. */
+static moda_status write_model(const char *root, const char *name, const graph *g, const model_info *mi,
+                               const registry_origin *origin, const char *train_json, double test_acc,
+                               const rates *r, const module_stats *st, char *err, size_t errlen) {
+    MODA_TRY(check_inputs(name, g, mi, origin, test_acc, r, st, err, errlen));
     json_t *training = NULL;
     MODA_TRY(registry_training_config(train_json, &training, err, errlen));
 
@@ -233,7 +236,7 @@ moda_status registry_write_model(const char *root, const char *name, const graph
 
     char sha[SHA256_HEX_LEN];
     if (s == MODA_OK) {
-        char *text = registry_manifest_dump(name, g, mi, training, test_acc, st, files, err, errlen);
+        char *text = registry_manifest_dump(name, g, mi, origin, training, test_acc, st, files, err, errlen);
         if (!text) s = MODA_ERR_ARG;
         else s = write_json_text(manifest, text, sha, err, errlen);
         free(text);
@@ -242,4 +245,24 @@ moda_status registry_write_model(const char *root, const char *name, const graph
     if (s == MODA_OK) s = update_index(root, name, sha, err, errlen);
     if (lock >= 0) close(lock); /* releases the lock */
     return s;
+}
+
+moda_status registry_write_model(const char *root, const char *name, const graph *g, const model_info *mi,
+                                 const char *train_json, double test_acc, const rates *r, const module_stats *st,
+                                 char *err, size_t errlen) {
+    if (!root || !name || !g || !mi || !r || !st) {
+        fileio_errf(err, errlen, "registry_write_model: NULL argument");
+        return MODA_ERR_NULL;
+    }
+    return write_model(root, name, g, mi, NULL, train_json, test_acc, r, st, err, errlen);
+}
+
+moda_status registry_write_composed(const char *root, const char *name, const graph *g, const model_info *mi,
+                                    const registry_origin *origin, const char *train_json, double test_acc,
+                                    const rates *r, const module_stats *st, char *err, size_t errlen) {
+    if (!root || !name || !g || !mi || !origin || !r || !st) {
+        fileio_errf(err, errlen, "registry_write_composed: NULL argument");
+        return MODA_ERR_NULL;
+    }
+    return write_model(root, name, g, mi, origin, train_json, test_acc, r, st, err, errlen);
 }

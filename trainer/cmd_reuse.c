@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "compose.h"
@@ -125,7 +126,7 @@ static moda_status write_outputs(const char *dir, const char *model, float tau, 
     double x0 = 70, y0 = 50, w = 560, h = 300;
 #define PX(s) (x0 + (double)((s) - 2) / (k > 2 ? k - 2 : 1) * w)
     len = (size_t)snprintf(buf, cap,
-                           "<svg xmlns='http://www.w3.org/2000/svg' width='760' height='420' font-family='sans-serif'>\n"
+                           "<svg xmlns='http://www.w3.org/2000/svg' width='760' height='450' font-family='sans-serif'>\n"
                            "<rect width='100%%' height='100%%' fill='white'/>\n"
                            "<text x='380' y='25' font-size='15' text-anchor='middle'>%s: reuse accuracy and composed "
                            "size (tau %.2f)</text>\n<rect x='%g' y='%g' width='%g' height='%g' fill='none' stroke='#888'/>\n",
@@ -150,9 +151,10 @@ static moda_status write_outputs(const char *dir, const char *model, float tau, 
             double y = series == 3 ? y0 + h - v * h : y0 + h - (100 * v - lo) / (hi - lo) * h;
             len += (size_t)snprintf(buf + len, cap - len, "%.1f,%.1f ", PX(s), y);
         }
+        /* The legend sits in one row under the axis label. */
         len += (size_t)snprintf(buf + len, cap - len,
-                                "'/>\n<text x='%g' y='%g' font-size='12' fill='%s'>%s</text>\n", x0 + 10,
-                                y0 + 18 + 15 * series, colors[series], names[series]);
+                                "'/>\n<text x='%g' y='%g' font-size='12' fill='%s'>%s</text>\n", x0 + 145 * series,
+                                y0 + h + 62, colors[series], names[series]);
     }
     for (int s = 2; s <= k; s += (k > 20 ? k / 10 : 1))
         len += (size_t)snprintf(buf + len, cap - len,
@@ -278,6 +280,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     double full_params = s == MODA_OK ? (double)graph_param_count(mo.m.g) : 1;
     double full_macs = s == MODA_OK ? graph_macs(mo.m.g) : 1;
     double t0 = progress_now();
+    bool live = isatty(fileno(stderr));
     for (int t = 0; s == MODA_OK && t < count; t++) {
         const int *cls = subsets + (size_t)t * k;
         int nt = sizes[t], ns = 0;
@@ -307,13 +310,13 @@ int cmd_eval_reuse(int argc, char **argv) {
             if (st_model) row->full_st += sliced_accuracy(st.logits, k, &st.test, cls, nt);
             row->size += (double)compose_plan_params(mo.m.g, &p) / full_params;
             row->flops += compose_plan_macs(mo.m.g, &p) / full_macs;
-            if ((t + 1) % 50 == 0 || t + 1 == count)
-                fprintf(stderr, "\r%d/%d subsets, %.0f s", t + 1, count, progress_now() - t0);
+            if (live && ((t + 1) % 10 == 0 || t + 1 == count))
+                fprintf(stderr, "\r%d/%d subsets, %.0f s\033[K", t + 1, count, progress_now() - t0);
         }
         graph_free(c);
         compose_plan_free(&p);
     }
-    if (count) fprintf(stderr, "\n");
+    if (live && count) fprintf(stderr, "\r\033[K");
     if (s == MODA_OK) {
         double sum[5] = {0};
         printf("%s (tau %.2f), %d subsets%s, %.1f s\n\n%-6s %6s %10s %10s %10s %8s %8s\n", model, tau, count,

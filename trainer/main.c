@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "checkpoint.h"
+#include "cmd_compose.h"
 #include "cmd_registry.h"
 #include "cmd_reuse.h"
 #include "models.h"
@@ -22,6 +23,7 @@ static void usage(FILE *f) {
             "  info        layer table, parameters and FLOPs of an architecture\n"
             "  decompose   activation rates and module stats of a checkpoint into a registry\n"
             "  inspect     models, classes, module sizes and overlaps in a registry\n"
+            "  compose     compose a model's modules for a class subset; optionally store it\n"
             "  eval-reuse  accuracy of composed models over class subsets\n\n"
             "Run 'moda <command> --help' for its options.\n");
 }
@@ -213,6 +215,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
     if (!strcmp(cmd, "decompose")) return cmd_decompose(argc, argv);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc, argv);
+    if (!strcmp(cmd, "compose")) return cmd_compose(argc, argv);
     if (!strcmp(cmd, "eval-reuse")) return cmd_eval_reuse(argc, argv);
     fprintf(stderr, "moda: unknown command '%s'\n", cmd);
     usage(stderr);

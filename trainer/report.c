@@ -63,7 +63,7 @@ static void svg_panel(sbuf *b, double x0, double y0, double w, double hgt, const
                       int n, int which) {
     double lo = INFINITY, hi = -INFINITY;
     for (int i = 0; i < n; i++) {
-        double a = which ? 100 * h[i].train_acc : h[i].train_loss;
+        double a = which ? 100 * h[i].train_acc : h[i].ce;
         double c = which ? 100 * h[i].test_acc : h[i].test_loss;
         lo = fmin(lo, fmin(a, c));
         hi = fmax(hi, fmax(a, c));
@@ -100,7 +100,7 @@ static void svg_panel(sbuf *b, double x0, double y0, double w, double hgt, const
     for (int s = 0; s < 2; s++) {
         sb_printf(b, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[s]);
         for (int i = 0; i < n; i++) {
-            double v = which ? 100 * (s ? h[i].test_acc : h[i].train_acc) : (s ? h[i].test_loss : h[i].train_loss);
+            double v = which ? 100 * (s ? h[i].test_acc : h[i].train_acc) : (s ? h[i].test_loss : h[i].ce);
             sb_printf(b, "%.1f,%.1f ", PX(h[i].epoch), PY(v));
         }
         sb_printf(b, "'/>\n");
@@ -124,7 +124,7 @@ moda_status report_write_svg(const char *path, const char *title, const epoch_re
         else sb_printf(&b, "%c", *c);
     }
     sb_printf(&b, "</text>\n");
-    svg_panel(&b, 70, 60, 340, 260, "loss", h, n, 0);
+    svg_panel(&b, 70, 60, 340, 260, "cross-entropy", h, n, 0);
     svg_panel(&b, 520, 60, 340, 260, "accuracy (%)", h, n, 1);
     sb_printf(&b, "</svg>\n");
     return sb_write(&b, path, err, errlen);
