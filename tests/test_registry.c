@@ -5,6 +5,7 @@
  * and the problem; and `moda decompose` / `moda inspect` work end to end on
  * a tiny trained model. */
 #include "test_util.h"
+#include "synthetic_idx.h"
 
 #include <jansson.h>
 #include <sys/stat.h>
@@ -858,47 +859,6 @@ static void test_write_argument_errors(void **state) {
 
 /* ---- the CLI on a tiny trained model --------------------------------------- */
 
-static void write_be32(FILE *f, uint32_t v) {
-    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
-                          (unsigned char)v};
-    fwrite(b, 1, 4, f);
-}
-
-/* 4 classes of 12x12 stripes and checkerboards, as in test_trainer. */
-static void write_idx(const char *dir, const char *prefix, int n, uint64_t seed) {
-    char p[512];
-    rng r;
-    rng_seed(&r, seed, 1);
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
-    FILE *fi = fopen(p, "wb");
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, prefix);
-    FILE *fl = fopen(p, "wb");
-    assert_non_null(fi);
-    assert_non_null(fl);
-    write_be32(fi, 0x803);
-    write_be32(fi, (uint32_t)n);
-    write_be32(fi, 12);
-    write_be32(fi, 12);
-    write_be32(fl, 0x801);
-    write_be32(fl, (uint32_t)n);
-    for (int i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)(i % 4);
-        fwrite(&c, 1, 1, fl);
-        for (int y = 0; y < 12; y++)
-            for (int x = 0; x < 12; x++) {
-                int on = c == 0   ? y % 2 == 0
-                         : c == 1 ? x % 2 == 0
-                         : c == 2 ? (x + y) % 2 == 0
-                                  : (x / 3 + y / 3) % 2 == 0;
-                float v = 40 + 30 * rng_normal(&r) + (on ? 150 : 0);
-                unsigned char px = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
-                fwrite(&px, 1, 1, fi);
-            }
-    }
-    fclose(fi);
-    fclose(fl);
-}
-
 static int run_cmd(int (*cmd)(int, char **), const char **args) {
     char *argv[16];
     int argc = 0;
@@ -916,8 +876,8 @@ static void test_cli_decompose_inspect(void **state) {
     char data[300], names[340], run[300], ckpt[340], reg[300], err[1024];
     snprintf(data, sizeof data, "%s/data", root);
     mkdir(data, 0755);
-    write_idx(data, "train", 128, 1);
-    write_idx(data, "t10k", 32, 2);
+    synth_write_idx(data, "train", 128, 1);
+    synth_write_idx(data, "t10k", 32, 2);
     snprintf(names, sizeof names, "%s/names.txt", data);
     FILE *fn = fopen(names, "w");
     fputs("h-stripes\nv-stripes\nfine\ncoarse\n", fn);
