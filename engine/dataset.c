@@ -1,11 +1,11 @@
 /* Dataset container, preprocessing, subsets, augmentation and the batch
  * iterator. The format readers live in dataset_idx.c and dataset_cifar.c. */
 #include "dataset.h"
+#include "fileio.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +21,6 @@
  * (and much more when the cores are busy), so only very large batches
  * are split. */
 #define PAR_MIN_BATCH_FLOATS (1u << 20)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Uninitialised; callers write every element. */
 static float *alloc_floats(size_t n) {
@@ -101,7 +93,7 @@ moda_status dataset_read_names(const char *path, char ***names, int *count, char
     *count = 0;
     FILE *f = fopen(path, "r");
     if (!f) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        fileio_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return MODA_ERR_IO;
     }
     moda_status st = MODA_OK;
@@ -113,7 +105,7 @@ moda_status dataset_read_names(const char *path, char ***names, int *count, char
         lineno++;
         size_t len = strlen(line);
         if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
-            set_err(err, errlen, "%s: line %d is longer than %zu characters", path, lineno, sizeof line - 2);
+            fileio_errf(err, errlen, "%s: line %d is longer than %zu characters", path, lineno, sizeof line - 2);
             st = MODA_ERR_FORMAT;
             break;
         }
@@ -138,15 +130,15 @@ moda_status dataset_read_names(const char *path, char ***names, int *count, char
         n++;
     }
     if (st == MODA_OK && ferror(f)) {
-        set_err(err, errlen, "%s: read error", path);
+        fileio_errf(err, errlen, "%s: read error", path);
         st = MODA_ERR_IO;
     }
     fclose(f);
     if (st == MODA_OK && n == 0) {
-        set_err(err, errlen, "%s: no class names", path);
+        fileio_errf(err, errlen, "%s: no class names", path);
         st = MODA_ERR_FORMAT;
     }
-    if (st == MODA_ERR_NOMEM) set_err(err, errlen, "%s: out of memory", path);
+    if (st == MODA_ERR_NOMEM) fileio_errf(err, errlen, "%s: out of memory", path);
     if (st != MODA_OK) {
         dataset_free_names(list, n);
         return st;
@@ -163,7 +155,7 @@ moda_status dataset_load(dataset *ds, const char *kind, const char *dir, dataset
     if (!strcmp(kind, "fashion-mnist") || !strcmp(kind, "idx"))
         return dataset_load_idx(ds, dir, split, names_path, err, errlen);
     if (!dir) {
-        set_err(err, errlen, "dataset %s: a data directory is required", kind);
+        fileio_errf(err, errlen, "dataset %s: a data directory is required", kind);
         return MODA_ERR_ARG;
     }
     if (!strcmp(kind, "mnist")) {
@@ -181,7 +173,7 @@ moda_status dataset_load(dataset *ds, const char *kind, const char *dir, dataset
     }
     if (!strcmp(kind, "cifar10")) return dataset_load_cifar10(ds, dir, split, err, errlen);
     if (!strcmp(kind, "cifar100")) return dataset_load_cifar100(ds, dir, split, err, errlen);
-    set_err(err, errlen, "unknown dataset '%s' (expected fashion-mnist, mnist, idx, cifar10, cifar100)", kind);
+    fileio_errf(err, errlen, "unknown dataset '%s' (expected fashion-mnist, mnist, idx, cifar10, cifar100)", kind);
     return MODA_ERR_NOT_FOUND;
 }
 

@@ -2,7 +2,6 @@
  * 3072 pixel bytes, channel-major (R plane, G plane, B plane, 32x32 each),
  * which is already the NCHW layout we store. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <zlib.h>
 
 #include "dataset.h"
+#include "fileio.h"
 
 #define CIFAR_SIDE 32
 #define CIFAR_PIXELS (3 * CIFAR_SIDE * CIFAR_SIDE)
@@ -55,14 +55,6 @@ static const cifar_format cifar100 = {
     .names = NULL,
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Whole file into memory; gzip-compressed files are accepted too. */
 static moda_status read_file(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen) {
     *out = NULL;
@@ -70,7 +62,7 @@ static moda_status read_file(const char *path, unsigned char **out, size_t *len,
     errno = 0;
     gzFile f = gzopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+        fileio_errf(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
         return MODA_ERR_IO;
     }
     gzbuffer(f, 1u << 18);
@@ -79,7 +71,7 @@ static moda_status read_file(const char *path, unsigned char **out, size_t *len,
     moda_status st = MODA_OK;
     for (;;) {
         if (!buf) {
-            set_err(err, errlen, "%s: out of memory", path);
+            fileio_errf(err, errlen, "%s: out of memory", path);
             st = MODA_ERR_NOMEM;
             break;
         }
@@ -98,7 +90,7 @@ static moda_status read_file(const char *path, unsigned char **out, size_t *len,
         if (r < 0) {
             int code;
             const char *msg = gzerror(f, &code);
-            set_err(err, errlen, "%s: corrupt gzip data: %s", path, msg ? msg : "unknown error");
+            fileio_errf(err, errlen, "%s: corrupt gzip data: %s", path, msg ? msg : "unknown error");
             st = MODA_ERR_FORMAT;
             break;
         }
@@ -125,7 +117,7 @@ static moda_status load_cifar(dataset *ds, const cifar_format *fmt, const char *
     if (!ds) return MODA_ERR_NULL;
     memset(ds, 0, sizeof *ds);
     if (!dir) {
-        set_err(err, errlen, "%s: a data directory is required", fmt->kind);
+        fileio_errf(err, errlen, "%s: a data directory is required", fmt->kind);
         return MODA_ERR_ARG;
     }
     const char *files[CIFAR_MAX_FILES];
@@ -139,7 +131,7 @@ static moda_status load_cifar(dataset *ds, const cifar_format *fmt, const char *
     char base[4096], path[4096], sub[4096];
     if (!path_join(path, sizeof path, dir, files[0], NULL) ||
         !path_join(sub, sizeof sub, dir, fmt->subdir, files[0])) {
-        set_err(err, errlen, "%s: path too long", dir);
+        fileio_errf(err, errlen, "%s: path too long", dir);
         return MODA_ERR_ARG;
     }
     if (access(path, F_OK) != 0 && access(sub, F_OK) == 0)
@@ -156,13 +148,13 @@ static moda_status load_cifar(dataset *ds, const cifar_format *fmt, const char *
     moda_status st = MODA_OK;
     for (int fi = 0; fi < nfiles; fi++) {
         if (!path_join(path, sizeof path, base, files[fi], NULL)) {
-            set_err(err, errlen, "%s: path too long", base);
+            fileio_errf(err, errlen, "%s: path too long", base);
             st = MODA_ERR_ARG;
             goto done;
         }
         if ((st = read_file(path, &raw[fi], &len[fi], err, errlen)) != MODA_OK) goto done;
         if (len[fi] == 0 || len[fi] % rec != 0) {
-            set_err(err, errlen, "%s: size %zu bytes is not a positive multiple of the %zu-byte %s record", path,
+            fileio_errf(err, errlen, "%s: size %zu bytes is not a positive multiple of the %zu-byte %s record", path,
                     len[fi], rec, fmt->kind);
             st = MODA_ERR_FORMAT;
             goto done;
@@ -171,7 +163,7 @@ static moda_status load_cifar(dataset *ds, const cifar_format *fmt, const char *
         for (size_t r = 0; r < nrec; r++) {
             int y = raw[fi][r * rec + (size_t)fmt->label_index];
             if (y >= fmt->num_classes) {
-                set_err(err, errlen, "%s: record %zu has label %d, expected 0..%d", path, r, y,
+                fileio_errf(err, errlen, "%s: record %zu has label %d, expected 0..%d", path, r, y,
                         fmt->num_classes - 1);
                 st = MODA_ERR_FORMAT;
                 goto done;
@@ -179,7 +171,7 @@ static moda_status load_cifar(dataset *ds, const cifar_format *fmt, const char *
         }
         total += nrec;
         if (total > (size_t)1 << 30) {
-            set_err(err, errlen, "%s: too many records", path);
+            fileio_errf(err, errlen, "%s: too many records", path);
             st = MODA_ERR_FORMAT;
             goto done;
         }
@@ -188,14 +180,14 @@ static moda_status load_cifar(dataset *ds, const cifar_format *fmt, const char *
     if (path_join(path, sizeof path, base, fmt->names_file, NULL) && access(path, F_OK) == 0) {
         if ((st = dataset_read_names(path, &names, &nnames, err, errlen)) != MODA_OK) goto done;
         if (nnames != fmt->num_classes) {
-            set_err(err, errlen, "%s: %d class names, expected %d", path, nnames, fmt->num_classes);
+            fileio_errf(err, errlen, "%s: %d class names, expected %d", path, nnames, fmt->num_classes);
             st = MODA_ERR_FORMAT;
             goto done;
         }
     }
 
     if ((st = dataset_alloc(ds, (int)total, 3, CIFAR_SIDE, CIFAR_SIDE, fmt->num_classes)) != MODA_OK) {
-        set_err(err, errlen, "%s: out of memory for %zu images", base, total);
+        fileio_errf(err, errlen, "%s: out of memory for %zu images", base, total);
         goto done;
     }
     for (int k = 0; k < fmt->num_classes && st == MODA_OK; k++) {
@@ -203,7 +195,7 @@ static moda_status load_cifar(dataset *ds, const cifar_format *fmt, const char *
         if (name) st = dataset_set_class_name(ds, k, name);
     }
     if (st != MODA_OK) {
-        set_err(err, errlen, "%s: out of memory", base);
+        fileio_errf(err, errlen, "%s: out of memory", base);
         dataset_free(ds);
         goto done;
     }

@@ -2,7 +2,6 @@
  * transparently, uncompressed files, so one path serves both. */
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <zlib.h>
 
 #include "dataset.h"
+#include "fileio.h"
 
 #define IDX_MAGIC_IMAGES 0x00000803u /* unsigned byte, 3 dims */
 #define IDX_MAGIC_LABELS 0x00000801u /* unsigned byte, 1 dim */
@@ -18,14 +18,6 @@
 static const char *const fashion_names[10] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Reads up to n bytes; *got says how many arrived before EOF. A gzip
  * error (corrupt stream) is MODA_ERR_FORMAT with zlib's message. */
@@ -40,7 +32,7 @@ static moda_status gz_read_all(gzFile f, const char *path, void *buf, size_t n, 
         if (r < 0) {
             int code;
             const char *msg = gzerror(f, &code);
-            set_err(err, errlen, "%s: corrupt gzip data: %s", path, msg ? msg : "unknown error");
+            fileio_errf(err, errlen, "%s: corrupt gzip data: %s", path, msg ? msg : "unknown error");
             return MODA_ERR_FORMAT;
         }
         if (r == 0) break;
@@ -67,7 +59,7 @@ static moda_status idx_open(idx_file *x, const char *path, uint32_t magic, int n
     errno = 0;
     x->f = gzopen(path, "rb");
     if (!x->f) {
-        set_err(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+        fileio_errf(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
         return MODA_ERR_IO;
     }
     gzbuffer(x->f, 1u << 18);
@@ -76,19 +68,19 @@ static moda_status idx_open(idx_file *x, const char *path, uint32_t magic, int n
     moda_status st = gz_read_all(x->f, path, hdr, 4, &got, err, errlen);
     if (st != MODA_OK) goto fail;
     if (got < 4) {
-        set_err(err, errlen, "%s: truncated header (%zu of %zu bytes)", path, got, need);
+        fileio_errf(err, errlen, "%s: truncated header (%zu of %zu bytes)", path, got, need);
         st = MODA_ERR_FORMAT;
         goto fail;
     }
     uint32_t m = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
     if (m != magic) {
-        set_err(err, errlen, "%s: bad magic 0x%08x (expected 0x%08x)", path, (unsigned)m, (unsigned)magic);
+        fileio_errf(err, errlen, "%s: bad magic 0x%08x (expected 0x%08x)", path, (unsigned)m, (unsigned)magic);
         st = MODA_ERR_FORMAT;
         goto fail;
     }
     if ((st = gz_read_all(x->f, path, hdr + 4, need - 4, &got, err, errlen)) != MODA_OK) goto fail;
     if (got < need - 4) {
-        set_err(err, errlen, "%s: truncated header (%zu of %zu bytes)", path, got + 4, need);
+        fileio_errf(err, errlen, "%s: truncated header (%zu of %zu bytes)", path, got + 4, need);
         st = MODA_ERR_FORMAT;
         goto fail;
     }
@@ -100,10 +92,10 @@ static moda_status idx_open(idx_file *x, const char *path, uint32_t magic, int n
     for (int d = 1; d < ndim; d++) bad |= x->dims[d] == 0 || x->dims[d] > IDX_MAX_SIDE;
     if (bad) {
         if (ndim == 3)
-            set_err(err, errlen, "%s: bad dimensions %ux%ux%u", path, (unsigned)x->dims[0], (unsigned)x->dims[1],
+            fileio_errf(err, errlen, "%s: bad dimensions %ux%ux%u", path, (unsigned)x->dims[0], (unsigned)x->dims[1],
                     (unsigned)x->dims[2]);
         else
-            set_err(err, errlen, "%s: bad count %u", path, (unsigned)x->dims[0]);
+            fileio_errf(err, errlen, "%s: bad count %u", path, (unsigned)x->dims[0]);
         st = MODA_ERR_FORMAT;
         goto fail;
     }
@@ -120,13 +112,13 @@ static moda_status idx_read_payload(idx_file *x, unsigned char *buf, size_t n, c
     size_t got;
     MODA_TRY(gz_read_all(x->f, x->path, buf, n, &got, err, errlen));
     if (got < n) {
-        set_err(err, errlen, "%s: truncated: %zu of %zu bytes of %s", x->path, got, n, what);
+        fileio_errf(err, errlen, "%s: truncated: %zu of %zu bytes of %s", x->path, got, n, what);
         return MODA_ERR_FORMAT;
     }
     unsigned char extra;
     MODA_TRY(gz_read_all(x->f, x->path, &extra, 1, &got, err, errlen));
     if (got) {
-        set_err(err, errlen, "%s: unexpected data after %u %s", x->path, (unsigned)x->dims[0], what);
+        fileio_errf(err, errlen, "%s: unexpected data after %u %s", x->path, (unsigned)x->dims[0], what);
         return MODA_ERR_FORMAT;
     }
     return MODA_OK;
@@ -155,7 +147,7 @@ moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const c
     /* Counts are compared before the (large) pixel payload is read. */
     const uint32_t n = xi.dims[0], h = xi.dims[1], w = xi.dims[2];
     if (xl.dims[0] != n) {
-        set_err(err, errlen, "%s: %u labels but %s has %u images", labels_path, (unsigned)xl.dims[0], images_path,
+        fileio_errf(err, errlen, "%s: %u labels but %s has %u images", labels_path, (unsigned)xl.dims[0], images_path,
                 (unsigned)n);
         st = MODA_ERR_FORMAT;
         goto done;
@@ -164,7 +156,7 @@ moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const c
     pix = malloc(npix);
     lab = malloc(n);
     if (!pix || !lab) {
-        set_err(err, errlen, "%s: out of memory for %u images", images_path, (unsigned)n);
+        fileio_errf(err, errlen, "%s: out of memory for %u images", images_path, (unsigned)n);
         st = MODA_ERR_NOMEM;
         goto done;
     }
@@ -175,7 +167,7 @@ moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const c
     if (names) {
         for (uint32_t i = 0; i < n; i++)
             if (lab[i] >= nnames) {
-                set_err(err, errlen, "%s: label %d at index %u is out of range for the %d classes named in %s",
+                fileio_errf(err, errlen, "%s: label %d at index %u is out of range for the %d classes named in %s",
                         labels_path, lab[i], (unsigned)i, nnames, names_path);
                 st = MODA_ERR_FORMAT;
                 goto done;
@@ -185,7 +177,7 @@ moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const c
 
     int k = names ? nnames : (max_label + 1 > 10 ? max_label + 1 : 10);
     if ((st = dataset_alloc(ds, (int)n, 1, (int)h, (int)w, k)) != MODA_OK) {
-        set_err(err, errlen, "%s: out of memory for %u images", images_path, (unsigned)n);
+        fileio_errf(err, errlen, "%s: out of memory for %u images", images_path, (unsigned)n);
         goto done;
     }
     for (int c = 0; c < k && st == MODA_OK; c++) {
@@ -193,7 +185,7 @@ moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const c
         if (name) st = dataset_set_class_name(ds, c, name);
     }
     if (st != MODA_OK) {
-        set_err(err, errlen, "%s: out of memory", images_path);
+        fileio_errf(err, errlen, "%s: out of memory", images_path);
         dataset_free(ds);
         goto done;
     }
@@ -222,12 +214,12 @@ static moda_status find_idx(char *out, size_t outlen, const char *dir, const cha
         for (int e = 0; e < 2; e++) {
             int len = snprintf(out, outlen, "%s/%s%s%s%s", dir, prefix, seps[s], suffix, exts[e]);
             if (len < 0 || (size_t)len >= outlen) {
-                set_err(err, errlen, "%s: path too long", dir);
+                fileio_errf(err, errlen, "%s: path too long", dir);
                 return MODA_ERR_ARG;
             }
             if (access(out, F_OK) == 0) return MODA_OK;
         }
-    set_err(err, errlen, "%s/%s-%s.gz: not found (nor without .gz)", dir, prefix, suffix);
+    fileio_errf(err, errlen, "%s/%s-%s.gz: not found (nor without .gz)", dir, prefix, suffix);
     return MODA_ERR_IO;
 }
 

@@ -17,6 +17,16 @@ void fileio_errf(char *err, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
+moda_status fileio_fail(char *err, size_t errlen, moda_status s, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
 moda_status fileio_read_all(const char *path, size_t max_bytes, uint8_t **data, size_t *len, char *err,
                             size_t errlen) {
     if (!path || !data || !len) {

@@ -39,5 +39,11 @@ void fileio_errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* fileio_errf, then return s: for "return fileio_fail(err, errlen, MODA_ERR_FORMAT, ...)". */
+moda_status fileio_fail(char *err, size_t errlen, moda_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
 #endif

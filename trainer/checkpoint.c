@@ -1,21 +1,11 @@
 #include "checkpoint.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
 #include "safetensors.h"
-
-static moda_status errorf(char *err, size_t errlen, moda_status s, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
 
 void model_info_free(model_info *mi) {
     if (!mi) return;
@@ -52,7 +42,7 @@ moda_status checkpoint_save(const char *path, const graph *g, const sgd *opt, co
     if (!entries || !names) {
         free(entries);
         free(names);
-        return errorf(err, errlen, MODA_ERR_NOMEM, "%s: out of memory", path);
+        return fileio_fail(err, errlen, MODA_ERR_NOMEM, "%s: out of memory", path);
     }
     int k = 0;
     for (int i = 0; i < g->n_params; i++) {
@@ -78,22 +68,22 @@ static moda_status parse_info(json_t *root, model_info *mi, const char *path, ch
     json_t *m = json_object_get(root, "model"), *d = json_object_get(root, "data");
     const char *arch = json_string_value(json_object_get(m, "arch"));
     if (!json_is_object(m) || !json_is_object(d) || !arch)
-        return errorf(err, errlen, MODA_ERR_FORMAT, "%s: metadata lacks model or data", path);
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: metadata lacks model or data", path);
     if (model_arch_from_name(arch, &mi->model.arch) != MODA_OK)
-        return errorf(err, errlen, MODA_ERR_FORMAT, "%s: unknown architecture '%s'", path, arch);
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: unknown architecture '%s'", path, arch);
     json_t *w = json_object_get(m, "width"), *ic = json_object_get(m, "in_channels"),
            *nc = json_object_get(m, "num_classes"), *is = json_object_get(m, "input_size");
     if (!json_is_number(w) || !json_is_integer(ic) || !json_is_integer(nc) || !json_is_integer(is))
-        return errorf(err, errlen, MODA_ERR_FORMAT, "%s: model metadata has wrong types", path);
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: model metadata has wrong types", path);
     mi->model.width = (float)json_number_value(w);
     mi->model.in_channels = (int)json_integer_value(ic);
     mi->model.num_classes = (int)json_integer_value(nc);
     mi->model.input_size = (int)json_integer_value(is);
     char why[160];
     if (model_validate(&mi->model, why, sizeof why) != MODA_OK)
-        return errorf(err, errlen, MODA_ERR_FORMAT, "%s: %s", path, why);
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: %s", path, why);
     if (mi->model.in_channels > DATASET_MAX_CHANNELS)
-        return errorf(err, errlen, MODA_ERR_FORMAT, "%s: %d input channels", path, mi->model.in_channels);
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: %d input channels", path, mi->model.in_channels);
 
     const char *ds = json_string_value(json_object_get(d, "dataset"));
     snprintf(mi->dataset, sizeof mi->dataset, "%s", ds ? ds : "");
@@ -103,18 +93,18 @@ static moda_status parse_info(json_t *root, model_info *mi, const char *path, ch
     if (!json_is_integer(pad) || !json_is_array(mean) || !json_is_array(std) || !json_is_array(names) ||
         json_array_size(mean) != (size_t)mi->channels || json_array_size(std) != (size_t)mi->channels ||
         json_array_size(names) != (size_t)mi->model.num_classes)
-        return errorf(err, errlen, MODA_ERR_FORMAT, "%s: data metadata is inconsistent with the model", path);
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: data metadata is inconsistent with the model", path);
     mi->pad = (int)json_integer_value(pad);
     for (int c = 0; c < mi->channels; c++) {
         mi->mean[c] = (float)json_number_value(json_array_get(mean, (size_t)c));
         mi->std[c] = (float)json_number_value(json_array_get(std, (size_t)c));
-        if (!(mi->std[c] > 0)) return errorf(err, errlen, MODA_ERR_FORMAT, "%s: std must be positive", path);
+        if (!(mi->std[c] > 0)) return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: std must be positive", path);
     }
     mi->class_names = calloc((size_t)mi->model.num_classes, sizeof(char *));
     if (!mi->class_names) return MODA_ERR_NOMEM;
     for (int k = 0; k < mi->model.num_classes; k++) {
         const char *s = json_string_value(json_array_get(names, (size_t)k));
-        if (!s) return errorf(err, errlen, MODA_ERR_FORMAT, "%s: class name %d is not a string", path, k);
+        if (!s) return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: class name %d is not a string", path, k);
         mi->class_names[k] = strdup(s);
         if (!mi->class_names[k]) return MODA_ERR_NOMEM;
     }
@@ -131,27 +121,27 @@ moda_status checkpoint_open(const char *path, moda_backend *be, checkpoint *ck, 
     const char *meta = safetensors_meta_get(f, "moda");
     if (!meta) {
         checkpoint_close(ck);
-        return errorf(err, errlen, MODA_ERR_FORMAT, "%s: not a moda checkpoint (no \"moda\" metadata)", path);
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: not a moda checkpoint (no \"moda\" metadata)", path);
     }
     json_error_t jerr;
     json_t *root = json_loads(meta, 0, &jerr);
     if (!json_is_object(root)) {
         json_decref(root);
         checkpoint_close(ck);
-        return errorf(err, errlen, MODA_ERR_FORMAT, "%s: metadata is not a JSON object", path);
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: metadata is not a JSON object", path);
     }
     json_t *fmt = json_object_get(root, "format");
     if (!json_is_integer(fmt) || json_integer_value(fmt) != CHECKPOINT_FORMAT) {
         json_decref(root);
         checkpoint_close(ck);
-        return errorf(err, errlen, MODA_ERR_FORMAT, "%s: unsupported checkpoint format", path);
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: unsupported checkpoint format", path);
     }
     s = parse_info(root, &ck->info, path, err, errlen);
     json_decref(root);
     if (s == MODA_OK && !(ck->meta_json = strdup(meta))) s = MODA_ERR_NOMEM;
     if (s == MODA_OK) {
         ck->g = model_build(be, &ck->info.model, &s);
-        if (!ck->g) errorf(err, errlen, s, "%s: cannot build the model: %s", path, moda_status_string(s));
+        if (!ck->g) fileio_fail(err, errlen, s, "%s: cannot build the model: %s", path, moda_status_string(s));
     }
     for (int i = 0; s == MODA_OK && i < ck->g->n_params; i++) {
         graph_param *p = &ck->g->params[i];

@@ -1,7 +1,6 @@
 #include "train.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,16 +14,6 @@
 #include "report.h"
 
 #define CHECKPOINT_NAME "checkpoint.safetensors"
-
-static moda_status errorf(char *err, size_t errlen, moda_status s, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
 
 train_options train_options_default(void) {
     return (train_options){
@@ -50,14 +39,14 @@ moda_status train_load_split(dataset *ds, const char *kind, const char *dir, con
     moda_status s = MODA_OK;
     if (subset > 0) s = dataset_subset_per_class(ds, subset);
     if (s == MODA_OK && (ds->h != ds->w || ds->h > input_size || (input_size - ds->h) % 2)) {
-        s = errorf(err, errlen, MODA_ERR_SHAPE, "%s: %dx%d images do not pad evenly to %dx%d", ds->source, ds->h,
+        s = fileio_fail(err, errlen, MODA_ERR_SHAPE, "%s: %dx%d images do not pad evenly to %dx%d", ds->source, ds->h,
                    ds->w, input_size, input_size);
     }
     if (s == MODA_OK && ds->h < input_size) s = dataset_pad(ds, (input_size - ds->h) / 2);
     if (s == MODA_OK) {
         if (mi) {
             if (mi->channels != ds->c)
-                s = errorf(err, errlen, MODA_ERR_SHAPE, "%s: %d channels, the model expects %d", ds->source, ds->c,
+                s = fileio_fail(err, errlen, MODA_ERR_SHAPE, "%s: %d channels, the model expects %d", ds->source, ds->c,
                            mi->channels);
             else
                 s = dataset_normalize(ds, mi->mean, mi->std);
@@ -68,7 +57,7 @@ moda_status train_load_split(dataset *ds, const char *kind, const char *dir, con
         }
     }
     if (s != MODA_OK) {
-        if (err && !err[0]) errorf(err, errlen, s, "%s: %s", ds->source, moda_status_string(s));
+        if (err && !err[0]) fileio_fail(err, errlen, s, "%s: %s", ds->source, moda_status_string(s));
         dataset_free(ds);
     }
     return s;
@@ -198,7 +187,7 @@ static moda_status parse_resume(const char *meta, const train_options *cli, resu
                     "alpha", &alpha, "beta", &beta, "gamma", &gamma, "epochs_done", &done, "history", &hist) != 0 ||
         !json_is_array(hist)) {
         json_decref(root);
-        return errorf(err, errlen, MODA_ERR_FORMAT, "checkpoint metadata is incomplete; cannot resume");
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "checkpoint metadata is incomplete; cannot resume");
     }
     r->o = *cli;
     snprintf(r->arch, sizeof r->arch, "%s", arch);
@@ -237,7 +226,7 @@ static moda_status parse_resume(const char *meta, const train_options *cli, resu
                         "lr", &v[0], "train_loss", &v[1], "train_acc", &v[2], "test_loss", &v[3], "test_acc", &v[4],
                         "seconds", &v[5], "ce", &v[6], "l_aff", &v[7], "l_dis", &v[8], "l_com", &v[9]) != 0) {
             json_decref(root);
-            return errorf(err, errlen, MODA_ERR_FORMAT, "checkpoint history entry %d is malformed", i);
+            return fileio_fail(err, errlen, MODA_ERR_FORMAT, "checkpoint history entry %d is malformed", i);
         }
         e->lr = (float)v[0];
         e->train_loss = (float)v[1];
@@ -252,23 +241,23 @@ static moda_status parse_resume(const char *meta, const train_options *cli, resu
     }
     json_decref(root);
     if (done < 0 || done > epochs || r->n_history != done)
-        return errorf(err, errlen, MODA_ERR_FORMAT, "checkpoint epoch count is inconsistent");
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "checkpoint epoch count is inconsistent");
     return MODA_OK;
 }
 
 static moda_status check_options(const train_options *o, char *err, size_t errlen) {
     model_arch a;
     if (!o->arch || model_arch_from_name(o->arch, &a) != MODA_OK)
-        return errorf(err, errlen, MODA_ERR_ARG, "unknown architecture '%s' (vgg16, resnet18, mobilenet, lenet5)",
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "unknown architecture '%s' (vgg16, resnet18, mobilenet, lenet5)",
                       o->arch ? o->arch : "");
-    if (o->epochs < 1) return errorf(err, errlen, MODA_ERR_ARG, "--epochs must be at least 1");
+    if (o->epochs < 1) return fileio_fail(err, errlen, MODA_ERR_ARG, "--epochs must be at least 1");
     if (o->batch_size < 1 || o->batch_size > 65536)
-        return errorf(err, errlen, MODA_ERR_ARG, "--batch-size must be in 1..65536");
-    if (!(o->lr > 0)) return errorf(err, errlen, MODA_ERR_ARG, "--lr must be positive");
-    if (o->subset < 0) return errorf(err, errlen, MODA_ERR_ARG, "--subset must be >= 0");
-    if (!o->out_dir || !o->out_dir[0]) return errorf(err, errlen, MODA_ERR_ARG, "--out is required");
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "--batch-size must be in 1..65536");
+    if (!(o->lr > 0)) return fileio_fail(err, errlen, MODA_ERR_ARG, "--lr must be positive");
+    if (o->subset < 0) return fileio_fail(err, errlen, MODA_ERR_ARG, "--subset must be >= 0");
+    if (!o->out_dir || !o->out_dir[0]) return fileio_fail(err, errlen, MODA_ERR_ARG, "--out is required");
     if (!(o->alpha >= 0) || !(o->beta >= 0) || !(o->gamma >= 0))
-        return errorf(err, errlen, MODA_ERR_ARG, "--alpha, --beta and --gamma must be >= 0");
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "--alpha, --beta and --gamma must be >= 0");
     return MODA_OK;
 }
 
@@ -310,7 +299,7 @@ static void run_free(run *r) {
 
 static moda_status save_epoch(run *r, char *err, size_t errlen) {
     char *meta = build_meta(&r->o, r->mi, r->epochs_done, r->history, r->n_history);
-    if (!meta) return errorf(err, errlen, MODA_ERR_NOMEM, "cannot encode checkpoint metadata");
+    if (!meta) return fileio_fail(err, errlen, MODA_ERR_NOMEM, "cannot encode checkpoint metadata");
     moda_status s = checkpoint_save(r->path, r->g, &r->opt, meta, err, errlen);
     free(meta);
     if (s != MODA_OK) return s;
@@ -372,16 +361,16 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
     run r = {.o = *cli};
     resumed res = {0};
     moda_status s = MODA_OK;
-    if (!cli->out_dir || !cli->out_dir[0]) return errorf(err, errlen, MODA_ERR_ARG, "--out is required");
+    if (!cli->out_dir || !cli->out_dir[0]) return fileio_fail(err, errlen, MODA_ERR_ARG, "--out is required");
     snprintf(r.path, sizeof r.path, "%s/%s", cli->out_dir, CHECKPOINT_NAME);
     struct stat st;
     bool have_ck = stat(r.path, &st) == 0;
     r.be = backend_cpu_new();
-    if (!r.be) return errorf(err, errlen, MODA_ERR_BACKEND, "cannot create the CPU backend");
+    if (!r.be) return fileio_fail(err, errlen, MODA_ERR_BACKEND, "cannot create the CPU backend");
 
     if (cli->resume) {
         if (!have_ck) {
-            s = errorf(err, errlen, MODA_ERR_NOT_FOUND, "%s: no checkpoint to resume from", r.path);
+            s = fileio_fail(err, errlen, MODA_ERR_NOT_FOUND, "%s: no checkpoint to resume from", r.path);
             goto done;
         }
         if ((s = checkpoint_open(r.path, r.be, &r.ck, err, errlen)) != MODA_OK) goto done;
@@ -393,7 +382,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
         res.history = NULL;
         r.n_history = r.epochs_done = res.epochs_done;
     } else if (have_ck) {
-        s = errorf(err, errlen, MODA_ERR_ARG, "%s already exists: pass --resume to continue it, or choose another --out",
+        s = fileio_fail(err, errlen, MODA_ERR_ARG, "%s already exists: pass --resume to continue it, or choose another --out",
                    r.path);
         goto done;
     }
@@ -405,7 +394,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
     if (r.mi) { /* resumed: the data must match what the model was trained on */
         for (int c = 0; c < r.train.c; c++)
             if (r.train.mean[c] != r.mi->mean[c] || r.train.std[c] != r.mi->std[c]) {
-                s = errorf(err, errlen, MODA_ERR_STATE, "%s: training data differs from the checkpoint's",
+                s = fileio_fail(err, errlen, MODA_ERR_STATE, "%s: training data differs from the checkpoint's",
                            r.train.source);
                 goto done;
             }
@@ -415,7 +404,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
         model_arch_from_name(r.o.arch, &mc.arch);
         char why[200];
         if ((s = model_validate(&mc, why, sizeof why)) != MODA_OK) {
-            errorf(err, errlen, s, "%s", why);
+            fileio_fail(err, errlen, s, "%s", why);
             goto done;
         }
         r.info.model = mc;
@@ -423,7 +412,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
         r.mi = &r.info;
         r.g = model_build(r.be, &mc, &s);
         if (!r.g) {
-            errorf(err, errlen, s, "cannot build %s: %s", r.o.arch, moda_status_string(s));
+            fileio_fail(err, errlen, s, "cannot build %s: %s", r.o.arch, moda_status_string(s));
             goto done;
         }
         r.own_graph = true;
@@ -439,7 +428,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
                               err, errlen)) != MODA_OK)
         goto done;
     if (r.test.num_classes != r.train.num_classes) {
-        s = errorf(err, errlen, MODA_ERR_FORMAT, "%s: %d classes, the training set has %d", r.test.source,
+        s = fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: %d classes, the training set has %d", r.test.source,
                    r.test.num_classes, r.train.num_classes);
         goto done;
     }
@@ -488,7 +477,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
         if (r.o.stop_after && ++ran >= r.o.stop_after) break;
     }
     dataset_iter_free(&it);
-    if (s != MODA_OK && err && !err[0]) errorf(err, errlen, s, "training failed: %s", moda_status_string(s));
+    if (s != MODA_OK && err && !err[0]) fileio_fail(err, errlen, s, "training failed: %s", moda_status_string(s));
 done:
     free(res.history);
     run_free(&r);
