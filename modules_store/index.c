@@ -40,16 +40,8 @@ moda_status registry_index_parse(const char *text, size_t len, const char *file,
     *n = 0;
     jcheck c;
     jc_init(&c, file, err, errlen);
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        jc_fail(&c, MODA_ERR_FORMAT, "not valid JSON: %s (line %d)", jerr.text, jerr.line);
-        return c.status;
-    }
-    if (!json_is_object(root)) jc_fail(&c, MODA_ERR_FORMAT, "not a JSON object");
-    long long format = 0;
-    if (jc_int(&c, root, "", "format", 0, 1LL << 30, &format) && format != REGISTRY_FORMAT)
-        jc_fail(&c, MODA_ERR_FORMAT, "unsupported format %lld (this build reads format %d)", format, REGISTRY_FORMAT);
+    json_t *root = jc_load_document(&c, text, len);
+    if (!root) return c.status;
     json_t *models = jc_get(&c, root, "", "models", JK_ARRAY);
     size_t count = models ? json_array_size(models) : 0;
     registry_entry *e = calloc(count ? count : 1, sizeof(*e));

@@ -1,4 +1,5 @@
 #include "json_check.h"
+#include "registry.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -150,4 +151,18 @@ bool jc_number_at(jcheck *c, json_t *arr, const char *where, size_t i, double lo
                        hi);
     *out = x;
     return true;
+}
+
+json_t *jc_load_document(jcheck *c, const char *text, size_t len) {
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        jc_fail(c, MODA_ERR_FORMAT, "not valid JSON: %s (line %d)", jerr.text, jerr.line);
+        return NULL;
+    }
+    if (!json_is_object(root)) jc_fail(c, MODA_ERR_FORMAT, "not a JSON object");
+    long long format = 0;
+    if (jc_int(c, root, "", "format", 0, 1LL << 30, &format) && format != REGISTRY_FORMAT)
+        jc_fail(c, MODA_ERR_FORMAT, "unsupported format %lld (this build reads format %d)", format, REGISTRY_FORMAT);
+    return root;
 }

@@ -53,4 +53,10 @@ bool jc_number_at(jcheck *c, json_t *arr, const char *where, size_t i, double lo
 
 const char *jc_kind_name(jkind k);
 
+/* Parse a registry JSON document (index or manifest): valid JSON without
+ * duplicate keys, an object, with "format" equal to REGISTRY_FORMAT. The
+ * root is returned even when a check fails, for the caller to release;
+ * NULL only when the text is not JSON. */
+json_t *jc_load_document(jcheck *c, const char *text, size_t len);
+
 #endif

@@ -444,16 +444,8 @@ moda_status registry_manifest_parse(const char *text, const char *file, const ch
     *arch_out = NULL;
     jcheck c;
     jc_init(&c, file, err, errlen);
-    json_error_t jerr;
-    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        jc_fail(&c, MODA_ERR_FORMAT, "not valid JSON: %s (line %d)", jerr.text, jerr.line);
-        return c.status;
-    }
-    if (!json_is_object(root)) jc_fail(&c, MODA_ERR_FORMAT, "not a JSON object");
-    long long format = 0;
-    if (jc_int(&c, root, "", "format", 0, 1LL << 30, &format) && format != REGISTRY_FORMAT)
-        jc_fail(&c, MODA_ERR_FORMAT, "unsupported format %lld (this build reads format %d)", format, REGISTRY_FORMAT);
+    json_t *root = jc_load_document(&c, text, strlen(text));
+    if (!root) return c.status;
     const char *mname = jc_string(&c, root, "", "name");
     if (mname && strcmp(mname, name) != 0)
         jc_fail(&c, MODA_ERR_FORMAT, "\"name\" is \"%s\" but the index lists it as \"%s\"", mname, name);
