@@ -85,20 +85,10 @@ static void test_add_bad_args(void **state) {
     assert_int_equal(add_bwd(be, &flat, NULL, &ty), MODA_ERR_SHAPE);
 }
 
-static int setup(void **state) {
-    *state = backend_cpu_new();
-    return *state ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    backend_free(*state);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_values_and_grad),
         cmocka_unit_test(test_add_bad_args),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_backend_setup, tu_backend_teardown);
 }

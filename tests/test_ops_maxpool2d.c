@@ -168,21 +168,11 @@ static void test_maxpool_bad_args(void **state) {
     assert_true(maxpool2d_ws_bytes(be, &y) <= sizeof(ws));
 }
 
-static int setup(void **state) {
-    *state = backend_cpu_new();
-    return *state ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    backend_free(*state);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_maxpool_values_and_grad),
         cmocka_unit_test(test_maxpool_nan_propagates),
         cmocka_unit_test(test_maxpool_bad_args),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_backend_setup, tu_backend_teardown);
 }

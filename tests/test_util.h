@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "backend.h"
 #include "rng.h"
 
 static inline float *tu_alloc(size_t n) {
@@ -77,6 +78,17 @@ static inline double tu_dot(const float *a, const float *b, size_t n) {
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
     return s;
+}
+
+/* cmocka group fixtures: *state is a CPU backend for the group's tests. */
+static inline int tu_backend_setup(void **state) {
+    *state = backend_cpu_new();
+    return *state ? 0 : -1;
+}
+
+static inline int tu_backend_teardown(void **state) {
+    backend_free(*state);
+    return 0;
 }
 
 #endif
