@@ -1,4 +1,5 @@
 /* moda: the offline trainer and tool CLI. */
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,12 +107,13 @@ static int cmd_eval(int argc, char **argv) {
     moda_status s = be ? checkpoint_open(ckpt, be, &ck, err, sizeof err) : MODA_ERR_BACKEND;
     if (s == MODA_OK) {
         /* Data location as trained unless overridden. */
-        char dir[1024] = "", nm[1024] = "";
         const char *kind = ck.info.dataset;
-        const char *p = strstr(ck.meta_json, "\"data_dir\":\"");
-        if (!data_dir && p && sscanf(p, "\"data_dir\":\"%1023[^\"]", dir) == 1) data_dir = dir;
-        p = strstr(ck.meta_json, "\"names\":\"");
-        if (!names && p && sscanf(p, "\"names\":\"%1023[^\"]", nm) == 1) names = nm;
+        json_t *meta = json_loads(ck.meta_json, 0, NULL);
+        json_t *data = json_object_get(meta, "data");
+        const char *dir = json_string_value(json_object_get(data, "data_dir"));
+        const char *nm = json_string_value(json_object_get(data, "names"));
+        if (!data_dir && dir && dir[0]) data_dir = dir;
+        if (!names && nm && nm[0]) names = nm;
         s = train_load_split(&test, kind, data_dir, names, DATASET_TEST, ck.info.model.input_size, 0, &ck.info, err,
                              sizeof err);
         if (s == MODA_OK) s = graph_plan(ck.g, batch);
@@ -127,6 +129,7 @@ static int cmd_eval(int argc, char **argv) {
         }
         eval_result_free(&r);
         dataset_free(&test);
+        json_decref(meta);
         checkpoint_close(&ck);
     }
     backend_free(be);
