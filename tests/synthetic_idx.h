@@ -5,6 +5,8 @@
 #ifndef MODA_SYNTHETIC_IDX_H
 #define MODA_SYNTHETIC_IDX_H
 
+#include <sys/stat.h>
+
 #include "test_util.h"
 
 static inline void synth_write_be32(FILE *f, uint32_t v) {
@@ -57,6 +59,25 @@ static inline void synth_write_names(const char *dir, const char *const names[4]
     assert_non_null(f);
     for (int k = 0; k < 4; k++) fprintf(f, "%s\n", names[k]);
     fclose(f);
+}
+
+/* root/data holding n_train training and n_test test samples and names.txt;
+ * 0 on success, for a cmocka setup's return value. */
+static inline int synth_make_data(const char *root, int n_train, int n_test) {
+    char d[400]; /* leaves room for the file names appended to it */
+    snprintf(d, sizeof d, "%.380s/data", root);
+    if (mkdir(d, 0755) != 0) return -1;
+    synth_write_idx(d, "train", n_train, 1);
+    synth_write_idx(d, "t10k", n_test, 2);
+    synth_write_names(d, (const char *const[]){"h-stripes", "v-stripes", "fine-check", "coarse-check"});
+    return 0;
+}
+
+/* rm -rf root, for a teardown; 0 on success. */
+static inline int synth_remove_tree(const char *root) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 #endif

@@ -642,9 +642,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     backend_free(be);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return synth_remove_tree(root);
 }
 
 int main(void) {

@@ -48,13 +48,7 @@ static void train_into_registry(const char *name, bool moda) {
 static int setup(void **state) {
     (void)state;
     snprintf(root, sizeof root, "/tmp/moda-reuse-XXXXXX");
-    if (!mkdtemp(root)) return -1;
-    char d[300];
-    snprintf(d, sizeof d, "%s/data", root);
-    mkdir(d, 0755);
-    synth_write_idx(d, "train", 256, 1);
-    synth_write_idx(d, "t10k", 80, 2);
-    synth_write_names(d, (const char *const[]){"h", "v", "fine", "coarse"});
+    if (!mkdtemp(root) || synth_make_data(root, 256, 80) != 0) return -1;
     train_into_registry("tiny-moda", true);
     train_into_registry("tiny-st", false);
     return 0;
@@ -62,9 +56,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return synth_remove_tree(root);
 }
 
 typedef struct row {

@@ -17,20 +17,12 @@ static int setup(void **state) {
     (void)state;
     snprintf(root, sizeof root, "/tmp/moda-trainer-XXXXXX");
     if (!mkdtemp(root)) return -1;
-    char d[300];
-    snprintf(d, sizeof d, "%s/data", root);
-    mkdir(d, 0755);
-    synth_write_idx(d, "train", 256, 1);
-    synth_write_idx(d, "t10k", 64, 2);
-    synth_write_names(d, (const char *const[]){"h-stripes", "v-stripes", "fine-check", "coarse-check"});
-    return 0;
+    return synth_make_data(root, 256, 64);
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return synth_remove_tree(root);
 }
 
 static train_options small_options(const char *out, char *dir_buf, char *names_buf) {
