@@ -298,6 +298,7 @@ moda_status graph_alloc_grads(graph *g) {
     if (!g) return MODA_ERR_NULL;
     if (!g->finalized) return MODA_ERR_STATE;
     if (g->grad_slab.base) return MODA_OK;
+    if (g->shares_params) return MODA_ERR_STATE;
     size_t gbytes = 0;
     for (int i = 0; i < g->n_params; i++)
         if (g->params[i].trainable) gbytes += arena_bytes_for(graph_param_numel(&g->params[i]));
@@ -310,15 +311,19 @@ moda_status graph_alloc_grads(graph *g) {
     return MODA_OK;
 }
 
-moda_status graph_plan(graph *g, int max_batch) {
+/* Activations for up to max_batch samples, and with `grads` their
+ * gradients and the fan-in scratch buffer. */
+static moda_status plan_slab(graph *g, int max_batch, bool grads) {
     if (!g) return MODA_ERR_NULL;
     if (!g->finalized) return MODA_ERR_STATE;
     if (max_batch <= 0) return MODA_ERR_ARG;
+    if (grads && g->shares_params) return MODA_ERR_STATE;
     arena_free(&g->act_slab);
     free(g->grad_ready);
     g->grad_ready = calloc((size_t)g->n_nodes, sizeof(bool));
     if (!g->grad_ready) return MODA_ERR_NOMEM;
     g->max_batch = 0;
+    g->inference_only = !grads;
 
     /* Two passes over the same sequence: size, then carve. */
     size_t largest = 0;
@@ -335,13 +340,13 @@ moda_status graph_plan(graph *g, int max_batch) {
             }
             size_t stats = n->kind == NODE_BATCHNORM2D ? (size_t)n->c : 0;
             if (pass == 0) {
-                bytes += (n->kind == NODE_FLATTEN ? 0 : arena_bytes_for(numel)) + arena_bytes_for(numel);
+                bytes += (n->kind == NODE_FLATTEN ? 0 : arena_bytes_for(numel)) + (grads ? arena_bytes_for(numel) : 0);
                 if (stats) bytes += 2 * arena_bytes_for(stats);
                 if (ws_floats) bytes += arena_bytes_for(ws_floats);
             } else {
                 /* Flatten only reinterprets its input's NCHW memory. */
                 n->out.data = n->kind == NODE_FLATTEN ? NULL : arena_alloc(&g->act_slab, numel);
-                n->grad.data = arena_alloc(&g->act_slab, numel);
+                n->grad.data = grads ? arena_alloc(&g->act_slab, numel) : NULL;
                 if (stats) {
                     n->save_a = arena_alloc(&g->act_slab, stats);
                     n->save_b = arena_alloc(&g->act_slab, stats);
@@ -350,14 +355,51 @@ moda_status graph_plan(graph *g, int max_batch) {
             }
         }
         if (pass == 0) {
-            bytes += arena_bytes_for(largest);
+            if (grads) bytes += arena_bytes_for(largest);
             MODA_TRY(arena_init(&g->act_slab, bytes));
         }
     }
-    g->scratch = arena_alloc(&g->act_slab, largest);
-    MODA_ASSERT(g->scratch);
+    g->scratch = grads ? arena_alloc(&g->act_slab, largest) : NULL;
+    MODA_ASSERT(g->scratch || !grads);
     g->max_batch = max_batch;
     return MODA_OK;
+}
+
+moda_status graph_plan(graph *g, int max_batch) { return plan_slab(g, max_batch, true); }
+moda_status graph_plan_inference(graph *g, int max_batch) { return plan_slab(g, max_batch, false); }
+
+size_t graph_activation_bytes(const graph *g) { return g ? g->act_slab.capacity : 0; }
+size_t graph_param_bytes(const graph *g) { return g ? g->param_slab.capacity + g->grad_slab.capacity : 0; }
+
+graph *graph_share(const graph *g, moda_backend *be) {
+    if (!g || !be || !g->finalized) return NULL;
+    graph *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->in_c = g->in_c;
+    s->in_h = g->in_h;
+    s->in_w = g->in_w;
+    s->n_nodes = s->cap_nodes = g->n_nodes;
+    s->n_params = s->cap_params = g->n_params;
+    s->nodes = malloc((size_t)g->n_nodes * sizeof(*s->nodes));
+    s->params = malloc((size_t)(g->n_params ? g->n_params : 1) * sizeof(*s->params));
+    if (!s->nodes || !s->params) {
+        graph_free(s);
+        return NULL;
+    }
+    memcpy(s->nodes, g->nodes, (size_t)g->n_nodes * sizeof(*s->nodes));
+    memcpy(s->params, g->params, (size_t)g->n_params * sizeof(*s->params));
+    for (int i = 0; i < s->n_nodes; i++) { /* activations are planned anew */
+        graph_node *n = &s->nodes[i];
+        n->out.data = n->grad.data = NULL;
+        n->save_a = n->save_b = NULL;
+        n->ws = NULL;
+    }
+    for (int i = 0; i < s->n_params; i++) s->params[i].grad = NULL;
+    s->output = g->output;
+    s->finalized = true;
+    s->shares_params = true; /* param_slab stays empty: g owns the values */
+    s->be = be;
+    return s;
 }
 
 graph_node *graph_output(graph *g) { return g ? &g->nodes[g->output] : NULL; }
@@ -402,6 +444,7 @@ moda_status graph_forward(graph *g, const float *x, int n, bool train) {
     if (!g || !x) return MODA_ERR_NULL;
     if (!g->max_batch) return MODA_ERR_STATE;
     if (n <= 0 || n > g->max_batch) return MODA_ERR_ARG;
+    if (train && g->shares_params) return MODA_ERR_STATE; /* would update shared running stats */
     g->batch = n;
     /* The input node reads the caller's buffer in place; nothing writes it. */
     g->nodes[0].out = node_tensor(&g->nodes[0], (float *)x, n);
@@ -490,7 +533,7 @@ static moda_status backward_node(graph *g, graph_node *n) {
 
 moda_status graph_backward(graph *g, graph_grad_hook hook, void *ctx) {
     if (!g) return MODA_ERR_NULL;
-    if (!g->batch || !g->trained_forward) return MODA_ERR_STATE;
+    if (!g->batch || !g->trained_forward || g->inference_only) return MODA_ERR_STATE;
     MODA_TRY(graph_alloc_grads(g));
     memset(g->grad_ready, 0, (size_t)g->n_nodes * sizeof(bool));
     g->grad_ready[g->output] = true;

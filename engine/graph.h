@@ -88,7 +88,9 @@ typedef struct graph {
     int max_batch;      /* planned by graph_plan(), 0 before */
     int batch;          /* samples in the last forward pass */
     bool trained_forward; /* last forward ran in train mode */
-    float *scratch;     /* fan-in gradients, largest activation */
+    float *scratch;     /* fan-in gradients, largest activation; NULL when inference_only */
+    bool inference_only; /* planned without activation gradients */
+    bool shares_params;  /* a graph_share() handle: parameter values belong to another graph */
     bool *grad_ready;   /* per node, during backward; owned */
 } graph;
 
@@ -115,6 +117,22 @@ moda_status graph_finalize(graph *g);
 moda_status graph_alloc_grads(graph *g);
 /* Allocate activations for batches of up to max_batch samples. */
 moda_status graph_plan(graph *g, int max_batch);
+
+/* As graph_plan, without activation gradients: forward only (backward
+ * returns MODA_ERR_STATE). About half the memory. */
+moda_status graph_plan_inference(graph *g, int max_batch);
+
+/* A second handle on g's parameters, for running inference on another
+ * thread with its own backend: nodes and parameter descriptors are copied,
+ * parameter values are shared (g must outlive it and not change while it
+ * runs). It has no activations until graph_plan_inference(), never
+ * gradients, and rejects train-mode forward passes. Free with graph_free().
+ * NULL on bad arguments or out of memory. */
+graph *graph_share(const graph *g, moda_backend *be);
+
+/* Bytes held: parameter values and gradients; activations as planned. */
+size_t graph_param_bytes(const graph *g);
+size_t graph_activation_bytes(const graph *g);
 
 /* x: (n, in_c, in_h, in_w) in backend memory. train selects BN batch
  * statistics (and updates running statistics). */

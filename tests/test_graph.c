@@ -324,12 +324,57 @@ static void test_deterministic(void **state) {
     free(w3);
 }
 
+/* A shared handle on another backend computes the same eval logits as the
+ * owner, planned without gradients, and refuses training. */
+static void test_share_and_inference_plan(void **state) {
+    (void)state;
+    graph *g = build_small(5);
+    init_params(g, 11);
+    rng r;
+    rng_seed(&r, 3, 1);
+    float *x = tu_randn(&r, 4 * 3 * 8 * 8, 1.0f);
+    assert_int_equal(graph_plan(g, 4), MODA_OK);
+    assert_int_equal(graph_forward(g, x, 4, false), MODA_OK);
+    float want[20];
+    memcpy(want, graph_output(g)->out.data, sizeof(want));
+
+    moda_backend *be2 = backend_cpu_new();
+    assert_non_null(be2);
+    graph *s = graph_share(g, be2);
+    assert_non_null(s);
+    assert_int_equal(graph_forward(s, x, 4, false), MODA_ERR_STATE); /* not planned */
+    assert_int_equal(graph_plan_inference(s, 2), MODA_OK);
+    assert_true(graph_activation_bytes(s) > 0);
+    assert_int_equal(graph_param_bytes(s), 0);
+    assert_true(graph_activation_bytes(s) < graph_activation_bytes(g)); /* half the batch, no grads */
+    /* Two chunks of the planned 2; oneDNN may pick another kernel for a
+     * smaller batch, so equal up to rounding. */
+    for (int off = 0; off < 4; off += 2) {
+        assert_int_equal(graph_forward(s, x + off * 3 * 8 * 8, 2, false), MODA_OK);
+        assert_true(tu_err_ratio(graph_output(s)->out.data, want + off * 5, 10, 1e-6, 1e-5) <= 1.0);
+    }
+    assert_int_equal(graph_forward(s, x, 3, false), MODA_ERR_ARG); /* over the plan */
+    assert_int_equal(graph_forward(s, x, 2, true), MODA_ERR_STATE);
+    assert_int_equal(graph_alloc_grads(s), MODA_ERR_STATE);
+    assert_int_equal(graph_plan(s, 2), MODA_ERR_STATE);
+    assert_null(graph_share(NULL, be2));
+    graph_free(s);
+
+    /* The owner planned for inference cannot run backward. */
+    assert_int_equal(graph_plan_inference(g, 4), MODA_OK);
+    assert_int_equal(graph_forward(g, x, 4, true), MODA_OK);
+    assert_int_equal(graph_backward(g, NULL, NULL), MODA_ERR_STATE);
+    backend_free(be2);
+    graph_free(g);
+    free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builder_errors), cmocka_unit_test(test_counts),
         cmocka_unit_test(test_graph_gradients), cmocka_unit_test(test_backward_hook),
         cmocka_unit_test(test_sgd_formulas),    cmocka_unit_test(test_tiny_network_learns),
-        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_deterministic),   cmocka_unit_test(test_share_and_inference_plan),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
