@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake pkg-config
   libdnnl-dev libcmocka-dev zlib1g-dev libjansson-dev libzstd-dev
+  libmicrohttpd-dev libcurl4-openssl-dev
   dataset-fashion-mnist
   python3 python3-venv
 )

@@ -1,0 +1,95 @@
+/* The API layer: one buffered HTTP request in, one buffered response out.
+ *
+ * The server (server/) owns sockets, bodies, limits, threads and metrics of
+ * request timing; the API (api/) parses and validates requests, runs the
+ * engine through the composed-model cache, and encodes responses. The API
+ * never sees a connection and the server never sees a tensor.
+ *
+ * Routes (openapi.yaml has the details):
+ *   GET    /v1/models                 GET /v1/models/{model}
+ *   POST   /v1/compose                DELETE /v1/compose/{id}
+ *   POST   /v1/infer
+ *   GET    /v2                        GET /v2/health/live, /v2/health/ready
+ *   GET    /v2/models/{id}            GET /v2/models/{id}/ready
+ *   POST   /v2/models/{id}/infer
+ *
+ * A composed model's id is "<model>~<i>-<j>-...~<tau>": the registry model,
+ * the parent class indices in output order, and the threshold (%g). '~'
+ * cannot occur in a model name and is unreserved in URLs, so an id parses
+ * back unambiguously: an id that was evicted from the cache (or never
+ * composed) is composed again on use. */
+#ifndef MODA_API_H
+#define MODA_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "metrics.h"
+
+typedef struct api_kv {
+    char *key;   /* owned */
+    char *value; /* owned; "" for a query flag without '=' */
+} api_kv;
+
+typedef struct api_request {
+    const char *method; /* "GET", "POST", "DELETE", ... */
+    const char *path;   /* URL path, percent-decoded, without the query */
+    const api_kv *query; /* (n_query) query arguments, decoded */
+    int n_query;
+    const api_kv *headers; /* (n_headers) request headers */
+    int n_headers;
+    const char *body; /* (body_len) bytes; may be NULL when empty; not
+                       * NUL-terminated */
+    size_t body_len;
+} api_request;
+
+/* Value of a query argument / header (case-insensitive name), or NULL. */
+const char *api_request_query(const api_request *req, const char *key);
+const char *api_request_header(const api_request *req, const char *name);
+
+#define API_HEADERS_MAX 4
+
+typedef struct api_response {
+    int status;              /* HTTP status */
+    char content_type[64];   /* e.g. "application/json" */
+    char *body;              /* (body_len), malloc'd, owned; NULL for none */
+    size_t body_len;
+    api_kv headers[API_HEADERS_MAX]; /* extra response headers, owned */
+    int n_headers;
+    /* For the server's metrics: */
+    char model[160];         /* model or composed id concerned; "" if none */
+    bool is_inference;       /* an inference request (v1 or v2 infer) */
+    const char *error_code;  /* static string such as "unknown_class"; NULL on success */
+} api_response;
+
+void api_response_free(api_response *r); /* accepts NULL; leaves *r zeroed */
+
+typedef struct api_config {
+    const char *registry;  /* registry root directory */
+    size_t cache_bytes;    /* composed-model cache budget */
+    int workers;           /* threads that will call api_handle, 1.. */
+    int intra_threads;     /* OpenMP threads per worker inside ops */
+    int max_classes;       /* per compose request (0 = no limit beyond K) */
+    int max_batch;         /* samples per inference request */
+    float default_tau;     /* threshold when a request gives none (0.9) */
+    metrics *metrics;      /* not owned; may be NULL */
+} api_config;
+
+typedef struct api api;
+
+/* Open the registry, load every trained model's weights and rates (once,
+ * shared by all workers), and create one engine backend per worker.
+ * Returns 0, or -1 with a one-line reason in err. */
+int api_new(const api_config *cfg, api **out, char *err, size_t errlen);
+void api_free(api *a); /* accepts NULL; no api_handle may be running */
+
+/* Handle one request on worker `worker` (0 <= worker < cfg.workers; one
+ * thread per worker index at a time). Always fills *resp, errors included,
+ * as {"error":{"code","message"}} with the status of the error. */
+void api_handle(api *a, int worker, const api_request *req, api_response *resp);
+
+/* Readiness, as /v2/health/ready reports it: true after api_new, false once
+ * the server starts shutting down. */
+void api_set_ready(api *a, bool ready);
+
+#endif

@@ -1,0 +1,62 @@
+/* Prometheus metrics, named in the style of Triton's (nv_* there, moda_*
+ * here). Thread-safe: any thread may record while another renders.
+ *
+ * Every series carries a "model" label (the registry model or composed id
+ * the request concerned; "" for none). Failures also carry a "reason"
+ * label (the error code of the JSON error body).
+ *
+ * Counters (monotonic):
+ *   moda_inference_request_success{model}
+ *   moda_inference_request_failure{model,reason}
+ *   moda_inference_count{model}            samples inferred
+ *   moda_inference_exec_count{model}       forward passes (batches) run
+ *   moda_inference_request_duration_us{model}  end to end, receipt to response
+ *   moda_inference_queue_duration_us{model}    waiting for a worker
+ *   moda_inference_compute_infer_duration_us{model}
+ *   moda_compose_count{model}              compositions actually run
+ *   moda_compose_duration_us{model}
+ *   moda_cache_hit_count{model}, moda_cache_miss_count{model},
+ *   moda_cache_eviction_count{model}
+ * Gauges:
+ *   moda_cache_bytes_used, moda_cache_bytes_limit   (model label "")
+ */
+#ifndef MODA_METRICS_H
+#define MODA_METRICS_H
+
+typedef struct metrics metrics;
+
+typedef enum metric_id {
+    METRIC_REQUEST_SUCCESS,
+    METRIC_REQUEST_FAILURE,
+    METRIC_INFERENCE_COUNT,
+    METRIC_EXEC_COUNT,
+    METRIC_REQUEST_DURATION_US,
+    METRIC_QUEUE_DURATION_US,
+    METRIC_COMPUTE_DURATION_US,
+    METRIC_COMPOSE_COUNT,
+    METRIC_COMPOSE_DURATION_US,
+    METRIC_CACHE_HIT,
+    METRIC_CACHE_MISS,
+    METRIC_CACHE_EVICTION,
+    METRIC_CACHE_BYTES_USED,  /* gauge */
+    METRIC_CACHE_BYTES_LIMIT, /* gauge */
+    METRIC_COUNT_
+} metric_id;
+
+metrics *metrics_new(void); /* NULL when out of memory */
+void metrics_free(metrics *m); /* accepts NULL */
+
+/* Counter += delta. model may be NULL (""); reason only for
+ * METRIC_REQUEST_FAILURE (NULL otherwise). Silently ignores m == NULL so
+ * callers need no checks. */
+void metrics_add(metrics *m, metric_id id, const char *model, const char *reason, double delta);
+/* Gauge = value. */
+void metrics_set(metrics *m, metric_id id, const char *model, double value);
+/* Current value of one series (0 when absent): for tests. */
+double metrics_get(metrics *m, metric_id id, const char *model, const char *reason);
+
+/* The exposition text (text/plain; version=0.0.4): HELP and TYPE lines and
+ * every series, label values escaped. malloc'd; NULL when out of memory. */
+char *metrics_render(metrics *m);
+
+#endif

@@ -1,0 +1,2 @@
+/* Placeholder: the daemon is being written. */
+#include "server.h"
