@@ -1,56 +1,172 @@
-/* Placeholder API: routes nothing yet. */
+/* api_new/api_free, routing, and the server-level routes (/v2 metadata and
+ * health). The v1 handlers live in v1.c, the v2 model routes in v2.c. */
 #include "api.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-struct api {
-    int ready;
-};
+#include "api_state.h"
+#include "v1.h"
+#include "v2.h"
 
-const char *api_request_query(const api_request *req, const char *key) {
-    for (int i = 0; req && i < req->n_query; i++)
-        if (!strcmp(req->query[i].key, key)) return req->query[i].value;
-    return NULL;
-}
+#ifndef MODA_VERSION
+#define MODA_VERSION "0.0.0"
+#endif
 
-const char *api_request_header(const api_request *req, const char *name) {
-    for (int i = 0; req && i < req->n_headers; i++)
-        if (!strcasecmp(req->headers[i].key, name)) return req->headers[i].value;
-    return NULL;
-}
-
-void api_response_free(api_response *r) {
-    if (!r) return;
-    free(r->body);
-    for (int i = 0; i < r->n_headers; i++) {
-        free(r->headers[i].key);
-        free(r->headers[i].value);
-    }
-    memset(r, 0, sizeof(*r));
-}
+#define API_DEFAULT_MAX_BATCH 256
 
 int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
-    (void)cfg;
-    (void)err;
-    (void)errlen;
-    *out = calloc(1, sizeof(**out));
-    return *out ? 0 : -1;
+    *out = NULL;
+    if (!cfg || !cfg->registry || cfg->workers < 1 || !(cfg->default_tau >= 0 && cfg->default_tau <= 1)) {
+        snprintf(err, errlen, "api_new: a registry, at least one worker and a default threshold in [0, 1] are needed");
+        return -1;
+    }
+    api *a = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    a->cfg = *cfg;
+    a->cfg.registry = NULL; /* not kept: the caller's string */
+    if (a->cfg.max_batch < 1) a->cfg.max_batch = API_DEFAULT_MAX_BATCH;
+    if (a->cfg.intra_threads < 1) a->cfg.intra_threads = 1;
+    a->chunk = a->cfg.max_batch < API_CHUNK_MAX ? a->cfg.max_batch : API_CHUNK_MAX;
+    if (model_store_open(&a->store, cfg->registry, cfg->workers, err, errlen)) {
+        api_free(a);
+        return -1;
+    }
+    a->cache = compose_cache_new(cfg->cache_bytes, cfg->metrics);
+    a->be = calloc((size_t)cfg->workers, sizeof(*a->be));
+    for (int w = 0; a->be && w < cfg->workers; w++)
+        if (!(a->be[w] = backend_cpu_new())) break;
+    if (!a->cache || !a->be || !a->be[cfg->workers - 1]) {
+        snprintf(err, errlen, "out of memory creating the cache and %d worker backends", cfg->workers);
+        api_free(a);
+        return -1;
+    }
+    atomic_store(&a->ready, true);
+    *out = a;
+    return 0;
 }
 
-void api_free(api *a) { free(a); }
+void api_free(api *a) {
+    if (!a) return;
+    /* Composed graphs and handles use the worker backends: free them first. */
+    compose_cache_free(a->cache);
+    model_store_close(&a->store);
+    for (int w = 0; a->be && w < a->cfg.workers; w++) backend_free(a->be[w]);
+    free(a->be);
+    free(a);
+}
+
+void api_set_ready(api *a, bool ready) { atomic_store(&a->ready, ready); }
+
+/* ---- server-level routes -------------------------------------------------- */
+
+static void v2_server_metadata(api_response *resp) {
+    json_t *root = json_pack("{s:s,s:s,s:[s]}", "name", "moda-server", "version", MODA_VERSION, "extensions",
+                             "binary_tensor_data");
+    api_response_json(resp, 200, root);
+}
+
+static void v2_health(api *a, bool ready_route, api_response *resp) {
+    if (!ready_route) {
+        api_response_json(resp, 200, json_pack("{s:b}", "live", 1));
+        return;
+    }
+    bool ready = atomic_load(&a->ready);
+    api_response_json(resp, ready ? 200 : 503, json_pack("{s:b}", "ready", ready));
+    if (!ready) resp->error_code = "not_ready";
+}
+
+/* ---- routing -------------------------------------------------------------- */
+
+typedef enum route_id {
+    ROUTE_MODELS,
+    ROUTE_MODEL,
+    ROUTE_COMPOSE,
+    ROUTE_COMPOSE_ID,
+    ROUTE_INFER,
+    ROUTE_V2,
+    ROUTE_V2_LIVE,
+    ROUTE_V2_READY,
+} route_id;
+
+typedef struct route {
+    const char *path;   /* exact path, or the prefix of a path with one more segment */
+    bool prefix;
+    const char *method;
+    route_id id;
+} route;
+
+static const route ROUTES[] = {
+    {"/v1/models", false, "GET", ROUTE_MODELS},
+    {"/v1/models/", true, "GET", ROUTE_MODEL},
+    {"/v1/compose", false, "POST", ROUTE_COMPOSE},
+    {"/v1/compose/", true, "DELETE", ROUTE_COMPOSE_ID},
+    {"/v1/infer", false, "POST", ROUTE_INFER},
+    {"/v2", false, "GET", ROUTE_V2},
+    {"/v2/health/live", false, "GET", ROUTE_V2_LIVE},
+    {"/v2/health/ready", false, "GET", ROUTE_V2_READY},
+};
+
+/* The route of path (rest: its last segment for a prefix route), or NULL. */
+static const route *route_find(const char *path, const char **rest) {
+    for (size_t i = 0; i < sizeof(ROUTES) / sizeof(ROUTES[0]); i++) {
+        const route *r = &ROUTES[i];
+        size_t n = strlen(r->path);
+        if (!r->prefix && !strcmp(path, r->path)) return r;
+        if (r->prefix && !strncmp(path, r->path, n) && path[n] && !strchr(path + n, '/')) {
+            *rest = path + n;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static bool is_v2(const char *path) { return !strcmp(path, "/v2") || !strncmp(path, "/v2/", 4); }
+
+static void route_error(api_response *resp, const char *path, const char *code, const char *msg) {
+    api_error e;
+    api_error_set(&e, code, "%s", msg);
+    if (is_v2(path)) api_response_error_v2(resp, &e);
+    else api_response_error(resp, &e);
+}
 
 void api_handle(api *a, int worker, const api_request *req, api_response *resp) {
-    (void)a;
-    (void)worker;
-    (void)req;
     memset(resp, 0, sizeof(*resp));
-    resp->status = 404;
-    strcpy(resp->content_type, "application/json");
-    resp->body = strdup("{\"error\":{\"code\":\"not_found\",\"message\":\"no such route\"}}");
-    resp->body_len = resp->body ? strlen(resp->body) : 0;
-    resp->error_code = "not_found";
+    const char *path = req && req->path ? req->path : "";
+    const char *method = req && req->method ? req->method : "";
+    if (!a || !req || worker < 0 || worker >= a->cfg.workers) {
+        route_error(resp, path, "internal", "bad worker index or request");
+        return;
+    }
+    if (!strncmp(path, "/v2/models/", 11)) {
+        api_v2_model_route(a, worker, req, path + 11, resp);
+        return;
+    }
+    const char *rest = NULL;
+    const route *r = route_find(path, &rest);
+    if (!r) {
+        route_error(resp, path, "not_found", "no such route");
+        return;
+    }
+    if (strcmp(method, r->method)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s is not allowed here; use %s", method[0] ? method : "this method", r->method);
+        route_error(resp, path, "method_not_allowed", msg);
+        api_response_add_header(resp, "Allow", r->method);
+        return;
+    }
+    switch (r->id) {
+    case ROUTE_MODELS: v1_models_list(a, resp); break;
+    case ROUTE_MODEL: v1_model_get(a, rest, resp); break;
+    case ROUTE_COMPOSE: v1_compose(a, worker, req, resp); break;
+    case ROUTE_COMPOSE_ID: v1_compose_delete(a, rest, resp); break;
+    case ROUTE_INFER: v1_infer(a, worker, req, resp); break;
+    case ROUTE_V2: v2_server_metadata(resp); break;
+    case ROUTE_V2_LIVE: v2_health(a, false, resp); break;
+    case ROUTE_V2_READY: v2_health(a, true, resp); break;
+    }
 }
-
-void api_set_ready(api *a, bool ready) { a->ready = ready; }

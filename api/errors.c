@@ -1,0 +1,101 @@
+/* The wire contract's error codes and their HTTP statuses, in one table. */
+#include "errors.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct code_status {
+    const char *code;
+    int status;
+} code_status;
+
+static const code_status CODE_TABLE[] = {
+    {"bad_request", 400},          {"invalid_json", 400},       {"invalid_type", 400},
+    {"invalid_shape", 400},        {"invalid_input", 400},      {"empty_classes", 400},
+    {"duplicate_class", 400},      {"invalid_threshold", 400},  {"invalid_id", 400},
+    {"too_many_classes", 400},     {"batch_too_large", 400},    {"not_found", 404},
+    {"unknown_model", 404},        {"unknown_class", 404},      {"not_cached", 404},
+    {"method_not_allowed", 405},   {"body_too_large", 413},     {"unsupported_media_type", 415},
+    {"invalid_combination", 422},  {"internal", 500},           {"not_ready", 503},
+    {"overloaded", 503},
+};
+
+int api_error_status(const char *code) {
+    for (size_t i = 0; code && i < sizeof(CODE_TABLE) / sizeof(CODE_TABLE[0]); i++)
+        if (!strcmp(CODE_TABLE[i].code, code)) return CODE_TABLE[i].status;
+    return 500;
+}
+
+int api_error_set(api_error *e, const char *code, const char *fmt, ...) {
+    if (!e) return -1;
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* The body of last resort: no allocation can fail on this path. */
+static void response_oom(api_response *resp) {
+    static const char body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+    free(resp->body);
+    resp->status = 500;
+    resp->body = malloc(sizeof body);
+    if (resp->body) memcpy(resp->body, body, sizeof body);
+    resp->body_len = resp->body ? sizeof body - 1 : 0;
+    resp->error_code = "internal";
+}
+
+void api_response_json(api_response *resp, int status, json_t *root) {
+    resp->status = status;
+    snprintf(resp->content_type, sizeof resp->content_type, "application/json");
+    free(resp->body);
+    /* 9 significant digits round-trip every float32 exactly. */
+    resp->body = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    resp->body_len = resp->body ? strlen(resp->body) : 0;
+    json_decref(root);
+    if (!resp->body) response_oom(resp);
+}
+
+void api_response_error(api_response *resp, const api_error *e) {
+    const char *code = e && e->code ? e->code : "internal";
+    json_t *root = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
+                             e && e->code ? e->message : "unexpected failure");
+    int status = api_error_status(code);
+    api_response_json(resp, status, root);
+    if (resp->status == status) resp->error_code = code; /* else out of memory: "internal" */
+}
+
+void api_response_errorf(api_response *resp, const char *code, const char *fmt, ...) {
+    api_error e = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    api_response_error(resp, &e);
+}
+
+void api_response_error_v2(api_response *resp, const api_error *e) {
+    const char *code = e && e->code ? e->code : "internal";
+    json_t *root = json_pack("{s:s}", "error", e && e->code ? e->message : "unexpected failure");
+    int status = api_error_status(code);
+    api_response_json(resp, status, root);
+    if (resp->status == status) resp->error_code = code;
+}
+
+bool api_response_add_header(api_response *resp, const char *key, const char *value) {
+    if (resp->n_headers >= API_HEADERS_MAX) return false;
+    char *k = strdup(key), *v = strdup(value);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return false;
+    }
+    resp->headers[resp->n_headers].key = k;
+    resp->headers[resp->n_headers].value = v;
+    resp->n_headers++;
+    return true;
+}

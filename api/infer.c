@@ -1,0 +1,72 @@
+/* Inference on a pinned entry: each worker runs its own handle on the
+ * entry's weights (a graph is single-threaded), created on first use. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "api_state.h"
+
+static double now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return 1e6 * (double)t.tv_sec + 1e-3 * (double)t.tv_nsec;
+}
+
+/* This worker's handle on e, planned for a->chunk samples. */
+static graph *worker_handle(api *a, int worker, api_entry *e) {
+    if (e->exec[worker]) return e->exec[worker];
+    graph *h = graph_share(e->g, a->be[worker]);
+    if (!h || graph_plan_inference(h, a->chunk) != MODA_OK) {
+        graph_free(h);
+        return NULL;
+    }
+    e->exec[worker] = h;
+    compose_cache_grow(a->cache, e, graph_activation_bytes(h));
+    return h;
+}
+
+/* Softmax of each row in double: exact enough for any logit range. */
+static void softmax_rows(const float *logits, float *probs, int n, int k) {
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * k;
+        float *p = probs + (size_t)i * k;
+        double mx = z[0], sum = 0;
+        for (int j = 1; j < k; j++)
+            if (z[j] > mx) mx = z[j];
+        for (int j = 0; j < k; j++) sum += exp((double)z[j] - mx);
+        for (int j = 0; j < k; j++) p[j] = (float)(exp((double)z[j] - mx) / sum);
+    }
+}
+
+int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
+                  api_error *err) {
+    const int k = e->info.n_classes;
+    const size_t per = (size_t)e->info.channels * e->info.height * e->info.width;
+    graph *h = worker_handle(a, worker, e);
+    if (!h) return api_error_set(err, "internal", "cannot plan %s for inference", e->id);
+    float *z = logits ? logits : malloc((size_t)n * k * sizeof(float));
+    if (!z) return api_error_set(err, "internal", "out of memory");
+    /* The thread count is per thread: set it on this worker's own. */
+    omp_set_num_threads(a->cfg.intra_threads > 0 ? a->cfg.intra_threads : 1);
+    double t0 = now_us();
+    moda_status s = MODA_OK;
+    int execs = 0;
+    for (int off = 0; s == MODA_OK && off < n; off += a->chunk) {
+        int b = n - off < a->chunk ? n - off : a->chunk;
+        s = graph_forward(h, x + (size_t)off * per, b, false);
+        if (s == MODA_OK)
+            s = h->be->copy_to_host(h->be, z + (size_t)off * k, graph_output(h)->out.data,
+                                    (size_t)b * k * sizeof(float));
+        execs++;
+    }
+    if (s == MODA_OK && probs) softmax_rows(z, probs, n, k);
+    double us = now_us() - t0;
+    if (z != logits) free(z);
+    if (s != MODA_OK) return api_error_set(err, "internal", "inference on %s: %s", e->id, moda_status_string(s));
+    metrics *m = a->cfg.metrics;
+    metrics_add(m, METRIC_INFERENCE_COUNT, e->id, NULL, n);
+    metrics_add(m, METRIC_EXEC_COUNT, e->id, NULL, execs);
+    metrics_add(m, METRIC_COMPUTE_DURATION_US, e->id, NULL, us);
+    return 0;
+}

@@ -1,0 +1,41 @@
+/* The registry's models, loaded once at start-up and shared read-only by
+ * every worker: weights, rates (to compose from) and descriptions. */
+#ifndef MODA_API_MODEL_STORE_H
+#define MODA_API_MODEL_STORE_H
+
+#include <jansson.h>
+
+#include "errors.h"
+#include "registry.h"
+
+typedef struct api_entry api_entry;
+
+typedef struct api_model {
+    registry_model rm; /* info, stats, weights (rm.g) and rates (rm.r); owned */
+    api_entry *full;   /* the model served whole, with all its classes; owned */
+    size_t params;     /* graph_param_count(rm.g) */
+    double macs;       /* graph_macs(rm.g) */
+} api_model;
+
+typedef struct model_store {
+    registry *reg;      /* owned */
+    moda_backend *be;   /* holds every model's weights; owned */
+    api_model *models;  /* (n) in registry order, owned */
+    int n;
+} model_store;
+
+/* Open the registry at root and load every model in it, each with its
+ * full-model entry for `workers` workers. Returns 0, or -1 with a reason. */
+int model_store_open(model_store *s, const char *root, int workers, char *err, size_t errlen);
+void model_store_close(model_store *s); /* accepts NULL; leaves *s zeroed */
+
+api_model *model_store_find(const model_store *s, const char *name); /* NULL if unknown */
+
+/* The class of m that text names: an exact class name, else a decimal
+ * index. -1 with unknown_class otherwise. */
+int model_store_class(const api_model *m, const char *text, api_error *e);
+/* Same for a JSON value: a string as above, or an integer index. -1 with
+ * unknown_class, or invalid_type for another JSON type. */
+int model_store_class_json(const api_model *m, const json_t *v, api_error *e);
+
+#endif
