@@ -251,7 +251,8 @@ void v1_compose_delete(api *a, const char *id, api_response *resp) {
 /* ---- POST /v1/infer ------------------------------------------------------- */
 
 typedef struct infer_request {
-    const char *id, *model;  /* exactly one */
+    const char *id, *model;  /* exactly one; borrowed (from the query or id_copy) */
+    char *id_copy;           /* owned copy of a JSON body's id */
     int *classes;            /* (n_classes) with model, owned; NULL: the full model */
     int n_classes;
     bool has_tau;
@@ -261,6 +262,7 @@ typedef struct infer_request {
 } infer_request;
 
 static void infer_request_free(infer_request *r) {
+    free(r->id_copy);
     free(r->classes);
     api_input_free(&r->input);
 }
@@ -356,8 +358,9 @@ static int infer_parse_json(const api *a, const api_request *req, infer_request 
     if (jc && classes_json(a, *m, jc, &r->classes, &r->n_classes, e)) goto done;
     rc = 0;
 done:
-    /* id and model point into root: keep them as copies the request owns. */
-    if (rc == 0 && r->id && !(r->id = strdup(r->id))) rc = api_error_set(e, "internal", "out of memory");
+    /* id and model point into root: keep a copy of the id. */
+    if (rc == 0 && r->id && !(r->id = r->id_copy = strdup(r->id))) rc = api_error_set(e, "internal", "out of memory");
+    if (rc) r->id = NULL;
     r->model = NULL; /* *m holds the model from here on */
     json_decref(root);
     return rc;
@@ -402,7 +405,6 @@ static int infer_parse_binary(const api *a, const api_request *req, infer_reques
     if (r->model && !(*m = model_store_find(&a->store, r->model)))
         return api_error_set(e, "unknown_model", "no model named \"%.80s\"", r->model);
     if (cls && classes_csv(a, *m, cls, &r->classes, &r->n_classes, e)) return -1;
-    if (r->id && !(r->id = strdup(r->id))) return api_error_set(e, "internal", "out of memory");
     r->model = NULL;
     return 0;
 }
@@ -480,6 +482,5 @@ void v1_infer(api *a, int worker, const api_request *req, api_response *resp) {
     api_entry_release(a, entry);
     free(probs);
     free(x);
-    free((char *)r.id);
     infer_request_free(&r);
 }

@@ -1,0 +1,753 @@
+/* The API layer called directly (no HTTP) on the bundled registry: v1
+ * compose and infer in every input form against the engine's own output
+ * for the same composed model, tau 0 over all classes against the full
+ * model, top_k, the models routes, health, and every error with its status
+ * and code. */
+#include "test_util.h"
+
+#include <jansson.h>
+
+#include "api.h"
+#include "api_internal.h"
+#include "compose.h"
+#include "metrics.h"
+#include "registry.h"
+
+#define MODEL "fmnist-lenet5"
+#define K 10
+#define SIZE 32
+#define RAW 28
+#define PAD 2
+#define WORKERS 2
+#define MAX_BATCH 16
+
+static api *a;
+static metrics *mx;
+static registry *reg;
+static registry_model parent; /* the same model, loaded for references */
+static moda_backend *be;
+
+/* ---- fixture -------------------------------------------------------------- */
+
+static int setup(void **state) {
+    (void)state;
+    char err[512] = "";
+    mx = metrics_new();
+    api_config cfg = {.registry = MODA_MODELS_DIR, .cache_bytes = 64u << 20, .workers = WORKERS,
+                      .intra_threads = 1, .max_classes = 0, .max_batch = MAX_BATCH, .default_tau = 0.9f,
+                      .metrics = mx};
+    if (api_new(&cfg, &a, err, sizeof err)) {
+        fprintf(stderr, "api_new: %s\n", err);
+        return -1;
+    }
+    be = backend_cpu_new();
+    if (registry_open(MODA_MODELS_DIR, &reg, err, sizeof err) != MODA_OK ||
+        registry_load_model(reg, MODEL, be, &parent, err, sizeof err) != MODA_OK) {
+        fprintf(stderr, "registry: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    api_free(a);
+    registry_model_free(&parent);
+    registry_close(reg);
+    backend_free(be);
+    metrics_free(mx);
+    return 0;
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+typedef struct call {
+    const char *method, *path, *ctype;
+    const void *body;
+    size_t len; /* 0: strlen(body) */
+    api_kv query[8];
+    int n_query;
+    api_kv headers[4];
+    int n_headers;
+} call;
+
+static json_t *run(const call *c, api_response *r) {
+    api_kv hdr[5];
+    int nh = 0;
+    if (c->ctype) hdr[nh++] = (api_kv){"Content-Type", (char *)c->ctype};
+    for (int i = 0; i < c->n_headers; i++) hdr[nh++] = c->headers[i];
+    api_request req = {.method = c->method, .path = c->path, .query = c->query, .n_query = c->n_query,
+                       .headers = hdr, .n_headers = nh, .body = c->body,
+                       .body_len = c->len ? c->len : (c->body ? strlen(c->body) : 0)};
+    api_handle(a, 0, &req, r);
+    assert_true(r->status >= 200 && r->status < 600);
+    assert_non_null(r->body);
+    json_error_t je;
+    json_t *root = json_loadb(r->body, r->body_len, 0, &je);
+    if (!root) fail_msg("response is not JSON: %.*s", (int)r->body_len, r->body);
+    return root;
+}
+
+static json_t *post_json(const char *path, const char *body, api_response *r) {
+    call c = {.method = "POST", .path = path, .ctype = "application/json", .body = body};
+    return run(&c, r);
+}
+
+/* An error response: status, code in body and in error_code, a message. */
+static void expect_error(const call *c, int status, const char *code) {
+    api_response r;
+    json_t *root = run(c, &r);
+    if (r.status != status || !r.error_code || strcmp(r.error_code, code))
+        fail_msg("%s %s %.60s: got %d %s (%.*s), want %d %s", c->method, c->path, c->body ? (const char *)c->body : "",
+                 r.status, r.error_code ? r.error_code : "-", (int)r.body_len, r.body, status, code);
+    const char *got = NULL, *msg = NULL;
+    assert_int_equal(json_unpack(root, "{s:{s:s,s:s}}", "error", "code", &got, "message", &msg), 0);
+    assert_string_equal(got, code);
+    assert_true(strlen(msg) > 0);
+    json_decref(root);
+    api_response_free(&r);
+}
+
+static void expect_json_error(const char *path, const char *body, int status, const char *code) {
+    call c = {.method = "POST", .path = path, .ctype = "application/json", .body = body};
+    expect_error(&c, status, code);
+}
+
+/* ---- references ----------------------------------------------------------- */
+
+/* Probabilities of the model composed from classes at tau (n_cls = 0: the
+ * parent itself) for x (n, 1, 32, 32), by the engine directly. */
+static float *reference_probs(const int *classes, int n_cls, float tau, const float *x, int n, float *logits_out) {
+    graph *c = parent.g;
+    compose_plan p = {0};
+    if (n_cls) {
+        assert_int_equal(compose_plan_make(parent.g, &parent.r, classes, n_cls, tau, &p), MODA_OK);
+        assert_int_equal(compose_build(parent.g, &p, be, &c), MODA_OK);
+    }
+    int k = n_cls ? n_cls : K;
+    assert_int_equal(graph_plan(c, n), MODA_OK);
+    assert_int_equal(graph_forward(c, x, n, false), MODA_OK);
+    const float *z = graph_output(c)->out.data;
+    float *probs = tu_alloc((size_t)n * k);
+    for (int i = 0; i < n; i++) {
+        double mx = z[i * k], sum = 0;
+        for (int j = 0; j < k; j++) mx = z[i * k + j] > mx ? z[i * k + j] : mx;
+        for (int j = 0; j < k; j++) sum += exp((double)z[i * k + j] - mx);
+        for (int j = 0; j < k; j++) probs[i * k + j] = (float)(exp((double)z[i * k + j] - mx) / sum);
+        if (logits_out) memcpy(logits_out + i * k, z + i * k, (size_t)k * sizeof(float));
+    }
+    if (n_cls) graph_free(c);
+    compose_plan_free(&p);
+    return probs;
+}
+
+/* Inputs in the normalised space: what the network consumes. */
+static float *random_inputs(int n, uint64_t seed) {
+    rng r;
+    rng_seed(&r, seed, 11);
+    return tu_randn(&r, (size_t)n * SIZE * SIZE, 1.0f);
+}
+
+/* The outputs of an infer response against reference probabilities. */
+static void check_outputs(const json_t *root, const char *id, const int *classes, int k, const float *want, int n) {
+    assert_string_equal(json_string_value(json_object_get(root, "id")), id);
+    const json_t *names = json_object_get(root, "classes"), *outs = json_object_get(root, "outputs");
+    assert_int_equal(json_array_size(names), k);
+    assert_int_equal(json_array_size(outs), n);
+    assert_true(json_is_number(json_object_get(root, "compute_ms")));
+    for (int j = 0; j < k; j++)
+        assert_string_equal(json_string_value(json_array_get(names, j)), parent.info.class_names[classes[j]]);
+    for (int i = 0; i < n; i++) {
+        const json_t *o = json_array_get(outs, i), *p = json_object_get(o, "probabilities");
+        assert_int_equal(json_array_size(p), k);
+        int best = 0;
+        for (int j = 0; j < k; j++) {
+            double got = json_number_value(json_array_get(p, j));
+            if (fabs(got - want[i * k + j]) > 1e-5)
+                fail_msg("sample %d class %d: probability %.8g, engine %.8g", i, j, got, want[i * k + j]);
+            if (want[i * k + j] > want[i * k + best]) best = j;
+        }
+        assert_int_equal(json_integer_value(json_object_get(o, "index")), best);
+        assert_int_equal(json_integer_value(json_object_get(o, "parent_index")), classes[best]);
+        assert_string_equal(json_string_value(json_object_get(o, "class")), parent.info.class_names[classes[best]]);
+    }
+}
+
+/* JSON text of n samples, nested [N][1][32][32] or flat. */
+static char *inputs_json(const float *x, int n, bool nested) {
+    json_t *all = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *ch = json_array();
+        for (int y = 0; y < SIZE; y++) {
+            json_t *row = json_array();
+            for (int xx = 0; xx < SIZE; xx++) json_array_append_new(row, json_real(x[(i * SIZE + y) * SIZE + xx]));
+            if (nested) json_array_append_new(ch, row);
+            else json_array_extend(all, row), json_decref(row);
+        }
+        if (nested) json_array_append_new(all, json_pack("[o]", ch));
+        else json_decref(ch);
+    }
+    char *text = json_dumps(all, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(all);
+    return text;
+}
+
+/* ---- compose and infer round trips --------------------------------------- */
+
+static const int CLS[3] = {0, 3, 7};
+#define CLS_ID MODEL "~0-3-7~0.9"
+
+static void test_compose_response(void **state) {
+    (void)state;
+    api_response r;
+    /* Names and indices mixed; output order as given. */
+    json_t *root = post_json("/v1/compose", "{\"model\":\"" MODEL "\",\"classes\":[\"T-shirt/top\",3,\"Sneaker\"]}", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.model, CLS_ID);
+    assert_null(r.error_code);
+    assert_string_equal(json_string_value(json_object_get(root, "id")), CLS_ID);
+    assert_string_equal(json_string_value(json_object_get(root, "model")), MODEL);
+    assert_true(fabs(json_number_value(json_object_get(root, "threshold")) - 0.9) < 1e-12);
+    json_t *cls = json_object_get(root, "classes");
+    assert_int_equal(json_array_size(cls), 3);
+    for (int j = 0; j < 3; j++) {
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(cls, j), "index")), CLS[j]);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(cls, j), "name")),
+                            parent.info.class_names[CLS[j]]);
+    }
+    compose_plan p = {0};
+    assert_int_equal(compose_plan_make(parent.g, &parent.r, CLS, 3, 0.9f, &p), MODA_OK);
+    size_t params = compose_plan_params(parent.g, &p);
+    double macs = compose_plan_macs(parent.g, &p);
+    assert_int_equal(json_integer_value(json_object_get(root, "params")), params);
+    assert_true(fabs(json_number_value(json_object_get(root, "size_ratio")) -
+                     (double)params / (double)graph_param_count(parent.g)) < 1e-9);
+    assert_true(fabs(json_number_value(json_object_get(root, "flops_ratio")) - macs / graph_macs(parent.g)) < 1e-9);
+    assert_true(json_number_value(json_object_get(root, "size_ratio")) < 1.0);
+    compose_plan_free(&p);
+    json_decref(root);
+    api_response_free(&r);
+
+    /* Again: from the cache. */
+    root = post_json("/v1/compose", "{\"model\":\"" MODEL "\",\"classes\":[0,3,7],\"threshold\":0.9}", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(root, "cached")));
+    assert_true(json_number_value(json_object_get(root, "compose_ms")) == 0.0);
+    json_decref(root);
+    api_response_free(&r);
+}
+
+static void test_infer_json_nested(void **state) {
+    (void)state;
+    const int n = 3;
+    float *x = random_inputs(n, 1);
+    float *want = reference_probs(CLS, 3, 0.9f, x, n, NULL);
+    char *in = inputs_json(x, n, true);
+    size_t len = strlen(in) + 64;
+    char *body = malloc(len);
+    snprintf(body, len, "{\"id\":\"%s\",\"inputs\":%s}", CLS_ID, in);
+    api_response r;
+    json_t *root = post_json("/v1/infer", body, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(r.is_inference);
+    assert_string_equal(r.model, CLS_ID);
+    check_outputs(root, CLS_ID, CLS, 3, want, n);
+    json_decref(root);
+    api_response_free(&r);
+
+    /* One sample as [C][H][W], composed on the fly from model + classes. */
+    free(in);
+    json_t *all = json_loads(inputs_json(x, 1, true), 0, NULL);
+    char *one = json_dumps(json_array_get(all, 0), JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(all);
+    free(body);
+    len = strlen(one) + 128;
+    body = malloc(len);
+    snprintf(body, len, "{\"model\":\"%s\",\"classes\":[0,\"Dress\",7],\"threshold\":0.9,\"inputs\":%s}", MODEL, one);
+    root = post_json("/v1/infer", body, &r);
+    assert_int_equal(r.status, 200);
+    check_outputs(root, CLS_ID, CLS, 3, want, 1);
+    json_decref(root);
+    api_response_free(&r);
+    free(one);
+    free(body);
+    free(want);
+    free(x);
+}
+
+static void test_infer_json_flat(void **state) {
+    (void)state;
+    const int n = 2;
+    float *x = random_inputs(n, 2);
+    float *want = reference_probs(CLS, 3, 0.9f, x, n, NULL);
+    char *in = inputs_json(x, n, false);
+    size_t len = strlen(in) + 96;
+    char *body = malloc(len);
+    snprintf(body, len, "{\"id\":\"%s\",\"shape\":[%d,1,%d,%d],\"dtype\":\"float32\",\"inputs\":%s}", CLS_ID, n, SIZE,
+             SIZE, in);
+    api_response r;
+    json_t *root = post_json("/v1/infer", body, &r);
+    assert_int_equal(r.status, 200);
+    check_outputs(root, CLS_ID, CLS, 3, want, n);
+    json_decref(root);
+    api_response_free(&r);
+    free(in);
+    free(body);
+    free(want);
+    free(x);
+}
+
+static void test_infer_binary_float32(void **state) {
+    (void)state;
+    const int n = 5;
+    float *x = random_inputs(n, 3);
+    float *want = reference_probs(CLS, 3, 0.9f, x, n, NULL);
+    call c = {.method = "POST", .path = "/v1/infer", .ctype = "application/octet-stream", .body = x,
+              .len = (size_t)n * SIZE * SIZE * sizeof(float),
+              .query = {{"model", MODEL}, {"classes", "T-shirt/top, 3,Sneaker"}, {"shape", "5,1,32,32"}},
+              .n_query = 3};
+    api_response r;
+    json_t *root = run(&c, &r);
+    assert_int_equal(r.status, 200);
+    check_outputs(root, CLS_ID, CLS, 3, want, n);
+    json_decref(root);
+    api_response_free(&r);
+    free(want);
+    free(x);
+}
+
+/* Raw uint8 28x28 images: normalised with the stored mean/std and padded
+ * with raw black, as training prepared its images. */
+static void test_infer_binary_uint8_padded(void **state) {
+    (void)state;
+    const int n = 4;
+    uint8_t *px = malloc((size_t)n * RAW * RAW);
+    rng rg;
+    rng_seed(&rg, 4, 1);
+    for (int i = 0; i < n * RAW * RAW; i++) px[i] = (uint8_t)rng_below(&rg, 256);
+    px[0] = 0;
+    px[1] = 255;
+    float m = parent.info.mean[0], s = parent.info.std[0];
+    float *x = tu_alloc((size_t)n * SIZE * SIZE);
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < SIZE; y++)
+            for (int xx = 0; xx < SIZE; xx++) {
+                bool inside = y >= PAD && y < PAD + RAW && xx >= PAD && xx < PAD + RAW;
+                float raw = inside ? px[(i * RAW + y - PAD) * RAW + xx - PAD] / 255.0f : 0.0f;
+                x[(i * SIZE + y) * SIZE + xx] = (raw - m) / s;
+            }
+    float *want = reference_probs(CLS, 3, 0.9f, x, n, NULL);
+    call c = {.method = "POST", .path = "/v1/infer", .ctype = "application/octet-stream", .body = px,
+              .len = (size_t)n * RAW * RAW, .query = {{"id", CLS_ID}}, .n_query = 1,
+              .headers = {{"X-Moda-Shape", "4,1,28,28"}, {"X-Moda-Dtype", "uint8"}}, .n_headers = 2};
+    api_response r;
+    json_t *root = run(&c, &r);
+    assert_int_equal(r.status, 200);
+    check_outputs(root, CLS_ID, CLS, 3, want, n);
+    json_decref(root);
+    api_response_free(&r);
+
+    /* The same pixels as a JSON uint8 array give the same answer. */
+    json_t *flat = json_array();
+    for (int i = 0; i < n * RAW * RAW; i++) json_array_append_new(flat, json_integer(px[i]));
+    char *in = json_dumps(flat, JSON_COMPACT);
+    json_decref(flat);
+    size_t len = strlen(in) + 128;
+    char *body = malloc(len);
+    snprintf(body, len, "{\"id\":\"%s\",\"dtype\":\"uint8\",\"shape\":[%d,1,28,28],\"inputs\":%s}", CLS_ID, n, in);
+    root = post_json("/v1/infer", body, &r);
+    assert_int_equal(r.status, 200);
+    check_outputs(root, CLS_ID, CLS, 3, want, n);
+    json_decref(root);
+    api_response_free(&r);
+    free(in);
+    free(body);
+    free(want);
+    free(x);
+    free(px);
+}
+
+/* Every unit passes tau 0, so composing all classes keeps the whole
+ * network: its logits are the full model's, bit for bit. */
+static void test_tau0_all_classes_is_full_model(void **state) {
+    (void)state;
+    const int n = 6;
+    float *x = random_inputs(n, 5);
+    float want[n * K], got[n * K], got_full[n * K];
+    free(reference_probs(NULL, 0, 0, x, n, want));
+    api_entry *e = NULL, *full = NULL;
+    api_error err = {0};
+    assert_int_equal(api_entry_resolve(a, 0, MODEL "~0-1-2-3-4-5-6-7-8-9~0", &e, &err), 0);
+    assert_int_equal(api_entry_resolve(a, 0, MODEL, &full, &err), 0);
+    assert_true(api_entry_info_of(e)->composed);
+    assert_false(api_entry_info_of(full)->composed);
+    assert_int_equal(api_entry_info_of(e)->params, graph_param_count(parent.g));
+    assert_int_equal(api_infer_run(a, 0, e, x, n, got, NULL, &err), 0);
+    assert_int_equal(api_infer_run(a, 0, full, x, n, got_full, NULL, &err), 0);
+    assert_memory_equal(got, got_full, sizeof got);
+    assert_close(got, want, (size_t)n * K, 1e-5, 1e-5);
+    api_entry_release(a, e);
+    api_entry_release(a, full);
+
+    /* And over HTTP-shaped requests: the full model by name. */
+    float *probs = reference_probs(NULL, 0, 0, x, 1, NULL);
+    call c = {.method = "POST", .path = "/v1/infer", .ctype = "application/octet-stream", .body = x,
+              .len = SIZE * SIZE * sizeof(float), .query = {{"model", MODEL}, {"shape", "1,32,32"}}, .n_query = 2};
+    api_response r;
+    json_t *root = run(&c, &r);
+    assert_int_equal(r.status, 200);
+    int all[K];
+    for (int j = 0; j < K; j++) all[j] = j;
+    check_outputs(root, MODEL, all, K, probs, 1);
+    json_decref(root);
+    api_response_free(&r);
+    free(probs);
+    free(x);
+}
+
+static void test_top_k(void **state) {
+    (void)state;
+    float *x = random_inputs(1, 6);
+    float *want = reference_probs(NULL, 0, 0, x, 1, NULL);
+    call c = {.method = "POST", .path = "/v1/infer", .ctype = "application/octet-stream", .body = x,
+              .len = SIZE * SIZE * sizeof(float), .query = {{"id", MODEL}, {"shape", "1,1,32,32"}, {"top_k", "3"}},
+              .n_query = 3};
+    api_response r;
+    json_t *root = run(&c, &r);
+    assert_int_equal(r.status, 200);
+    json_t *o = json_array_get(json_object_get(root, "outputs"), 0), *top = json_object_get(o, "top_k");
+    assert_null(json_object_get(o, "probabilities"));
+    assert_int_equal(json_array_size(top), 3);
+    double prev = 2;
+    for (int t = 0; t < 3; t++) {
+        json_t *it = json_array_get(top, t);
+        int idx = (int)json_integer_value(json_object_get(it, "index"));
+        double p = json_number_value(json_object_get(it, "probability"));
+        assert_true(p <= prev);
+        prev = p;
+        assert_true(fabs(p - want[idx]) < 1e-5);
+        assert_string_equal(json_string_value(json_object_get(it, "class")), parent.info.class_names[idx]);
+        int above = 0; /* exactly t classes are more likely */
+        for (int j = 0; j < K; j++) above += want[j] > want[idx];
+        assert_int_equal(above, t);
+    }
+    json_decref(root);
+    api_response_free(&r);
+    free(want);
+    free(x);
+}
+
+/* ---- models, health, routing ---------------------------------------------- */
+
+static void test_models_routes(void **state) {
+    (void)state;
+    api_response r;
+    call c = {.method = "GET", .path = "/v1/models"};
+    json_t *root = run(&c, &r);
+    assert_int_equal(r.status, 200);
+    json_t *m = json_array_get(json_object_get(root, "models"), 0);
+    assert_string_equal(json_string_value(json_object_get(m, "name")), MODEL);
+    assert_string_equal(json_string_value(json_object_get(m, "arch")), "lenet5");
+    assert_int_equal(json_integer_value(json_object_get(m, "num_classes")), K);
+    assert_int_equal(json_array_size(json_object_get(m, "classes")), K);
+    assert_true(json_is_false(json_object_get(m, "composed")));
+    assert_true(fabs(json_number_value(json_object_get(m, "test_accuracy")) - parent.test_acc) < 1e-8);
+    assert_true(fabs(json_number_value(json_object_get(m, "mean_module_size")) - parent.stats.mean_size) < 1e-8);
+    assert_true(fabs(json_number_value(json_object_get(m, "tau")) - 0.9) < 1e-12);
+    json_decref(root);
+    api_response_free(&r);
+
+    c.path = "/v1/models/" MODEL;
+    root = run(&c, &r);
+    assert_int_equal(r.status, 200);
+    json_t *in = json_object_get(root, "input");
+    assert_int_equal(json_integer_value(json_object_get(in, "channels")), 1);
+    assert_int_equal(json_integer_value(json_object_get(in, "height")), SIZE);
+    assert_int_equal(json_integer_value(json_object_get(in, "pad")), PAD);
+    assert_true(fabs(json_number_value(json_array_get(json_object_get(in, "mean"), 0)) - parent.info.mean[0]) < 1e-7);
+    assert_int_equal(json_integer_value(json_object_get(root, "params")), graph_param_count(parent.g));
+    json_t *c7 = json_array_get(json_object_get(root, "classes"), 7);
+    assert_string_equal(json_string_value(json_object_get(c7, "name")), "Sneaker");
+    assert_true(fabs(json_number_value(json_object_get(c7, "module_size")) - parent.stats.size[7]) < 1e-8);
+    assert_null(json_object_get(root, "origin"));
+    json_decref(root);
+    api_response_free(&r);
+
+    c.path = "/v2";
+    root = run(&c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(root, "name")), "moda-server");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(root, "extensions"), 0)), "binary_tensor_data");
+    json_decref(root);
+    api_response_free(&r);
+}
+
+static void test_health(void **state) {
+    (void)state;
+    api_response r;
+    call c = {.method = "GET", .path = "/v2/health/live"};
+    json_t *root = run(&c, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(root, "live")));
+    json_decref(root);
+    api_response_free(&r);
+    c.path = "/v2/health/ready";
+    root = run(&c, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(root, "ready")));
+    json_decref(root);
+    api_response_free(&r);
+    api_set_ready(a, false);
+    root = run(&c, &r);
+    assert_int_equal(r.status, 503);
+    assert_true(json_is_false(json_object_get(root, "ready")));
+    json_decref(root);
+    api_response_free(&r);
+    api_set_ready(a, true);
+}
+
+static void test_routing_errors(void **state) {
+    (void)state;
+    expect_error(&(call){.method = "GET", .path = "/v1/nothing"}, 404, "not_found");
+    expect_error(&(call){.method = "GET", .path = "/"}, 404, "not_found");
+    expect_error(&(call){.method = "GET", .path = "/v1/models/a/b"}, 404, "not_found");
+    expect_error(&(call){.method = "GET", .path = "/v1/models/nope"}, 404, "unknown_model");
+    expect_error(&(call){.method = "GET", .path = "/v1/infer"}, 405, "method_not_allowed");
+    expect_error(&(call){.method = "PUT", .path = "/v1/compose/x~1~0.5"}, 405, "method_not_allowed");
+    api_response r;
+    json_t *root = run(&(call){.method = "DELETE", .path = "/v1/models"}, &r);
+    assert_int_equal(r.status, 405);
+    assert_int_equal(r.n_headers, 1);
+    assert_string_equal(r.headers[0].key, "Allow");
+    assert_string_equal(r.headers[0].value, "GET");
+    json_decref(root);
+    api_response_free(&r);
+    /* v2 routes answer errors in the protocol's shape. */
+    root = run(&(call){.method = "POST", .path = "/v2/health/live"}, &r);
+    assert_int_equal(r.status, 405);
+    assert_true(json_is_string(json_object_get(root, "error")));
+    assert_string_equal(r.error_code, "method_not_allowed");
+    json_decref(root);
+    api_response_free(&r);
+}
+
+/* ---- request errors ------------------------------------------------------- */
+
+static void test_compose_errors(void **state) {
+    (void)state;
+    const char *p = "/v1/compose";
+    expect_json_error(p, "{\"model\":", 400, "invalid_json");
+    expect_json_error(p, "", 400, "invalid_json");
+    expect_json_error(p, "[1,2]", 400, "invalid_type");
+    expect_json_error(p, "{\"classes\":[1]}", 400, "bad_request");
+    expect_json_error(p, "{\"model\":5,\"classes\":[1]}", 400, "invalid_type");
+    expect_json_error(p, "{\"model\":\"nope\",\"classes\":[1]}", 404, "unknown_model");
+    expect_json_error(p, "{\"model\":\"" MODEL "\"}", 400, "bad_request");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":\"Bag\"}", 400, "invalid_type");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[]}", 400, "empty_classes");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[1,\"Trouser\"]}", 400, "duplicate_class");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[\"Shoe\"]}", 404, "unknown_class");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[10]}", 404, "unknown_class");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[-1]}", 404, "unknown_class");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[1.5]}", 400, "invalid_type");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[null]}", 400, "invalid_type");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[0,1,2,3,4,5,6,7,8,9,0]}", 400, "too_many_classes");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[1],\"threshold\":1.5}", 400, "invalid_threshold");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[1],\"threshold\":-0.1}", 400, "invalid_threshold");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[1],\"threshold\":\"0.5\"}", 400, "invalid_type");
+    expect_error(&(call){.method = "POST", .path = p, .ctype = "text/plain", .body = "{}"}, 415,
+                 "unsupported_media_type");
+}
+
+static void test_compose_delete_errors(void **state) {
+    (void)state;
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL}, 400, "invalid_id");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/garbage"}, 400, "invalid_id");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1--2~0.5"}, 400, "invalid_id");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~~0.5"}, 400, "invalid_id");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~x"}, 400, "invalid_id");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~"}, 400, "invalid_id");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~nan"}, 400, "invalid_id");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~0.123"}, 404, "not_cached");
+}
+
+static char *infer_body(const char *head, const char *inputs) {
+    size_t len = strlen(head) + strlen(inputs) + 32;
+    char *b = malloc(len);
+    snprintf(b, len, "{%s\"inputs\":%s}", head, inputs);
+    return b;
+}
+
+static void expect_infer_error(const char *head, const char *inputs, int status, const char *code) {
+    char *b = infer_body(head, inputs);
+    expect_json_error("/v1/infer", b, status, code);
+    free(b);
+}
+
+static void test_infer_errors(void **state) {
+    (void)state;
+    /* One valid sample, flat. */
+    json_t *flat = json_array();
+    for (int i = 0; i < SIZE * SIZE; i++) json_array_append_new(flat, json_real(0.25));
+    char *ok = json_dumps(flat, JSON_COMPACT);
+    const char *shape = "\"shape\":[1,1,32,32],";
+    char head[256];
+
+    expect_json_error("/v1/infer", "{\"id\":", 400, "invalid_json");
+    expect_json_error("/v1/infer", "42", 400, "invalid_type");
+    expect_infer_error("", ok, 400, "bad_request"); /* neither id nor model */
+    expect_infer_error("\"id\":\"" CLS_ID "\",\"model\":\"" MODEL "\",", ok, 422, "invalid_combination");
+    expect_infer_error("\"id\":\"" CLS_ID "\",\"classes\":[1],", ok, 422, "invalid_combination");
+    expect_infer_error("\"id\":\"" CLS_ID "\",\"threshold\":0.5,", ok, 422, "invalid_combination");
+    expect_infer_error("\"id\":7,", ok, 400, "invalid_type");
+    snprintf(head, sizeof head, "\"id\":\"nope\",%s", shape);
+    expect_infer_error(head, ok, 404, "unknown_model");
+    snprintf(head, sizeof head, "\"id\":\"nope~1~0.9\",%s", shape);
+    expect_infer_error(head, ok, 404, "unknown_model");
+    snprintf(head, sizeof head, "\"id\":\"" MODEL "~1-x~0.9\",%s", shape);
+    expect_infer_error(head, ok, 400, "invalid_id");
+    snprintf(head, sizeof head, "\"id\":\"" MODEL "~1-1~0.9\",%s", shape);
+    expect_infer_error(head, ok, 400, "duplicate_class");
+    snprintf(head, sizeof head, "\"id\":\"" MODEL "~1-10~0.9\",%s", shape);
+    expect_infer_error(head, ok, 404, "unknown_class");
+    snprintf(head, sizeof head, "\"id\":\"" MODEL "~1-2~1.5\",%s", shape);
+    expect_infer_error(head, ok, 400, "invalid_threshold");
+    snprintf(head, sizeof head, "\"model\":\"nope\",%s", shape);
+    expect_infer_error(head, ok, 404, "unknown_model");
+    snprintf(head, sizeof head, "\"model\":\"" MODEL "\",\"classes\":[],%s", shape);
+    expect_infer_error(head, ok, 400, "empty_classes");
+    snprintf(head, sizeof head, "\"model\":\"" MODEL "\",\"classes\":[\"Bag\",\"Bag\"],%s", shape);
+    expect_infer_error(head, ok, 400, "duplicate_class");
+    snprintf(head, sizeof head, "\"model\":\"" MODEL "\",\"classes\":[\"Hat\"],%s", shape);
+    expect_infer_error(head, ok, 404, "unknown_class");
+    snprintf(head, sizeof head, "\"model\":\"" MODEL "\",\"threshold\":0.5,%s", shape);
+    expect_infer_error(head, ok, 422, "invalid_combination");
+
+    /* Shapes and values. */
+    snprintf(head, sizeof head, "\"id\":\"" MODEL "\",");
+    expect_infer_error(head, ok, 400, "invalid_shape"); /* flat without shape */
+    expect_infer_error(head, "[[[1,2],[3]]]", 400, "invalid_shape"); /* ragged */
+    expect_infer_error(head, "[[[[1]]]]", 400, "invalid_shape");     /* 1x1 image */
+    expect_infer_error(head, "[]", 400, "invalid_shape");
+    expect_infer_error(head, "\"pixels\"", 400, "invalid_type");
+    expect_infer_error(head, "[[[\"a\"]]]", 400, "invalid_type");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,31],", ok, 400, "invalid_shape");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,3,32,32],", ok, 400, "invalid_shape");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[2,1,32,32],", ok, 400, "invalid_shape");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,0,32,32],", ok, 400, "invalid_shape");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1024],", ok, 400, "invalid_shape");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":\"1,1,32,32\",", ok, 400, "invalid_type");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32.5],", ok, 400, "invalid_type");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[17,1,32,32],", ok, 400, "batch_too_large");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32],\"dtype\":\"int8\",", ok, 400, "bad_request");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32],\"dtype\":1,", ok, 400, "invalid_type");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32],\"top_k\":0,", ok, 400, "bad_request");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32],\"top_k\":\"2\",", ok, 400, "invalid_type");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32],\"dtype\":\"uint8\",", ok, 400, "invalid_input");
+    expect_json_error("/v1/infer", "{\"id\":\"" MODEL "\",\"shape\":[1,1,32,32]}", 400, "bad_request");
+    /* A finite double beyond float32 is not a float32. */
+    json_array_set_new(flat, 5, json_real(1e300));
+    char *big = json_dumps(flat, JSON_COMPACT);
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32],", big, 400, "invalid_input");
+    free(big);
+    expect_json_error("/v1/infer", "{\"id\":\"" MODEL "\",\"inputs\":[NaN]}", 400, "invalid_json");
+
+    /* Binary bodies. */
+    size_t nb = SIZE * SIZE * sizeof(float);
+    float *x = tu_alloc(SIZE * SIZE);
+    call c = {.method = "POST", .path = "/v1/infer", .ctype = "application/octet-stream", .body = x, .len = nb,
+              .query = {{"id", MODEL}, {"shape", "1,1,32,32"}}, .n_query = 2};
+    x[77] = NAN;
+    expect_error(&c, 400, "invalid_input");
+    x[77] = INFINITY;
+    expect_error(&c, 400, "invalid_input");
+    x[77] = 0;
+    c.len = nb - 4;
+    expect_error(&c, 400, "invalid_shape");
+    c.len = nb;
+    c.query[1].value = "1,1,32";
+    expect_error(&c, 400, "invalid_shape");
+    c.query[1].value = "1,1,32,32,1";
+    expect_error(&c, 400, "invalid_shape");
+    c.query[1].value = "1,1,32,x";
+    expect_error(&c, 400, "invalid_shape");
+    c.query[1].value = "1,1,32,32,";
+    expect_error(&c, 400, "invalid_shape");
+    c.query[1].value = "100,1,32,32";
+    expect_error(&c, 400, "batch_too_large");
+    c.query[1].value = "1,1,32,32";
+    c.n_query = 1;
+    expect_error(&c, 400, "invalid_shape"); /* no shape at all */
+    c.n_query = 3;
+    c.query[2] = (api_kv){"dtype", "f16"};
+    expect_error(&c, 400, "bad_request");
+    c.query[2] = (api_kv){"top_k", "two"};
+    expect_error(&c, 400, "invalid_type");
+    c.query[0] = (api_kv){"model", MODEL};
+    c.query[2] = (api_kv){"classes", "Bag,Bag"};
+    expect_error(&c, 400, "duplicate_class");
+    c.query[2] = (api_kv){"classes", ""};
+    expect_error(&c, 400, "empty_classes");
+    c.query[2] = (api_kv){"classes", "Bag,,Coat"};
+    expect_error(&c, 404, "unknown_class");
+    c.query[2] = (api_kv){"threshold", "0.5"};
+    expect_error(&c, 422, "invalid_combination");
+    c.n_query = 4;
+    c.query[3] = (api_kv){"classes", "Bag"};
+    c.query[2] = (api_kv){"threshold", "high"};
+    expect_error(&c, 400, "invalid_threshold");
+    c.query[2] = (api_kv){"id", CLS_ID};
+    expect_error(&c, 422, "invalid_combination");
+    c.ctype = "image/png";
+    expect_error(&c, 415, "unsupported_media_type");
+    free(x);
+    free(ok);
+    json_decref(flat);
+}
+
+/* Too many classes for a --max-classes limit, and the limit applies to ids. */
+static void test_max_classes_limit(void **state) {
+    (void)state;
+    char err[512];
+    api *b = NULL;
+    api_config cfg = {.registry = MODA_MODELS_DIR, .cache_bytes = 1u << 20, .workers = 1, .intra_threads = 1,
+                      .max_classes = 2, .max_batch = 4, .default_tau = 0.9f};
+    assert_int_equal(api_new(&cfg, &b, err, sizeof err), 0);
+    api *saved = a;
+    a = b;
+    expect_json_error("/v1/compose", "{\"model\":\"" MODEL "\",\"classes\":[1,2,3]}", 400, "too_many_classes");
+    api_entry *e = NULL;
+    api_error ae = {0};
+    assert_int_equal(api_entry_resolve(b, 0, MODEL "~1-2-3~0.9", &e, &ae), -1);
+    assert_string_equal(ae.code, "too_many_classes");
+    assert_int_equal(api_entry_resolve(b, 0, MODEL "~1-2~0.9", &e, &ae), 0);
+    api_entry_release(b, e);
+    a = saved;
+    api_free(b);
+
+    /* A registry that does not exist fails with a reason. */
+    cfg.registry = "/nonexistent/registry";
+    assert_int_equal(api_new(&cfg, &b, err, sizeof err), -1);
+    assert_null(b);
+    assert_true(strlen(err) > 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_compose_response),
+        cmocka_unit_test(test_infer_json_nested),
+        cmocka_unit_test(test_infer_json_flat),
+        cmocka_unit_test(test_infer_binary_float32),
+        cmocka_unit_test(test_infer_binary_uint8_padded),
+        cmocka_unit_test(test_tau0_all_classes_is_full_model),
+        cmocka_unit_test(test_top_k),
+        cmocka_unit_test(test_models_routes),
+        cmocka_unit_test(test_health),
+        cmocka_unit_test(test_routing_errors),
+        cmocka_unit_test(test_compose_errors),
+        cmocka_unit_test(test_compose_delete_errors),
+        cmocka_unit_test(test_infer_errors),
+        cmocka_unit_test(test_max_classes_limit),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
