@@ -257,7 +257,9 @@ static void test_infer_json_nested(void **state) {
 
     /* One sample as [C][H][W], composed on the fly from model + classes. */
     free(in);
-    json_t *all = json_loads(inputs_json(x, 1, true), 0, NULL);
+    in = inputs_json(x, 1, true);
+    json_t *all = json_loads(in, 0, NULL);
+    free(in);
     char *one = json_dumps(json_array_get(all, 0), JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(all);
     free(body);
