@@ -86,7 +86,8 @@ static int input_alloc(api_input *out, const int shape[4], api_dtype dt, long co
     return 0;
 }
 
-/* One JSON number into slot i of out. */
+/* One JSON number into slot i of out (checked only while out->data is
+ * NULL). */
 static int store_value(const json_t *v, api_input *out, long i, api_error *e) {
     if (!json_is_number(v))
         return api_error_set(e, "invalid_type", "input values must be numbers (value %ld is %s)", i,
@@ -95,12 +96,12 @@ static int store_value(const json_t *v, api_input *out, long i, api_error *e) {
     if (out->dtype == API_DTYPE_UINT8) {
         if (!(d >= 0 && d <= 255 && d == floor(d)))
             return api_error_set(e, "invalid_input", "uint8 input value %ld (%g) is not an integer in 0..255", i, d);
-        ((uint8_t *)out->data)[i] = (uint8_t)d;
+        if (out->data) ((uint8_t *)out->data)[i] = (uint8_t)d;
     } else {
         float f = (float)d;
         if (!isfinite(f))
             return api_error_set(e, "invalid_input", "input value %ld (%g) is not a finite float32", i, d);
-        ((float *)out->data)[i] = f;
+        if (out->data) ((float *)out->data)[i] = f;
     }
     return 0;
 }
@@ -172,8 +173,13 @@ int api_input_from_json(const json_t *values, const int *shape, api_dtype dt, in
     if (ndim != depth)
         return api_error_set(e, "invalid_shape", "inputs nested %d deep do not match shape [%d,%d,%d,%d]", ndim,
                              full[0], full[1], full[2], full[3]);
-    if (input_alloc(out, full, dt, count, e)) return -1;
+    /* Check the whole structure first: the shape read from first entries
+     * alone could claim far more values than the body holds. */
+    api_input probe = {.dtype = dt};
     long pos = 0;
+    if (store_nested(values, 0, full + 4 - depth, depth, &probe, &pos, e)) return -1;
+    if (input_alloc(out, full, dt, count, e)) return -1;
+    pos = 0;
     if (store_nested(values, 0, full + 4 - depth, depth, out, &pos, e)) {
         api_input_free(out);
         return -1;

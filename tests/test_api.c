@@ -12,6 +12,7 @@
 #include "compose.h"
 #include "metrics.h"
 #include "registry.h"
+#include "synthetic_idx.h"
 
 #define MODEL "fmnist-lenet5"
 #define K 10
@@ -631,6 +632,16 @@ static void test_infer_errors(void **state) {
     expect_infer_error(head, "[[[1,2],[3]]]", 400, "invalid_shape"); /* ragged */
     expect_infer_error(head, "[[[[1]]]]", 400, "invalid_shape");     /* 1x1 image */
     expect_infer_error(head, "[]", 400, "invalid_shape");
+    /* First entries claiming 2000x2000 pixels that the body does not hold. */
+    json_t *claim = json_array(), *row = json_array();
+    for (int i = 0; i < 2000; i++) json_array_append_new(row, json_integer(0));
+    json_array_append_new(claim, row);
+    for (int i = 1; i < 2000; i++) json_array_append_new(claim, json_array());
+    json_t *claim_all = json_pack("[[o]]", claim);
+    char *claim_text = json_dumps(claim_all, JSON_COMPACT);
+    json_decref(claim_all);
+    expect_infer_error(head, claim_text, 400, "invalid_shape");
+    free(claim_text);
     expect_infer_error(head, "\"pixels\"", 400, "invalid_type");
     expect_infer_error(head, "[[[\"a\"]]]", 400, "invalid_type");
     expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,31],", ok, 400, "invalid_shape");
@@ -707,6 +718,91 @@ static void test_infer_errors(void **state) {
     json_decref(flat);
 }
 
+/* A composed model stored in a registry is served like any other: its
+ * description names its origin, it infers as the engine runs it, and it
+ * can be composed again. */
+static void test_composed_registry_model(void **state) {
+    (void)state;
+    char root[] = "/tmp/moda_api_XXXXXX", err[512] = "";
+    assert_non_null(mkdtemp(root));
+    const int cls[3] = {8, 1, 5};
+    compose_plan p = {0};
+    graph *c = NULL;
+    rates r = {0};
+    module_stats st = {0};
+    model_info mi = {0};
+    registry_origin origin = {0};
+    assert_int_equal(compose_plan_make(parent.g, &parent.r, cls, 3, 0.9f, &p), MODA_OK);
+    assert_int_equal(compose_build(parent.g, &p, be, &c), MODA_OK);
+    assert_int_equal(compose_rates(parent.g, &parent.r, &p, c, &r), MODA_OK);
+    assert_int_equal(module_stats_compute(c, &r, 0.9f, &st), MODA_OK);
+    assert_int_equal(registry_composed_info(&parent, cls, 3, 0.9f, &mi, &origin), MODA_OK);
+    if (registry_write_composed(root, "bags", c, &mi, &origin, NULL, 0.95, &r, &st, err, sizeof err) != MODA_OK)
+        fail_msg("registry_write_composed: %s", err);
+
+    api *b = NULL;
+    api_config cfg = {.registry = root, .cache_bytes = 1u << 20, .workers = 1, .intra_threads = 1,
+                      .max_batch = 4, .default_tau = 0.9f};
+    if (api_new(&cfg, &b, err, sizeof err)) fail_msg("api_new: %s", err);
+    api *saved = a;
+    a = b;
+    api_response resp;
+    json_t *got = run(&(call){.method = "GET", .path = "/v1/models/bags"}, &resp);
+    assert_int_equal(resp.status, 200);
+    assert_true(json_is_true(json_object_get(got, "composed")));
+    assert_int_equal(json_integer_value(json_object_get(got, "num_classes")), 3);
+    json_t *o = json_object_get(got, "origin");
+    assert_string_equal(json_string_value(json_object_get(o, "model")), MODEL);
+    for (int j = 0; j < 3; j++) assert_int_equal(json_integer_value(json_array_get(json_object_get(o, "classes"), j)), cls[j]);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(got, "classes"), 0), "name")),
+                        "Bag");
+    json_decref(got);
+    api_response_free(&resp);
+
+    /* Inference on it, and on a composition of it. */
+    float *x = random_inputs(2, 8), z[2 * 3];
+    assert_int_equal(graph_plan(c, 2), MODA_OK);
+    assert_int_equal(graph_forward(c, x, 2, false), MODA_OK);
+    memcpy(z, graph_output(c)->out.data, sizeof z);
+    api_entry *e = NULL;
+    api_error ae = {0};
+    float logits[2 * 3];
+    assert_int_equal(api_entry_resolve(b, 0, "bags", &e, &ae), 0);
+    assert_int_equal(api_infer_run(b, 0, e, x, 2, logits, NULL, &ae), 0);
+    assert_close(logits, z, 6, 1e-5, 1e-5);
+    api_entry_release(b, e);
+
+    compose_plan p2 = {0};
+    graph *c2 = NULL;
+    const int sub[2] = {2, 0};
+    assert_int_equal(compose_plan_make(c, &r, sub, 2, 0.9f, &p2), MODA_OK);
+    assert_int_equal(compose_build(c, &p2, be, &c2), MODA_OK);
+    assert_int_equal(graph_plan(c2, 2), MODA_OK);
+    assert_int_equal(graph_forward(c2, x, 2, false), MODA_OK);
+    got = post_json("/v1/compose", "{\"model\":\"bags\",\"classes\":[\"Sandal\",\"Bag\"]}", &resp);
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(json_string_value(json_object_get(got, "id")), "bags~2-0~0.9");
+    json_decref(got);
+    api_response_free(&resp);
+    assert_int_equal(api_entry_resolve(b, 0, "bags~2-0~0.9", &e, &ae), 0);
+    assert_int_equal(api_infer_run(b, 0, e, x, 2, logits, NULL, &ae), 0);
+    assert_close(logits, graph_output(c2)->out.data, 4, 1e-5, 1e-5);
+    api_entry_release(b, e);
+
+    a = saved;
+    api_free(b);
+    free(x);
+    graph_free(c2);
+    compose_plan_free(&p2);
+    registry_origin_free(&origin);
+    model_info_free(&mi);
+    module_stats_free(&st);
+    rates_free(&r);
+    graph_free(c);
+    compose_plan_free(&p);
+    assert_int_equal(synth_remove_tree(root), 0);
+}
+
 /* Too many classes for a --max-classes limit, and the limit applies to ids. */
 static void test_max_classes_limit(void **state) {
     (void)state;
@@ -749,6 +845,7 @@ int main(void) {
         cmocka_unit_test(test_compose_errors),
         cmocka_unit_test(test_compose_delete_errors),
         cmocka_unit_test(test_infer_errors),
+        cmocka_unit_test(test_composed_registry_model),
         cmocka_unit_test(test_max_classes_limit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
