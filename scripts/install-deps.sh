@@ -9,7 +9,7 @@ packages=(
   libdnnl-dev libcmocka-dev zlib1g-dev libjansson-dev libzstd-dev
   libmicrohttpd-dev libcurl4-openssl-dev
   dataset-fashion-mnist
-  python3 python3-venv
+  python3 python3-venv curl
 )
 
 missing=()
@@ -28,7 +28,11 @@ req=scripts/requirements-test.txt
 if grep -qv '^\s*\(#\|$\)' "$req"; then
   stamp=.venv/.requirements
   if [ ! -x .venv/bin/python ] || ! cmp -s "$req" "$stamp"; then
-    python3 -m venv .venv
+    # Debian's interpreter (python3-venv above), whatever else is on PATH.
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    rm -rf .venv
+    "$py" -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r "$req"
     cp "$req" "$stamp"
   fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian 12 machine (as root):
-#   scripts/run.sh demo   install, build, and run the main job
+#   scripts/run.sh demo   install, build, and serve the bundled registry
+#                         (moda-server on 127.0.0.1:8080, foreground)
 #   scripts/run.sh test   install, build, and run every test, then again
 #                         under AddressSanitizer + UndefinedBehaviorSanitizer
 set -euo pipefail
@@ -17,10 +18,21 @@ case "${1:-}" in
 demo)
   scripts/install-deps.sh
   build build
-  # Train LeNet5 on Fashion-MNIST (Debian's dataset-fashion-mnist).
-  rm -rf runs/demo
-  build/moda train --arch lenet5 --epochs 10 --seed 1 --no-augment --out runs/demo
-  build/moda eval --checkpoint runs/demo/checkpoint.safetensors
+  # Serve the bundled registry (models/: LeNet5 trained with MODA on
+  # Fashion-MNIST) in the foreground until Ctrl-C or SIGTERM.
+  cat <<'EOF'
+moda-server on http://127.0.0.1:8080 (Ctrl-C stops it). From another shell:
+  curl -s http://127.0.0.1:8080/v1/models
+  curl -s -X POST http://127.0.0.1:8080/v1/compose -H 'Content-Type: application/json' \
+       -d '{"model":"fmnist-lenet5","classes":["Sneaker","Bag","Ankle boot"]}'
+  curl -s -X POST http://127.0.0.1:8080/v1/infer -H 'Content-Type: application/json' \
+       --data-binary @examples/infer-ankle-boot.json
+  curl -s -X POST --data-binary @examples/ankle-boot.u8 -H 'Content-Type: application/octet-stream' \
+       'http://127.0.0.1:8080/v1/infer?model=fmnist-lenet5&classes=7,8,9&dtype=uint8&shape=1,1,28,28'
+  curl -s http://127.0.0.1:8080/metrics
+README.md ("Server") has more, including the Triton client.
+EOF
+  exec build/moda-server --registry models --port 8080
   ;;
 test)
   scripts/install-deps.sh

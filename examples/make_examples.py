@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Regenerate the example requests from Fashion-MNIST's first test image.
+
+Writes ankle-boot.u8 (784 raw uint8 pixels, 28x28, row-major) and
+infer-ankle-boot.json (a /v1/infer JSON request for the same pixels).
+Plain python3: gzip and struct only.
+
+    python3 examples/make_examples.py [--data-dir DIR] [--out-dir DIR]
+"""
+import argparse
+import gzip
+import json
+import os
+import struct
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def read_first_image(data_dir):
+    with gzip.open(os.path.join(data_dir, "t10k-images-idx3-ubyte.gz")) as f:
+        magic, count, rows, cols = struct.unpack(">IIII", f.read(16))
+        if magic != 0x803 or count < 1:
+            raise SystemExit("not an IDX image file")
+        pixels = f.read(rows * cols)
+    with gzip.open(os.path.join(data_dir, "t10k-labels-idx1-ubyte.gz")) as f:
+        magic, count = struct.unpack(">II", f.read(8))
+        if magic != 0x801 or count < 1:
+            raise SystemExit("not an IDX label file")
+        label = f.read(1)[0]
+    return pixels, rows, cols, label
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--out-dir", default=here)
+    args = ap.parse_args()
+
+    pixels, rows, cols, label = read_first_image(args.data_dir)
+    # The files are named after this image's class; stop if the data differ.
+    if CLASSES[label] != "Ankle boot":
+        raise SystemExit("test image 0 is %r, expected 'Ankle boot'" % CLASSES[label])
+
+    with open(os.path.join(args.out_dir, "ankle-boot.u8"), "wb") as f:
+        f.write(pixels)
+    image = [[list(pixels[r * cols:(r + 1) * cols]) for r in range(rows)]]
+    request = {
+        "model": "fmnist-lenet5",
+        "classes": ["Sneaker", "Bag", "Ankle boot"],
+        "dtype": "uint8",
+        "inputs": [image],  # [N=1][C=1][H=28][W=28]
+    }
+    with open(os.path.join(args.out_dir, "infer-ankle-boot.json"), "w") as f:
+        # One image row per line keeps the file readable.
+        text = json.dumps(request, separators=(",", ":"))
+        f.write(text.replace("],[", "],\n[") + "\n")
+    print("label %d (%s), %dx%d" % (label, CLASSES[label], rows, cols))
+
+
+if __name__ == "__main__":
+    main()
