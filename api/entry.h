@@ -3,7 +3,6 @@
 #ifndef MODA_API_ENTRY_H
 #define MODA_API_ENTRY_H
 
-#include <pthread.h>
 #include <stdbool.h>
 
 #include "api_internal.h"
