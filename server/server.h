@@ -27,6 +27,7 @@ typedef struct server_config {
     int drain_seconds;      /* graceful shutdown limit (30) */
     int queue_max;          /* queued requests before 503 (1024) */
     FILE *log;              /* request and lifecycle log; NULL = silent */
+    bool quiet;             /* lifecycle lines only, no line per request */
     api_config api;         /* registry, cache, workers, limits */
 } server_config;
 

@@ -1,0 +1,194 @@
+/* moda-server's defaults and command line: "--name value", "--name=value",
+ * bare "--flag" for booleans; sizes take binary suffixes (K, M, G, T). */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#define PROG "moda-server"
+
+static int cores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 4096 ? (int)n : 1;
+}
+
+server_config server_config_default(void) {
+    return (server_config){
+        .host = "127.0.0.1",
+        .port = 8080,
+        .threads = cores(),
+        .max_body = (size_t)64 << 20,
+        .conn_timeout_s = 30,
+        .drain_seconds = 30,
+        .queue_max = 1024,
+        .log = stderr,
+        .api =
+            {
+                .registry = "models",
+                .cache_bytes = (size_t)256 << 20,
+                .workers = cores(),
+                .intra_threads = 1,
+                .max_classes = 0,
+                .max_batch = 1024,
+                .default_tau = 0.9f,
+            },
+    };
+}
+
+typedef enum opt_type { OPT_STRING, OPT_INT, OPT_SIZE, OPT_FLOAT, OPT_BOOL } opt_type;
+
+typedef struct opt_spec {
+    const char *name; /* without "--" */
+    opt_type type;
+    void *value;      /* const char **, int *, size_t *, float *, bool * */
+    double min, max;  /* accepted range (numbers) */
+    const char *meta; /* e.g. "N"; NULL for booleans */
+    const char *help; /* ends with the default in parentheses */
+} opt_spec;
+
+/* "256M" -> 268435456. Suffixes K, M, G, T (powers of 1024), optionally
+ * followed by "B" or "iB"; case-insensitive. */
+static bool parse_size(const char *text, size_t *out) {
+    if (!text[0] || text[0] == '-' || text[0] == '+') return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text) return false;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    case 't': case 'T': shift = 40; break;
+    default: break;
+    }
+    if (shift) {
+        end++;
+        if (!strcasecmp(end, "ib") || !strcasecmp(end, "b")) end += strlen(end);
+    } else if (!strcasecmp(end, "b")) {
+        end++;
+    }
+    if (*end) return false;
+    if (v > (SIZE_MAX >> shift)) return false;
+    *out = (size_t)(v << shift);
+    return true;
+}
+
+static bool parse_value(const opt_spec *o, const char *text) {
+    char *end = NULL;
+    errno = 0;
+    switch (o->type) {
+    case OPT_STRING:
+        if (!text[0]) break;
+        *(const char **)o->value = text;
+        return true;
+    case OPT_INT: {
+        long v = strtol(text, &end, 10);
+        if (errno || end == text || *end || v < (long)o->min || v > (long)o->max) break;
+        *(int *)o->value = (int)v;
+        return true;
+    }
+    case OPT_SIZE: {
+        size_t v;
+        if (!parse_size(text, &v) || (double)v < o->min) break;
+        *(size_t *)o->value = v;
+        return true;
+    }
+    case OPT_FLOAT: {
+        float v = strtof(text, &end);
+        if (errno || end == text || *end || !isfinite(v) || v < o->min || v > o->max) break;
+        *(float *)o->value = v;
+        return true;
+    }
+    case OPT_BOOL:
+        break;
+    }
+    fprintf(stderr, PROG ": invalid value '%s' for --%s\n", text, o->name);
+    return false;
+}
+
+static void print_usage(FILE *f, const opt_spec *specs, int n) {
+    fprintf(f, "usage: " PROG " [options]\n\n"
+               "Serves a module registry over HTTP: composes class subsets of its models\n"
+               "(cached, LRU bounded in bytes) and runs inference on them; /v1 routes, the\n"
+               "Open Inference Protocol v2 under /v2, Prometheus metrics at /metrics.\n"
+               "SIGTERM or SIGINT shut it down gracefully.\n\noptions:\n");
+    for (int k = 0; k < n; k++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", specs[k].name, specs[k].meta ? " " : "",
+                 specs[k].meta ? specs[k].meta : "");
+        fprintf(f, "  %-22s %s\n", left, specs[k].help);
+    }
+    fprintf(f, "  %-22s %s\n", "--help", "this text");
+}
+
+int server_config_parse(int argc, char **argv, server_config *cfg) {
+    *cfg = server_config_default();
+    char threads_help[80], workers_help[80];
+    snprintf(threads_help, sizeof threads_help, "connection threads (cores: %d)", cfg->threads);
+    snprintf(workers_help, sizeof workers_help, "inference worker threads (cores: %d)", cfg->api.workers);
+    const opt_spec specs[] = {
+        {"registry", OPT_STRING, &cfg->api.registry, 0, 0, "DIR", "module registry to serve (models)"},
+        {"host", OPT_STRING, &cfg->host, 0, 0, "ADDR", "address to bind; 0.0.0.0 or :: for all (127.0.0.1)"},
+        {"port", OPT_INT, &cfg->port, 0, 65535, "N", "TCP port; 0 picks a free one (8080)"},
+        {"threads", OPT_INT, &cfg->threads, 1, 1024, "N", threads_help},
+        {"workers", OPT_INT, &cfg->api.workers, 1, 1024, "N", workers_help},
+        {"intra-threads", OPT_INT, &cfg->api.intra_threads, 1, 1024, "N", "OpenMP threads in each worker's ops (1)"},
+        {"cache-bytes", OPT_SIZE, &cfg->api.cache_bytes, 1, 0, "SIZE", "composed-model cache budget, e.g. 512M (256M)"},
+        {"max-body", OPT_SIZE, &cfg->max_body, 1, 0, "SIZE", "request body limit; larger bodies get 413 (64M)"},
+        {"max-classes", OPT_INT, &cfg->api.max_classes, 0, 1 << 20, "N", "classes per compose request; 0 = all (0)"},
+        {"max-batch", OPT_INT, &cfg->api.max_batch, 1, 1 << 24, "N", "samples per inference request (1024)"},
+        {"tau", OPT_FLOAT, &cfg->api.default_tau, 0, 1, "T", "module threshold when a request gives none (0.9)"},
+        {"timeout", OPT_INT, &cfg->conn_timeout_s, 0, 86400, "S", "idle connection timeout in seconds; 0 = none (30)"},
+        {"drain-seconds", OPT_INT, &cfg->drain_seconds, 0, 86400, "S", "on shutdown, wait this long for requests (30)"},
+        {"queue-max", OPT_INT, &cfg->queue_max, 1, 1 << 24, "N", "requests waiting for a worker before 503 (1024)"},
+        {"quiet", OPT_BOOL, &cfg->quiet, 0, 0, NULL, "no log line per request"},
+    };
+    int n = (int)(sizeof specs / sizeof specs[0]);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            print_usage(stdout, specs, n);
+            return 1;
+        }
+        const opt_spec *o = NULL;
+        const char *name = a + 2, *eq = NULL;
+        if (!strncmp(a, "--", 2) && a[2]) {
+            eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            for (int k = 0; k < n; k++)
+                if (strlen(specs[k].name) == len && !strncmp(specs[k].name, name, len)) o = &specs[k];
+        }
+        if (!o) {
+            fprintf(stderr, PROG ": unknown option '%s'\n\n", a);
+            print_usage(stderr, specs, n);
+            return 2;
+        }
+        if (o->type == OPT_BOOL) {
+            if (eq) {
+                fprintf(stderr, PROG ": --%s takes no value\n\n", o->name);
+                print_usage(stderr, specs, n);
+                return 2;
+            }
+            *(bool *)o->value = true;
+            continue;
+        }
+        const char *text = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!text) {
+            fprintf(stderr, PROG ": --%s needs a value\n\n", o->name);
+            print_usage(stderr, specs, n);
+            return 2;
+        }
+        if (!parse_value(o, text)) {
+            fputc('\n', stderr);
+            print_usage(stderr, specs, n);
+            return 2;
+        }
+    }
+    return 0;
+}

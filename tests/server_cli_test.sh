@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# moda-server's command line and lifecycle: --help and usage errors, a bad
+# registry fails with a reason, and a real start on an ephemeral port that
+# reports the port, answers over HTTP, and exits 0 on SIGTERM.
+set -u
+server=$1
+registry=$2
+fails=0
+pass=0
+check() { # description, condition result (0 = ok)
+  if [ "$2" -ne 0 ]; then echo "FAIL: $1"; fails=$((fails + 1)); else pass=$((pass + 1)); fi
+}
+
+out=$("$server" --help 2>&1); rc=$?
+check "--help exits 0" $((rc != 0))
+[[ "$out" == *"usage: moda-server"* && "$out" == *"--cache-bytes"* && "$out" == *"--drain-seconds"* ]]
+check "--help lists the options" $?
+"$server" --bogus >/dev/null 2>&1; rc=$?
+check "unknown flag exits 2" $((rc != 2))
+"$server" --port notaport >/dev/null 2>&1; rc=$?
+check "bad port exits 2" $((rc != 2))
+out=$("$server" --registry /nonexistent-registry --port 0 2>&1); rc=$?
+check "bad registry exits 1" $((rc != 1))
+[[ "$out" == *"moda-server:"* ]]
+check "bad registry says why" $?
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+"$server" --registry "$registry" --port 0 --threads 2 --workers 2 2>"$log" &
+pid=$!
+port=
+for _ in $(seq 1 600); do # the registry loads first; up to a minute
+  port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9][0-9]*\).*|\1|p' "$log" | head -1)
+  [ -n "$port" ] && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+[ -n "$port" ] && [ "$port" -gt 0 ]
+check "start-up line reports the bound port" $?
+if [ -n "$port" ]; then
+  body=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$port/v2/health/live")
+  [[ "$body" == *'"live"'*true*' 200' ]]
+  check "/v2/health/live answers 200: $body" $?
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics")
+  check "/metrics answers 200" $((code != 200))
+fi
+kill -TERM "$pid"
+wait "$pid"; rc=$?
+check "exits 0 on SIGTERM (got $rc)" $((rc != 0))
+grep -q 'GET /v2/health/live 200 ' "$log"
+check "request logged" $?
+grep -q 'moda-server stopped' "$log"
+check "shutdown logged" $?
+
+echo "server cli: $pass passed, $fails failed"
+[ "$fails" -eq 0 ] || { cat "$log"; exit 1; }
