@@ -205,11 +205,11 @@ bool compose_cache_delete(compose_cache *c, const char *id) {
     return e != NULL;
 }
 
-void compose_cache_grow(compose_cache *c, api_entry *e, size_t bytes) {
+void compose_cache_resize(compose_cache *c, api_entry *e, size_t old_bytes, size_t new_bytes) {
     if (e->permanent) return;
     pthread_mutex_lock(&c->lock);
-    e->bytes += bytes;
-    c->used += bytes;
+    e->bytes = e->bytes - old_bytes + new_bytes;
+    c->used = c->used - old_bytes + new_bytes;
     evict_locked(c);
     pthread_mutex_unlock(&c->lock);
 }

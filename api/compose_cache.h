@@ -34,9 +34,10 @@ void compose_cache_release(compose_cache *c, api_entry *e);
  * id is not cached. */
 bool compose_cache_delete(compose_cache *c, const char *id);
 
-/* e (pinned) grew by bytes (a new inference handle): count them, evicting
- * others as needed. Permanent entries are not counted. */
-void compose_cache_grow(compose_cache *c, api_entry *e, size_t bytes);
+/* e (pinned) changed size from old_bytes to new_bytes (an inference handle
+ * planned or re-planned): count the difference, evicting others as needed.
+ * Permanent entries are not counted. */
+void compose_cache_resize(compose_cache *c, api_entry *e, size_t old_bytes, size_t new_bytes);
 
 size_t compose_cache_bytes_used(compose_cache *c);
 int compose_cache_count(compose_cache *c); /* entries findable now */

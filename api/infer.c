@@ -13,16 +13,23 @@ static double now_us(void) {
     return 1e6 * (double)t.tv_sec + 1e-3 * (double)t.tv_nsec;
 }
 
-/* This worker's handle on e, planned for a->chunk samples. */
-static graph *worker_handle(api *a, int worker, api_entry *e) {
-    if (e->exec[worker]) return e->exec[worker];
-    graph *h = graph_share(e->g, a->be[worker]);
-    if (!h || graph_plan_inference(h, a->chunk) != MODA_OK) {
+/* This worker's handle on e with room for `need` (<= a->chunk) samples per
+ * pass. It is planned for the batch at hand and re-planned, doubling up to
+ * a->chunk, when a larger one comes: a model served one sample at a time
+ * holds one sample's activations per worker, not a whole chunk's. */
+static graph *worker_handle(api *a, int worker, api_entry *e, int need) {
+    graph *h = e->exec[worker];
+    if (h && h->max_batch >= need) return h;
+    if (!h && !(h = e->exec[worker] = graph_share(e->g, a->be[worker]))) return NULL;
+    int plan = h->max_batch ? 2 * h->max_batch : 1;
+    while (plan < need) plan *= 2;
+    if (plan > a->chunk) plan = a->chunk;
+    size_t before = graph_activation_bytes(h);
+    if (graph_plan_inference(h, plan) != MODA_OK) {
         graph_free(h);
-        return NULL;
+        e->exec[worker] = h = NULL;
     }
-    e->exec[worker] = h;
-    compose_cache_grow(a->cache, e, graph_activation_bytes(h));
+    compose_cache_resize(a->cache, e, before, graph_activation_bytes(h));
     return h;
 }
 
@@ -43,7 +50,7 @@ int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float
                   api_error *err) {
     const int k = e->info.n_classes;
     const size_t per = (size_t)e->info.channels * e->info.height * e->info.width;
-    graph *h = worker_handle(a, worker, e);
+    graph *h = worker_handle(a, worker, e, n < a->chunk ? n : a->chunk);
     if (!h) return api_error_set(err, "internal", "cannot plan %s for inference", e->id);
     float *z = logits ? logits : malloc((size_t)n * k * sizeof(float));
     if (!z) return api_error_set(err, "internal", "out of memory");

@@ -20,7 +20,7 @@
 #define RAW 28
 #define PAD 2
 #define WORKERS 2
-#define MAX_BATCH 16
+#define MAX_BATCH 160 /* above the 64-sample chunk, so a request can span several */
 
 static api *a;
 static metrics *mx;
@@ -300,23 +300,31 @@ static void test_infer_json_flat(void **state) {
     free(x);
 }
 
+/* Batches of 1, 5 and 130 on one entry: its inference handle is planned
+ * for the first batch, re-planned for larger ones, and runs 130 samples in
+ * chunks of at most 64. */
 static void test_infer_binary_float32(void **state) {
     (void)state;
-    const int n = 5;
-    float *x = random_inputs(n, 3);
-    float *want = reference_probs(CLS, 3, 0.9f, x, n, NULL);
-    call c = {.method = "POST", .path = "/v1/infer", .ctype = "application/octet-stream", .body = x,
-              .len = (size_t)n * SIZE * SIZE * sizeof(float),
-              .query = {{"model", MODEL}, {"classes", "T-shirt/top, 3,Sneaker"}, {"shape", "5,1,32,32"}},
-              .n_query = 3};
-    api_response r;
-    json_t *root = run(&c, &r);
-    assert_int_equal(r.status, 200);
-    check_outputs(root, CLS_ID, CLS, 3, want, n);
-    json_decref(root);
-    api_response_free(&r);
-    free(want);
-    free(x);
+    const int sizes[] = {1, 5, 130};
+    for (int t = 0; t < 3; t++) {
+        const int n = sizes[t];
+        float *x = random_inputs(n, 3 + t);
+        float *want = reference_probs(CLS, 3, 0.9f, x, n, NULL);
+        char shape[32];
+        snprintf(shape, sizeof shape, "%d,1,32,32", n);
+        call c = {.method = "POST", .path = "/v1/infer", .ctype = "application/octet-stream", .body = x,
+                  .len = (size_t)n * SIZE * SIZE * sizeof(float),
+                  .query = {{"model", MODEL}, {"classes", "T-shirt/top, 3,Sneaker"}, {"shape", shape}},
+                  .n_query = 3};
+        api_response r;
+        json_t *root = run(&c, &r);
+        assert_int_equal(r.status, 200);
+        check_outputs(root, CLS_ID, CLS, 3, want, n);
+        json_decref(root);
+        api_response_free(&r);
+        free(want);
+        free(x);
+    }
 }
 
 /* Raw uint8 28x28 images: normalised with the stored mean/std and padded
@@ -651,7 +659,7 @@ static void test_infer_errors(void **state) {
     expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1024],", ok, 400, "invalid_shape");
     expect_infer_error("\"id\":\"" MODEL "\",\"shape\":\"1,1,32,32\",", ok, 400, "invalid_type");
     expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32.5],", ok, 400, "invalid_type");
-    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[17,1,32,32],", ok, 400, "batch_too_large");
+    expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[161,1,32,32],", ok, 400, "batch_too_large");
     expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32],\"dtype\":\"int8\",", ok, 400, "bad_request");
     expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32],\"dtype\":1,", ok, 400, "invalid_type");
     expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32],\"top_k\":0,", ok, 400, "bad_request");
@@ -686,7 +694,7 @@ static void test_infer_errors(void **state) {
     expect_error(&c, 400, "invalid_shape");
     c.query[1].value = "1,1,32,32,";
     expect_error(&c, 400, "invalid_shape");
-    c.query[1].value = "100,1,32,32";
+    c.query[1].value = "161,1,32,32";
     expect_error(&c, 400, "batch_too_large");
     c.query[1].value = "1,1,32,32";
     c.n_query = 1;

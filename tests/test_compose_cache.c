@@ -450,7 +450,7 @@ static void test_concurrent_mixed(void **state) {
         compose_plan_free(&p);
     }
     /* Room for a few entries with their handles: evictions happen too. */
-    fixture f = fixture_new(2u << 20, THREADS);
+    fixture f = fixture_new(256u << 10, THREADS);
     loader l[THREADS];
     pthread_t th[THREADS];
     for (int t = 0; t < THREADS; t++) {
