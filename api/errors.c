@@ -28,6 +28,37 @@ int api_error_status(const char *code) {
     return 500;
 }
 
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one
+ * (a stray or missing continuation byte, an overlong form, a surrogate,
+ * or beyond U+10FFFF: what Jansson rejects). */
+static int utf8_sequence(const unsigned char *s) {
+    unsigned c = s[0];
+    int n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (n <= 1) return n;
+    unsigned cp = c & (0x7Fu >> n);
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0; /* also stops at the NUL */
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+/* Messages quote request text (paths, names, headers) that may be any
+ * bytes, and truncation may split a character: replace every byte that is
+ * not part of valid UTF-8 with '?' so the message is always valid JSON. */
+static void utf8_sanitize(char *msg) {
+    for (unsigned char *s = (unsigned char *)msg; *s;) {
+        int n = utf8_sequence(s);
+        if (n) {
+            s += n;
+        } else {
+            *s++ = '?';
+        }
+    }
+}
+
 int api_error_set(api_error *e, const char *code, const char *fmt, ...) {
     if (!e) return -1;
     e->code = code;
@@ -60,14 +91,20 @@ void api_response_json(api_response *resp, int status, json_t *root) {
     if (!resp->body) response_oom(resp);
 }
 
-void api_response_error(api_response *resp, const api_error *e) {
+/* Both error shapes: {"error":{"code","message"}} (v1) or {"error":
+ * message} (v2). The message is made valid UTF-8 here, whoever wrote it. */
+static void respond_error(api_response *resp, const api_error *e, bool v2) {
     const char *code = e && e->code ? e->code : "internal";
-    json_t *root = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
-                             e && e->code ? e->message : "unexpected failure");
+    char msg[API_ERROR_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s", e && e->code ? e->message : "unexpected failure");
+    utf8_sanitize(msg);
+    json_t *root = v2 ? json_pack("{s:s}", "error", msg) : json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
     int status = api_error_status(code);
     api_response_json(resp, status, root);
     if (resp->status == status) resp->error_code = code; /* else out of memory: "internal" */
 }
+
+void api_response_error(api_response *resp, const api_error *e) { respond_error(resp, e, false); }
 
 void api_response_errorf(api_response *resp, const char *code, const char *fmt, ...) {
     api_error e = {.code = code};
@@ -78,13 +115,7 @@ void api_response_errorf(api_response *resp, const char *code, const char *fmt, 
     api_response_error(resp, &e);
 }
 
-void api_response_error_v2(api_response *resp, const api_error *e) {
-    const char *code = e && e->code ? e->code : "internal";
-    json_t *root = json_pack("{s:s}", "error", e && e->code ? e->message : "unexpected failure");
-    int status = api_error_status(code);
-    api_response_json(resp, status, root);
-    if (resp->status == status) resp->error_code = code;
-}
+void api_response_error_v2(api_response *resp, const api_error *e) { respond_error(resp, e, true); }
 
 bool api_response_add_header(api_response *resp, const char *key, const char *value) {
     if (resp->n_headers >= API_HEADERS_MAX) return false;

@@ -5,7 +5,8 @@
 #      answer is a 5xx and that every status, Content-Type and body is the
 #      one openapi.yaml declares;
 #   3. the stock Triton client (tritonclient.http) runs v2 inference in JSON
-#      and binary mode and agrees with /v1/infer (api_conformance/triton_check.py);
+#      and binary mode and agrees with /v1/infer (api_conformance/triton_check.py),
+#      and hostile bytes get 4xx errors of the right shape (edge_check.py);
 #   4. SIGTERM stops the server with exit status 0.
 # Usage: api_conformance.sh MODA_SERVER REPO_ROOT
 # Exits 77 (skipped) when REPO_ROOT/.venv (scripts/install-deps.sh) is missing.
@@ -76,6 +77,9 @@ echo "moda-server ready at $base"
 
 # 3. The stock Triton client, and agreement with /v1/infer.
 "$py" "$root/tests/api_conformance/triton_check.py" "127.0.0.1:$port" "$root" || fail "triton_check.py"
+
+# Invalid UTF-8 and long multi-byte names in paths, queries, headers, bodies.
+"$py" "$root/tests/api_conformance/edge_check.py" "127.0.0.1:$port" || fail "edge_check.py"
 
 # 4. Graceful shutdown: SIGTERM, exit 0.
 kill -TERM "$server_pid"

@@ -523,9 +523,23 @@ static void test_routing_errors(void **state) {
     expect_error(&(call){.method = "GET", .path = "/"}, 404, "not_found");
     expect_error(&(call){.method = "GET", .path = "/v1/models/a/b"}, 404, "not_found");
     expect_error(&(call){.method = "GET", .path = "/v1/models/nope"}, 404, "unknown_model");
+    /* Messages quote request bytes that are not UTF-8, or whose multi-byte
+     * characters the message length cuts: the body must stay valid JSON
+     * (expect_error parses it). */
+    expect_error(&(call){.method = "GET", .path = "/v1/models/\xff\xfe"}, 404, "unknown_model");
+    expect_error(&(call){.method = "GET", .path = "/v1/models/a\xc3"}, 404, "unknown_model");
+    expect_error(&(call){.method = "GET", .path = "/v1/models/\xed\xa0\x80"}, 404, "unknown_model"); /* surrogate */
+    char long_name[1024] = "/v1/models/";
+    for (size_t i = strlen(long_name); i + 2 < sizeof long_name; i += 2) memcpy(long_name + i, "\xc3\xa9", 2);
+    expect_error(&(call){.method = "GET", .path = long_name}, 404, "unknown_model");
+    api_response r;
+    json_t *v2 = run(&(call){.method = "GET", .path = "/v2/models/\xff/ready"}, &r);
+    assert_int_equal(r.status, 404);
+    assert_true(json_is_string(json_object_get(v2, "error")));
+    json_decref(v2);
+    api_response_free(&r);
     expect_error(&(call){.method = "GET", .path = "/v1/infer"}, 405, "method_not_allowed");
     expect_error(&(call){.method = "PUT", .path = "/v1/compose/x~1~0.5"}, 405, "method_not_allowed");
-    api_response r;
     json_t *root = run(&(call){.method = "DELETE", .path = "/v1/models"}, &r);
     assert_int_equal(r.status, 405);
     assert_int_equal(r.n_headers, 1);
