@@ -136,6 +136,13 @@ static void route_error(api_response *resp, const char *path, const char *code, 
 
 void api_handle(api *a, int worker, const api_request *req, api_response *resp) {
     memset(resp, 0, sizeof(*resp));
+    /* HEAD is GET without the body, which the HTTP layer leaves out. */
+    api_request head_as_get;
+    if (req && req->method && !strcmp(req->method, "HEAD")) {
+        head_as_get = *req;
+        head_as_get.method = "GET";
+        req = &head_as_get;
+    }
     const char *path = req && req->path ? req->path : "";
     const char *method = req && req->method ? req->method : "";
     if (!a || !req || worker < 0 || worker >= a->cfg.workers) {
@@ -156,7 +163,7 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp) 
         char msg[96];
         snprintf(msg, sizeof msg, "%s is not allowed here; use %s", method[0] ? method : "this method", r->method);
         route_error(resp, path, "method_not_allowed", msg);
-        api_response_add_header(resp, "Allow", r->method);
+        api_response_add_header(resp, "Allow", strcmp(r->method, "GET") ? r->method : "GET, HEAD");
         return;
     }
     switch (r->id) {

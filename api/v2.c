@@ -133,7 +133,7 @@ void api_v2_model_route(api *a, int worker, const api_request *req, const char *
     const char *method = action == V2_INFER ? "POST" : "GET";
     if (!req->method || strcmp(req->method, method) != 0) {
         respond_errorf(resp, "method_not_allowed", "this route takes %s", method);
-        api_response_add_header(resp, "Allow", method);
+        api_response_add_header(resp, "Allow", strcmp(method, "GET") ? method : "GET, HEAD");
         return;
     }
     if (version && strcmp(version, V2_VERSION) != 0) {

@@ -544,7 +544,7 @@ static void test_routing_errors(void **state) {
     assert_int_equal(r.status, 405);
     assert_int_equal(r.n_headers, 1);
     assert_string_equal(r.headers[0].key, "Allow");
-    assert_string_equal(r.headers[0].value, "GET");
+    assert_string_equal(r.headers[0].value, "GET, HEAD");
     json_decref(root);
     api_response_free(&r);
     /* v2 routes answer errors in the protocol's shape. */

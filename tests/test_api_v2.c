@@ -604,7 +604,7 @@ static void test_e2e_metadata_ready(void **state) {
     c = request(f, "POST", "/v2/models/" MODEL, "{}", 2, NULL);
     assert_v2_error(&c, 405, "method_not_allowed");
     assert_string_equal(c.resp.headers[0].key, "Allow");
-    assert_string_equal(c.resp.headers[0].value, "GET");
+    assert_string_equal(c.resp.headers[0].value, "GET, HEAD");
     call_free(&c);
     c = get(f, "/v2/models/" MODEL "/infer");
     assert_v2_error(&c, 405, "method_not_allowed");

@@ -139,7 +139,8 @@ static CURLcode http(CURL *c, int port, const char *method, const char *path, co
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     }
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (!strcmp(method, "HEAD")) curl_easy_setopt(c, CURLOPT_NOBODY, 1L); /* no body will come */
+    else curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (h) curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
@@ -559,6 +560,12 @@ static void test_metrics_and_errors(void **state) {
     r = http_ok(c, port, "GET", "/no/such/route", NULL, NULL);
     assert_error(&r, 404, "not_found");
     reply_free(&r);
+    /* HEAD answers as GET does, without the body. */
+    r = http_ok(c, port, "HEAD", "/v1/models", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(!strncmp(r.content_type, "application/json", 16));
+    assert_int_equal(r.len, 0);
+    reply_free(&r);
 
     /* Counters move: one success and one failure by reason, with durations. */
     uint8_t px[PIXELS];
@@ -635,6 +642,12 @@ static void test_body_limit(void **state) {
      * within the limit reach the API. */
     r = http_ok(c, port, "GET", "/no/such/route", NULL, NULL);
     assert_error(&r, 404, "not_found");
+    reply_free(&r);
+    /* HEAD answers as GET does, without the body. */
+    r = http_ok(c, port, "HEAD", "/v1/models", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(!strncmp(r.content_type, "application/json", 16));
+    assert_int_equal(r.len, 0);
     reply_free(&r);
     assert_int_equal(http(c, port, "POST", "/v1/compose", "application/json", NULL, 0, 100, &r), CURLE_OK);
     assert_error(&r, 400, "invalid_json"); /* 100 x '{' */
