@@ -2,6 +2,7 @@
  * health). The v1 handlers live in v1.c, the v2 model routes in v2.c. */
 #include "api.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,14 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
         api_free(a);
         return -1;
     }
+    for (int i = 0; i < a->store.n; i++) {
+        const api_model *m = &a->store.models[i];
+        const model_info *mi = &m->rm.info;
+        size_t side_h = (size_t)(m->rm.g->in_h - 2 * mi->pad), side_w = (size_t)(m->rm.g->in_w - 2 * mi->pad);
+        size_t bytes = (size_t)mi->channels * side_h * side_w;
+        if (m->macs > a->max_macs) a->max_macs = m->macs;
+        if (!a->min_sample_bytes || bytes < a->min_sample_bytes) a->min_sample_bytes = bytes;
+    }
     a->cache = compose_cache_new(cfg->cache_bytes, cfg->metrics);
     a->be = calloc((size_t)cfg->workers, sizeof(*a->be));
     for (int w = 0; a->be && w < cfg->workers; w++)
@@ -58,6 +67,20 @@ void api_free(api *a) {
     for (int w = 0; a->be && w < a->cfg.workers; w++) backend_free(a->be[w]);
     free(a->be);
     free(a);
+}
+
+static bool is_infer_path(const char *path) {
+    size_t n = strlen(path);
+    return !strcmp(path, "/v1/infer") ||
+           (!strncmp(path, "/v2/models/", 11) && n > 17 && !strcmp(path + n - 6, "/infer"));
+}
+
+bool api_request_is_light(const api *a, const api_request *req) {
+    if (!a || !req || !req->method || !req->path || strcmp(req->method, "POST") || !is_infer_path(req->path))
+        return false;
+    if (req->body_len > API_LIGHT_BODY || !a->min_sample_bytes) return false;
+    double samples = ceil((double)req->body_len / (double)a->min_sample_bytes);
+    return samples * a->max_macs <= API_LIGHT_MACS;
 }
 
 void api_set_ready(api *a, bool ready) { atomic_store(&a->ready, ready); }

@@ -88,6 +88,17 @@ void api_free(api *a); /* accepts NULL; no api_handle may be running */
  * as {"error":{"code","message"}} with the status of the error. */
 void api_handle(api *a, int worker, const api_request *req, api_response *resp);
 
+/* Whether req is light enough to run on the thread that received it, where
+ * a hand-off to a worker and back would cost more than the work: an
+ * inference request of at most API_LIGHT_BODY bytes that, even if every
+ * byte were a uint8 pixel and its model the registry's most expensive,
+ * costs at most API_LIGHT_MACS multiply-adds (well under a millisecond).
+ * With LeNet5 (0.42 M per sample) that admits binary batch-1 requests;
+ * VGG16 (80 M at width 0.5) never qualifies. */
+#define API_LIGHT_BODY ((size_t)16 << 10)
+#define API_LIGHT_MACS 4e6
+bool api_request_is_light(const api *a, const api_request *req);
+
 /* Readiness, as /v2/health/ready reports it: true after api_new, false once
  * the server starts shutting down. */
 void api_set_ready(api *a, bool ready);

@@ -16,6 +16,8 @@ struct api {
     compose_cache *cache;  /* owned */
     moda_backend **be;     /* (cfg.workers) one backend per worker, owned */
     int chunk;             /* samples per forward pass */
+    double max_macs;       /* the registry's most expensive model, per sample */
+    size_t min_sample_bytes; /* its smallest sample as uint8 (raw size, before padding) */
     atomic_bool ready;
 };
 

@@ -65,6 +65,7 @@ struct server {
     pthread_cond_t cv;           /* broadcast when in_flight or n_suspended drops */
     int in_flight;               /* requests started and not completed */
     int n_suspended;             /* connections suspended for a worker */
+    atomic_int next_slot;        /* connection threads given an API slot so far */
     bool closing;                /* no more work goes to the queue */
     atomic_bool draining;        /* shutdown began: responses close their connection */
     bool shut_down;
@@ -362,11 +363,8 @@ static void job_finish(request *rq) {
     MHD_resume_connection(rq->conn);
 }
 
-static void job_run(void *ctx, int worker, void *job) {
-    server *s = ctx;
-    request *rq = job;
-    rq->t_worker = now_us();
-    const api_request req = {
+static api_request request_view(const request *rq) {
+    return (api_request){
         .method = rq->method,
         .path = rq->path,
         .query = rq->query,
@@ -376,6 +374,13 @@ static void job_run(void *ctx, int worker, void *job) {
         .body = rq->body_len ? rq->body : NULL,
         .body_len = rq->body_len,
     };
+}
+
+static void job_run(void *ctx, int worker, void *job) {
+    server *s = ctx;
+    request *rq = job;
+    rq->t_worker = now_us();
+    const api_request req = request_view(rq);
     api_handle(s->api, worker, &req, &rq->resp);
     job_finish(rq);
 }
@@ -388,12 +393,41 @@ static void job_reject(void *ctx, void *job) {
     job_finish(rq);
 }
 
+/* The API slot of the connection thread running now: the API has one
+ * slot per worker and then one per connection thread, handed out on first
+ * use. -1 if the slots are used up (not expected). */
+static int connection_slot(server *s) {
+    static _Thread_local const server *owner;
+    static _Thread_local int slot;
+    if (owner != s) {
+        owner = s;
+        slot = s->cfg.api.workers + atomic_fetch_add(&s->next_slot, 1);
+    }
+    return slot < s->cfg.api.workers + s->cfg.threads ? slot : -1;
+}
+
 /* Hands a complete request to the workers, its connection suspended until
- * the response is ready. */
+ * the response is ready; or, when the API says it is light, runs it here:
+ * for a batch-1 request on a small model the two thread hand-offs cost
+ * more than the inference. */
 static enum MHD_Result dispatch(request *rq) {
     server *s = rq->srv;
     pthread_mutex_lock(&s->mu);
     bool closing = s->closing;
+    pthread_mutex_unlock(&s->mu);
+    if (closing) {
+        set_error(&rq->resp, rq->path, 503, "not_ready", "the server is shutting down");
+        return send_response(rq);
+    }
+    const api_request req = request_view(rq);
+    int slot = api_request_is_light(s->api, &req) ? connection_slot(s) : -1;
+    if (slot >= 0) {
+        rq->t_enqueue = rq->t_worker = now_us(); /* queued for 0 µs */
+        api_handle(s->api, slot, &req, &rq->resp);
+        return send_response(rq);
+    }
+    pthread_mutex_lock(&s->mu);
+    closing = s->closing;
     if (!closing) s->n_suspended++;
     pthread_mutex_unlock(&s->mu);
     if (closing) {
@@ -569,6 +603,7 @@ int server_start(const server_config *cfg, server **out, char *err, size_t errle
     }
     s->cfg = *cfg;
     atomic_init(&s->draining, false);
+    atomic_init(&s->next_slot, 0);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -584,6 +619,7 @@ int server_start(const server_config *cfg, server **out, char *err, size_t errle
     }
     api_config ac = cfg->api;
     ac.metrics = s->metrics;
+    ac.workers = cfg->api.workers + cfg->threads; /* workers' slots, then connection threads' */
     if (api_new(&ac, &s->api, err, errlen) != 0) {
         if (errlen && !err[0]) snprintf(err, errlen, "cannot open registry '%s'", cfg->api.registry);
         goto fail;

@@ -493,6 +493,31 @@ static void test_models_routes(void **state) {
     api_response_free(&r);
 }
 
+/* Light requests: small inference bodies on a registry of small models. */
+static void test_light_requests(void **state) {
+    (void)state;
+    static char body[API_LIGHT_BODY + 1];
+    api_request req = {.method = "POST", .path = "/v1/infer", .body = body, .body_len = 4096};
+    assert_true(api_request_is_light(a, &req)); /* a 1x32x32 float32 sample: about 5 LeNet5 passes at most */
+    req.body_len = 0;
+    assert_true(api_request_is_light(a, &req));
+    req.body_len = 9 * 784 + 1; /* 10 raw samples could be in it: 4.2 M multiply-adds */
+    assert_false(api_request_is_light(a, &req));
+    req.body_len = 784;
+    req.path = "/v2/models/" MODEL "~1-2~0.9/infer";
+    assert_true(api_request_is_light(a, &req));
+    req.path = "/v2/models/" MODEL "/versions/1/infer";
+    assert_true(api_request_is_light(a, &req));
+    req.path = "/v1/compose"; /* not inference */
+    assert_false(api_request_is_light(a, &req));
+    req.path = "/v2/models/x/ready";
+    assert_false(api_request_is_light(a, &req));
+    req.path = "/v1/infer";
+    req.method = "GET";
+    assert_false(api_request_is_light(a, &req));
+    assert_false(api_request_is_light(NULL, &req));
+}
+
 static void test_health(void **state) {
     (void)state;
     api_response r;
@@ -862,7 +887,7 @@ int main(void) {
         cmocka_unit_test(test_tau0_all_classes_is_full_model),
         cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_models_routes),
-        cmocka_unit_test(test_health),
+        cmocka_unit_test(test_health),         cmocka_unit_test(test_light_requests),
         cmocka_unit_test(test_routing_errors),
         cmocka_unit_test(test_compose_errors),
         cmocka_unit_test(test_compose_delete_errors),
