@@ -130,7 +130,7 @@ static void print_usage(FILE *f, const opt_spec *specs, int n) {
 int server_config_parse(int argc, char **argv, server_config *cfg) {
     *cfg = server_config_default();
     char threads_help[80], workers_help[80];
-    snprintf(threads_help, sizeof threads_help, "connection threads (cores: %d)", cfg->threads);
+    snprintf(threads_help, sizeof threads_help, "connection threads; they run light requests (cores: %d)", cfg->threads);
     snprintf(workers_help, sizeof workers_help, "inference worker threads (cores: %d)", cfg->api.workers);
     const opt_spec specs[] = {
         {"registry", OPT_STRING, &cfg->api.registry, 0, 0, "DIR", "module registry to serve (models)"},
