@@ -106,16 +106,27 @@ static void respond_error(api_response *resp, const api_error *e, bool v2) {
 
 void api_response_error(api_response *resp, const api_error *e) { respond_error(resp, e, false); }
 
-void api_response_errorf(api_response *resp, const char *code, const char *fmt, ...) {
+static void respond_errorv(api_response *resp, bool v2, const char *code, const char *fmt, va_list ap) {
     api_error e = {.code = code};
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    respond_error(resp, &e, v2);
+}
+
+void api_response_errorf(api_response *resp, const char *code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    respond_errorv(resp, false, code, fmt, ap);
     va_end(ap);
-    api_response_error(resp, &e);
 }
 
 void api_response_error_v2(api_response *resp, const api_error *e) { respond_error(resp, e, true); }
+
+void api_response_errorf_v2(api_response *resp, const char *code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    respond_errorv(resp, true, code, fmt, ap);
+    va_end(ap);
+}
 
 bool api_response_add_header(api_response *resp, const char *key, const char *value) {
     if (resp->n_headers >= API_HEADERS_MAX) return false;

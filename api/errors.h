@@ -39,6 +39,8 @@ void api_response_errorf(api_response *resp, const char *code, const char *fmt, 
 /* The Open Inference Protocol's error shape, {"error": "<message>"}, with
  * the code's status; sets error_code. */
 void api_response_error_v2(api_response *resp, const api_error *e);
+void api_response_errorf_v2(api_response *resp, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Add a response header (both strings copied); false when the table is full
  * or out of memory. */

@@ -2,7 +2,6 @@
  * inference on pinned cache entries (see v2.h). */
 #include "v2.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,18 +49,6 @@ static bool parse_path(char *buf, const char **name, const char **version, v2_ac
     else
         return false;
     return true;
-}
-
-static void respond_errorf(api_response *resp, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void respond_errorf(api_response *resp, const char *code, const char *fmt, ...) {
-    api_error e = {.code = code};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e.message, sizeof e.message, fmt, ap);
-    va_end(ap);
-    api_response_error_v2(resp, &e);
 }
 
 static json_t *tensor_meta(const char *name, const char *datatype, json_t *shape) {
@@ -121,23 +108,23 @@ void api_v2_model_route(api *a, int worker, const api_request *req, const char *
     const char *name, *version;
     v2_action action;
     if (strlen(rest) >= sizeof buf) {
-        respond_errorf(resp, "unknown_model", "unknown model '%.64s...'", rest);
+        api_response_errorf_v2(resp, "unknown_model", "unknown model '%.64s...'", rest);
         return;
     }
     strcpy(buf, rest);
     if (!parse_path(buf, &name, &version, &action)) {
-        respond_errorf(resp, "not_found", "no such route: /v2/models/%.128s", rest);
+        api_response_errorf_v2(resp, "not_found", "no such route: /v2/models/%.128s", rest);
         return;
     }
     resp->is_inference = action == V2_INFER;
     const char *method = action == V2_INFER ? "POST" : "GET";
     if (!req->method || strcmp(req->method, method) != 0) {
-        respond_errorf(resp, "method_not_allowed", "this route takes %s", method);
+        api_response_errorf_v2(resp, "method_not_allowed", "this route takes %s", method);
         api_response_add_header(resp, "Allow", strcmp(method, "GET") ? method : "GET, HEAD");
         return;
     }
     if (version && strcmp(version, V2_VERSION) != 0) {
-        respond_errorf(resp, "unknown_model", "model '%.128s' has no version '%.16s' (only '" V2_VERSION "')", name,
+        api_response_errorf_v2(resp, "unknown_model", "model '%.128s' has no version '%.16s' (only '" V2_VERSION "')", name,
                        version);
         return;
     }
