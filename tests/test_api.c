@@ -9,9 +9,8 @@
 
 #include "api.h"
 #include "api_internal.h"
-#include "compose.h"
+#include "composed_reference.h"
 #include "metrics.h"
-#include "registry.h"
 #include "synthetic_idx.h"
 
 #define MODEL "fmnist-lenet5"
@@ -41,21 +40,13 @@ static int setup(void **state) {
         fprintf(stderr, "api_new: %s\n", err);
         return -1;
     }
-    be = backend_cpu_new();
-    if (registry_open(MODA_MODELS_DIR, &reg, err, sizeof err) != MODA_OK ||
-        registry_load_model(reg, MODEL, be, &parent, err, sizeof err) != MODA_OK) {
-        fprintf(stderr, "registry: %s\n", err);
-        return -1;
-    }
-    return 0;
+    return reference_open(MODEL, &reg, &be, &parent);
 }
 
 static int teardown(void **state) {
     (void)state;
     api_free(a);
-    registry_model_free(&parent);
-    registry_close(reg);
-    backend_free(be);
+    reference_close(reg, be, &parent);
     metrics_free(mx);
     return 0;
 }
@@ -119,27 +110,7 @@ static void expect_json_error(const char *path, const char *body, int status, co
 /* Probabilities of the model composed from classes at tau (n_cls = 0: the
  * parent itself) for x (n, 1, 32, 32), by the engine directly. */
 static float *reference_probs(const int *classes, int n_cls, float tau, const float *x, int n, float *logits_out) {
-    graph *c = parent.g;
-    compose_plan p = {0};
-    if (n_cls) {
-        assert_int_equal(compose_plan_make(parent.g, &parent.r, classes, n_cls, tau, &p), MODA_OK);
-        assert_int_equal(compose_build(parent.g, &p, be, &c), MODA_OK);
-    }
-    int k = n_cls ? n_cls : K;
-    assert_int_equal(graph_plan(c, n), MODA_OK);
-    assert_int_equal(graph_forward(c, x, n, false), MODA_OK);
-    const float *z = graph_output(c)->out.data;
-    float *probs = tu_alloc((size_t)n * k);
-    for (int i = 0; i < n; i++) {
-        double mx = z[i * k], sum = 0;
-        for (int j = 0; j < k; j++) mx = z[i * k + j] > mx ? z[i * k + j] : mx;
-        for (int j = 0; j < k; j++) sum += exp((double)z[i * k + j] - mx);
-        for (int j = 0; j < k; j++) probs[i * k + j] = (float)(exp((double)z[i * k + j] - mx) / sum);
-        if (logits_out) memcpy(logits_out + i * k, z + i * k, (size_t)k * sizeof(float));
-    }
-    if (n_cls) graph_free(c);
-    compose_plan_free(&p);
-    return probs;
+    return reference_probs_of(&parent, be, classes, n_cls, tau, x, n, logits_out);
 }
 
 /* Inputs in the normalised space: what the network consumes. */

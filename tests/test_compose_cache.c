@@ -9,9 +9,8 @@
 
 #include "api.h"
 #include "api_internal.h"
-#include "compose.h"
+#include "composed_reference.h"
 #include "metrics.h"
-#include "registry.h"
 
 #define MODEL "fmnist-lenet5"
 #define SIZE 32
@@ -23,21 +22,12 @@ static moda_backend *be;
 
 static int setup(void **state) {
     (void)state;
-    char err[512] = "";
-    be = backend_cpu_new();
-    if (registry_open(MODA_MODELS_DIR, &reg, err, sizeof err) != MODA_OK ||
-        registry_load_model(reg, MODEL, be, &parent, err, sizeof err) != MODA_OK) {
-        fprintf(stderr, "registry: %s\n", err);
-        return -1;
-    }
-    return 0;
+    return reference_open(MODEL, &reg, &be, &parent);
 }
 
 static int teardown(void **state) {
     (void)state;
-    registry_model_free(&parent);
-    registry_close(reg);
-    backend_free(be);
+    reference_close(reg, be, &parent);
     return 0;
 }
 
@@ -192,15 +182,9 @@ static void test_pinned_entry_survives(void **state) {
     rng_seed(&rg, 9, 1);
     float *x = tu_randn(&rg, 2 * PIXELS, 1.0f), logits[2 * 3];
     assert_int_equal(api_infer_run(f.a, 0, pa, x, 2, logits, NULL, &err), 0);
-    compose_plan p = {0};
-    graph *c = NULL;
-    assert_int_equal(compose_plan_make(parent.g, &parent.r, A_CLS, 3, 0.9f, &p), MODA_OK);
-    assert_int_equal(compose_build(parent.g, &p, be, &c), MODA_OK);
-    assert_int_equal(graph_plan(c, 2), MODA_OK);
-    assert_int_equal(graph_forward(c, x, 2, false), MODA_OK);
-    assert_close(logits, graph_output(c)->out.data, 6, 1e-5, 1e-5);
-    graph_free(c);
-    compose_plan_free(&p);
+    float want[2 * 3];
+    free(reference_probs_of(&parent, be, A_CLS, 3, 0.9f, x, 2, want));
+    assert_close(logits, want, 6, 1e-5, 1e-5);
     /* A lookup of the pinned id is a hit, not a second composition. */
     assert_true(compose(&f, 0, A_JSON, NULL, NULL));
     assert_true(metric(&f, METRIC_CACHE_EVICTION, A_ID) == 0);
@@ -430,24 +414,10 @@ static void test_concurrent_mixed(void **state) {
     shared_json = json_dumps(flat, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(flat);
     for (int k = 0; k < N_KEYS; k++) {
-        compose_plan p = {0};
-        graph *c = NULL;
-        assert_int_equal(compose_plan_make(parent.g, &parent.r, keys[k].classes, keys[k].n, strtof(keys[k].tau, NULL),
-                                           &p),
-                         MODA_OK);
-        assert_int_equal(compose_build(parent.g, &p, be, &c), MODA_OK);
-        assert_int_equal(graph_plan(c, SAMPLES), MODA_OK);
-        assert_int_equal(graph_forward(c, shared_x, SAMPLES, false), MODA_OK);
-        const float *z = graph_output(c)->out.data;
-        int n = keys[k].n;
-        for (int i = 0; i < SAMPLES; i++) {
-            double mx = z[i * n], sum = 0;
-            for (int j = 0; j < n; j++) mx = z[i * n + j] > mx ? z[i * n + j] : mx;
-            for (int j = 0; j < n; j++) sum += exp((double)z[i * n + j] - mx);
-            for (int j = 0; j < n; j++) keys[k].probs[i * n + j] = (float)(exp((double)z[i * n + j] - mx) / sum);
-        }
-        graph_free(c);
-        compose_plan_free(&p);
+        float *probs = reference_probs_of(&parent, be, keys[k].classes, keys[k].n, strtof(keys[k].tau, NULL), shared_x,
+                                          SAMPLES, NULL);
+        memcpy(keys[k].probs, probs, (size_t)SAMPLES * keys[k].n * sizeof(float));
+        free(probs);
     }
     /* Room for a few entries with their handles: evictions happen too. */
     fixture f = fixture_new(256u << 10, THREADS);
