@@ -311,6 +311,21 @@ static moda_status save_epoch(run *r, char *err, size_t errlen) {
     return report_write_svg(p, title, r->history, r->n_history, err, errlen);
 }
 
+moda_status train_step(graph *g, sgd *opt, moda_loss *moda, const float *x, const int32_t *y, int n, float lr,
+                       float *probs, float *logits, float *ce) {
+    if (!g || !opt || !moda || !x || !y || !probs || !logits || !ce) return MODA_ERR_NULL;
+    graph_node *out = graph_output(g);
+    int k = out->c;
+    tensor tp = tensor_2d(probs, n, k);
+    MODA_TRY(graph_forward(g, x, n, true));
+    MODA_TRY(softmax_ce_fwd(g->be, ce, &tp, &out->out, y));
+    MODA_TRY(g->be->copy_to_host(g->be, logits, out->out.data, (size_t)n * k * sizeof(float)));
+    MODA_TRY(softmax_ce_bwd(g->be, &out->grad, &tp, y, 1.0f));
+    moda_loss_begin(moda, y, n);
+    MODA_TRY(graph_backward(g, moda_loss_hook, moda));
+    return sgd_step(opt, g, lr);
+}
+
 static moda_status train_epoch(run *r, dataset_iter *it, int epoch, epoch_record *rec) {
     graph *g = r->g;
     int k = graph_output(g)->c;
@@ -323,15 +338,7 @@ static moda_status train_epoch(run *r, dataset_iter *it, int epoch, epoch_record
     int n, b = 0;
     while ((n = dataset_iter_next(it, r->x, r->y)) > 0) {
         float loss;
-        tensor tp = tensor_2d(r->probs, n, k);
-        graph_node *out = graph_output(g);
-        MODA_TRY(graph_forward(g, r->x, n, true));
-        MODA_TRY(softmax_ce_fwd(g->be, &loss, &tp, &out->out, r->y));
-        MODA_TRY(g->be->copy_to_host(g->be, r->logits, out->out.data, (size_t)n * k * sizeof(float)));
-        MODA_TRY(softmax_ce_bwd(g->be, &out->grad, &tp, r->y, 1.0f));
-        moda_loss_begin(&r->moda, r->y, n);
-        MODA_TRY(graph_backward(g, moda_loss_hook, &r->moda));
-        MODA_TRY(sgd_step(&r->opt, g, lr));
+        MODA_TRY(train_step(g, &r->opt, &r->moda, r->x, r->y, n, lr, r->probs, r->logits, &loss));
         double aff, dis, com, extra;
         moda_loss_result(&r->moda, &aff, &dis, &com, &extra);
         ce_sum += (double)loss * n;

@@ -9,6 +9,8 @@
 #include "checkpoint.h"
 #include "dataset.h"
 #include "graph.h"
+#include "moda_loss.h"
+#include "optim.h"
 
 typedef struct train_options {
     const char *arch;     /* vgg16 | resnet18 | mobilenet | lenet5 */
@@ -33,6 +35,15 @@ typedef struct train_options {
 
 train_options train_options_default(void);
 moda_status train_run(const train_options *o, char *err, size_t errlen);
+
+/* One training step exactly as `moda train` runs it, so benchmarks time the
+ * same work: train-mode forward of the n images x (C, H, W each) with labels
+ * y, softmax cross-entropy (batch mean into *ce), the logits copied into
+ * logits (n x K) for accuracy, backward with the MODA hook (with all its
+ * weights 0 the terms are only measured), then one SGD step at lr. probs
+ * (n x K) is scratch; g must be planned for n and moda initialised on g. */
+moda_status train_step(graph *g, sgd *opt, moda_loss *moda, const float *x, const int32_t *y, int n, float lr,
+                       float *probs, float *logits, float *ce);
 
 /* Loads a dataset split prepared as the model expects: padded and
  * normalised with the given statistics (mi) or, for training data with
