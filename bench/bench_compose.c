@@ -3,12 +3,15 @@
  * eval-mode inference time of composed models at batch 64 against the
  * full model's, next to their FLOPs ratio.
  *
- * Rates are synthetic (uniform in [0, 1], seeded), so at tau 0.9 each class
- * keeps about 10% of every layer; the classes' union grows with the task.
+ * By default the model has random weights and synthetic rates (uniform in
+ * [0, 1], seeded), so at tau 0.9 each class keeps about 10% of every layer;
+ * the classes' union grows with the task. With --registry and --model, a
+ * trained model and its measured rates are used instead.
  * Reported: median over reps of the plan, the build (new graph, slab
  * allocation, weight slicing) and their sum, in ms.
  *
- * Usage: bench_compose [--reps N] [--arch A] [--width W] */
+ * Usage: bench_compose [--reps N] [--arch A] [--width W] [--tau T]
+ *                      [--registry DIR --model NAME] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,7 @@
 
 #include "compose.h"
 #include "models.h"
+#include "registry.h"
 #include "rng.h"
 
 static double now_ms(void) {
@@ -37,13 +41,18 @@ static double median(double *v, int n) {
 int main(int argc, char **argv) {
     int reps = 20;
     const char *arch = "vgg16";
-    float width = 1.0f;
+    float width = 1.0f, tau = 0.9f;
+    const char *reg_path = NULL, *model = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--arch")) arch = argv[i + 1];
         else if (!strcmp(argv[i], "--width")) width = (float)atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tau")) tau = (float)atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--registry")) reg_path = argv[i + 1];
+        else if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else {
-            fprintf(stderr, "usage: bench_compose [--reps N] [--arch A] [--width W]\n");
+            fprintf(stderr, "usage: bench_compose [--reps N] [--arch A] [--width W] [--tau T] "
+                            "[--registry DIR --model NAME]\n");
             return 2;
         }
     }
@@ -51,25 +60,48 @@ int main(int argc, char **argv) {
     moda_backend *be = backend_cpu_new();
     model_config cfg;
     moda_status s = MODA_OK;
-    if (!be || model_arch_from_name(arch, &cfg.arch) != MODA_OK) {
-        fprintf(stderr, "bench_compose: unknown architecture or no backend\n");
-        return 1;
-    }
-    cfg = model_config_default(cfg.arch);
-    cfg.width = width;
-    graph *g = model_build(be, &cfg, &s);
-    if (!g || model_init(g, &cfg, 1) != MODA_OK) {
-        fprintf(stderr, "bench_compose: cannot build %s: %s\n", arch, moda_status_string(s));
-        return 1;
-    }
+    graph *g = NULL;
     rates r;
-    rates_alloc(&r, g, cfg.num_classes);
+    registry_model rm = {0};
     rng q;
     rng_seed(&q, 7, 1);
-    for (int l = 0; l < r.n_layers; l++) rng_fill_uniform(&q, r.rate[l], (size_t)r.num_classes * r.units[l], 0, 1);
-
-    printf("%s width %g, %zu parameters; tau 0.9, synthetic rates; median of %d reps\n\n", arch, width,
-           graph_param_count(g), reps);
+    if (reg_path || model) {
+        char err[1024] = "";
+        registry *reg = NULL;
+        s = (reg_path && model) ? registry_open(reg_path, &reg, err, sizeof err) : MODA_ERR_ARG;
+        if (s == MODA_OK) s = registry_load_model(reg, model, be, &rm, err, sizeof err);
+        registry_close(reg);
+        if (s != MODA_OK) {
+            fprintf(stderr, "bench_compose: %s\n", err[0] ? err : "--registry and --model go together");
+            return 1;
+        }
+        cfg = rm.info.model;
+        if (cfg.num_classes < 10) {
+            fprintf(stderr, "bench_compose: the tasks need a model of at least 10 classes\n");
+            return 1;
+        }
+        g = rm.g;
+        r = rm.r;
+        printf("%s (%s width %g), %zu parameters; tau %g, measured rates; median of %d reps\n\n", model,
+               model_arch_name(cfg.arch), cfg.width, graph_param_count(g), tau, reps);
+    } else {
+        if (!be || model_arch_from_name(arch, &cfg.arch) != MODA_OK) {
+            fprintf(stderr, "bench_compose: unknown architecture or no backend\n");
+            return 1;
+        }
+        cfg = model_config_default(cfg.arch);
+        cfg.width = width;
+        g = model_build(be, &cfg, &s);
+        if (!g || model_init(g, &cfg, 1) != MODA_OK) {
+            fprintf(stderr, "bench_compose: cannot build %s: %s\n", arch, moda_status_string(s));
+            return 1;
+        }
+        rates_alloc(&r, g, cfg.num_classes);
+        for (int l = 0; l < r.n_layers; l++)
+            rng_fill_uniform(&q, r.rate[l], (size_t)r.num_classes * r.units[l], 0, 1);
+        printf("%s width %g, %zu parameters; tau %g, synthetic rates; median of %d reps\n\n", arch, width,
+               graph_param_count(g), tau, reps);
+    }
     printf("%-8s %10s %10s %10s %10s\n", "classes", "params", "plan ms", "build ms", "total ms");
     int tasks[2][5] = {{3, 8}, {0, 2, 4, 6, 9}}, sizes[2] = {2, 5};
     double *plan_t = malloc((size_t)reps * sizeof(double)), *build_t = malloc((size_t)reps * sizeof(double)),
@@ -80,7 +112,7 @@ int main(int argc, char **argv) {
             compose_plan p;
             graph *c = NULL;
             double t0 = now_ms();
-            s = compose_plan_make(g, &r, tasks[t], sizes[t], 0.9f, &p);
+            s = compose_plan_make(g, &r, tasks[t], sizes[t], tau, &p);
             double t1 = now_ms();
             if (s == MODA_OK) s = compose_build(g, &p, be, &c);
             double t2 = now_ms();
@@ -104,18 +136,21 @@ int main(int argc, char **argv) {
     float *x = malloc((size_t)batch * cfg.in_channels * cfg.input_size * cfg.input_size * sizeof(float));
     rng_fill_normal(&q, x, (uint64_t)batch * cfg.in_channels * cfg.input_size * cfg.input_size, 0, 1);
     double full_ms = 0;
-    printf("\ninference, batch 64, median of %d:\n%-8s %10s %10s %10s\n", infer_reps, "classes", "FLOPs", "ms",
+    printf("\ninference, batch 64, median of %d:\n%-20s %10s %10s %10s\n", infer_reps, "classes", "FLOPs", "ms",
            "time");
-    int infer_tasks[3][10] = {{3, 8}, {0, 2, 4, 6, 9}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}, infer_sizes[3] = {2, 5, 10};
-    for (int t = -1; t < 3; t++) {
+    /* Two- and five-class tasks that differ in which classes they pair. */
+    const int infer_tasks[6][10] = {{3, 8}, {0, 6}, {5, 9}, {0, 2, 4, 6, 9}, {1, 3, 5, 7, 8},
+                                    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}};
+    const int infer_sizes[6] = {2, 2, 2, 5, 5, 10};
+    for (int t = -1; t < 6; t++) {
         compose_plan p;
         graph *c = g;
         if (t >= 0) {
-            s = compose_plan_make(g, &r, infer_tasks[t], infer_sizes[t], 0.9f, &p);
+            s = compose_plan_make(g, &r, infer_tasks[t], infer_sizes[t], tau, &p);
             if (s == MODA_OK) s = compose_build(g, &p, be, &c);
             compose_plan_free(&p);
         }
-        if (s == MODA_OK) s = graph_plan(c, batch);
+        if (s == MODA_OK) s = graph_plan_inference(c, batch);
         for (int i = 0; s == MODA_OK && i <= infer_reps; i++) { /* the first run warms the caches */
             double t0 = now_ms();
             s = graph_forward(c, x, batch, false);
@@ -127,17 +162,23 @@ int main(int argc, char **argv) {
         }
         double ms = median(total_t, infer_reps);
         if (t < 0) full_ms = ms;
-        char label[16] = "full";
-        if (t >= 0) snprintf(label, sizeof label, "%d", infer_sizes[t]);
-        printf("%-8s %9.2f%% %10.2f %9.2f%%\n", label, 100.0 * graph_macs(c) / graph_macs(g), ms, 100.0 * ms / full_ms);
+        char label[32] = "full";
+        for (int j = 0, len = 0; t >= 0 && j < infer_sizes[t]; j++)
+            len += snprintf(label + len, sizeof label - (size_t)len, j ? ",%d" : "%d", infer_tasks[t][j]);
+        printf("%-20s %9.2f%% %10.2f %9.2f%%\n", label, 100.0 * graph_macs(c) / graph_macs(g), ms,
+               100.0 * ms / full_ms);
         if (c != g) graph_free(c);
     }
     free(x);
     free(plan_t);
     free(build_t);
     free(total_t);
-    rates_free(&r);
-    graph_free(g);
+    if (rm.g) {
+        registry_model_free(&rm);
+    } else {
+        rates_free(&r);
+        graph_free(g);
+    }
     backend_free(be);
     return 0;
 }
