@@ -440,6 +440,20 @@ static moda_status forward_node(graph *g, graph_node *n, bool train) {
     return MODA_ERR_ARG;
 }
 
+/* Nodes first.. in order, at the batch size set in g->batch. */
+static moda_status forward_nodes(graph *g, int first, bool train) {
+    for (int i = first; i < g->n_nodes; i++) {
+        graph_node *nd = &g->nodes[i];
+        /* A flatten owns no buffer: its activations sit in its input's. */
+        float *data = nd->kind == NODE_FLATTEN ? g->nodes[nd->in[0]].out.data : nd->out.data;
+        nd->out = node_tensor(nd, data, g->batch);
+        nd->grad = node_tensor(nd, nd->grad.data, g->batch);
+        MODA_TRY(forward_node(g, nd, train));
+    }
+    g->trained_forward = train;
+    return MODA_OK;
+}
+
 moda_status graph_forward(graph *g, const float *x, int n, bool train) {
     if (!g || !x) return MODA_ERR_NULL;
     if (!g->max_batch) return MODA_ERR_STATE;
@@ -448,15 +462,30 @@ moda_status graph_forward(graph *g, const float *x, int n, bool train) {
     g->batch = n;
     /* The input node reads the caller's buffer in place; nothing writes it. */
     g->nodes[0].out = node_tensor(&g->nodes[0], (float *)x, n);
-    for (int i = 1; i < g->n_nodes; i++) {
-        graph_node *nd = &g->nodes[i];
-        float *data = nd->kind == NODE_FLATTEN ? g->nodes[nd->in[0]].out.data : nd->out.data;
-        nd->out = node_tensor(nd, data, n);
-        nd->grad = node_tensor(nd, nd->grad.data, n);
-        MODA_TRY(forward_node(g, nd, train));
-    }
-    g->trained_forward = train;
-    return MODA_OK;
+    return forward_nodes(g, 1, train);
+}
+
+bool graph_is_cut(const graph *g, int node) {
+    if (!g || node < 0 || node >= g->n_nodes || node == g->output) return false;
+    for (int i = node + 1; i < g->n_nodes; i++)
+        for (int j = 0; j < g->nodes[i].n_in; j++)
+            if (g->nodes[i].in[j] < node) return false;
+    return true;
+}
+
+moda_status graph_forward_from(graph *g, int node, const float *act, int n) {
+    if (!g || !act) return MODA_ERR_NULL;
+    if (!g->max_batch) return MODA_ERR_STATE;
+    if (n <= 0 || n > g->max_batch || !graph_is_cut(g, node)) return MODA_ERR_ARG;
+    if (node == 0) return graph_forward(g, act, n, false);
+    /* A flatten of the input would have no buffer of its own to fill. */
+    if (g->nodes[node].kind == NODE_FLATTEN && g->nodes[node].in[0] == 0) return MODA_ERR_ARG;
+    g->batch = n;
+    graph_node *from = &g->nodes[node];
+    float *data = from->kind == NODE_FLATTEN ? g->nodes[from->in[0]].out.data : from->out.data;
+    from->out = node_tensor(from, data, n);
+    MODA_TRY(g->be->copy_to_device(g->be, data, act, (size_t)n * node_numel(from) * sizeof(float)));
+    return forward_nodes(g, node + 1, false);
 }
 
 /* Where input j of a node receives its gradient: straight into the input's

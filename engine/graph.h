@@ -137,6 +137,15 @@ size_t graph_activation_bytes(const graph *g);
 /* x: (n, in_c, in_h, in_w) in backend memory. train selects BN batch
  * statistics (and updates running statistics). */
 moda_status graph_forward(graph *g, const float *x, int n, bool train);
+/* A cut is a node (not the logits) that no later node reads past: every
+ * node after it reads only it or later nodes, so the rest of the network
+ * depends on the input through this one activation alone. */
+bool graph_is_cut(const graph *g, int node);
+/* Eval-mode forward of the nodes after cut `node`, given that node's
+ * activations act (n samples, its per-sample shape; copied in). Node 0 is
+ * the input, making this graph_forward. For running many models that share
+ * a prefix of layers on activations computed once. */
+moda_status graph_forward_from(graph *g, int node, const float *act, int n);
 
 /* Called for each node just before its backward step, once node->grad holds
  * the gradient from every consumer; it may add to node->grad (this is how

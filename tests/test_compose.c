@@ -247,11 +247,67 @@ static void test_toy_counts(void **state) {
     graph_free(g);
 }
 
+/* Forward from a cut: ResNet18's residual blocks leave nodes that later
+ * nodes read past (not cuts), the rest are cuts; from every cut the
+ * remaining nodes, given that node's activations, give the full forward
+ * pass's logits exactly (same batch, same kernels, same data). */
+static void test_forward_from_cuts(void **state) {
+    (void)state;
+    model_config cfg = model_config_default(MODEL_RESNET18);
+    cfg.width = 0.125f;
+    moda_status st;
+    graph *g = model_build(be, &cfg, &st);
+    assert_non_null(g);
+    randomize(g, 21);
+    rng q;
+    rng_seed(&q, 21, 5);
+    const int n = 3, k = cfg.num_classes;
+    float *x = tu_randn(&q, (size_t)n * 3 * 32 * 32, 1.0f);
+    assert_int_equal(graph_plan_inference(g, n), MODA_OK);
+    assert_int_equal(graph_forward(g, x, n, false), MODA_OK);
+    float *want = tu_alloc((size_t)n * k);
+    memcpy(want, graph_output(g)->out.data, (size_t)n * k * sizeof(float));
+    /* Every node's activations from that one pass. */
+    float **acts = calloc((size_t)g->n_nodes, sizeof(*acts));
+    assert_non_null(acts);
+    for (int i = 0; i < g->n_nodes; i++) {
+        size_t numel = tensor_numel(&g->nodes[i].out);
+        acts[i] = tu_alloc(numel);
+        memcpy(acts[i], g->nodes[i].out.data, numel * sizeof(float));
+    }
+    int cuts = 0, non_cuts = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (!graph_is_cut(g, i)) {
+            non_cuts++;
+            if (i != g->output) assert_int_equal(graph_forward_from(g, i, acts[i], n), MODA_ERR_ARG);
+            continue;
+        }
+        cuts++;
+        assert_int_equal(graph_forward_from(g, i, acts[i], n), MODA_OK);
+        assert_memory_equal(graph_output(g)->out.data, want, (size_t)n * k * sizeof(float));
+        assert_memory_equal(g->nodes[i].out.data, acts[i], tensor_numel(&g->nodes[i].out) * sizeof(float));
+    }
+    /* Each of the 8 blocks reads its input again at its add: the nodes
+     * inside a block are not cuts. */
+    assert_true(non_cuts > 8 * 4);
+    assert_true(cuts >= 8 + 1);
+    assert_false(graph_is_cut(g, g->output));
+    assert_false(graph_is_cut(g, -1));
+    assert_false(graph_is_cut(g, g->n_nodes));
+    assert_int_equal(graph_forward_from(g, 0, x, n + 1), MODA_ERR_ARG); /* over the plan */
+    assert_int_equal(graph_forward_from(g, 0, NULL, n), MODA_ERR_NULL);
+    for (int i = 0; i < g->n_nodes; i++) free(acts[i]);
+    free(acts);
+    free(want);
+    free(x);
+    graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_toy_counts),         cmocka_unit_test(test_property_lenet5),
         cmocka_unit_test(test_property_vgg16),     cmocka_unit_test(test_property_resnet18),
-        cmocka_unit_test(test_property_mobilenet),
+        cmocka_unit_test(test_property_mobilenet), cmocka_unit_test(test_forward_from_cuts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -136,6 +136,40 @@ static void test_tau_default_smaller(void **state) {
     assert_int_equal(tasks, 7);
 }
 
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = calloc(1, 1 << 16);
+    assert_non_null(buf);
+    assert_true(fread(buf, 1, (1 << 16) - 1, f) > 0);
+    fclose(f);
+    return buf;
+}
+
+/* Subsets run side by side on worker threads; the table must not depend
+ * on how many there are or which finishes first. */
+static void test_threads_agree(void **state) {
+    (void)state;
+    char reg[300], data[300], out[2][300], csv[2][640];
+    snprintf(reg, sizeof reg, "%s/registry", root);
+    snprintf(data, sizeof data, "%s/data", root);
+    const char *threads[2] = {"1", "3"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(out[i], sizeof out[i], "%s/reuse-threads%s", root, threads[i]);
+        snprintf(csv[i], sizeof csv[i], "%s/reuse.csv", out[i]);
+        const char *argv[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--st-model", "tiny-st",
+                              "--tasks", "9", "--seed", "5", "--threads", threads[i], "--batch-size", "7",
+                              "--data-dir", data, "--out", out[i], NULL};
+        assert_int_equal(run_cmd(cmd_eval_reuse, argv), 0);
+    }
+    char *a = slurp(csv[0]), *b = slurp(csv[1]);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    const char *zero[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--threads", "0", NULL};
+    assert_int_equal(run_cmd(cmd_eval_reuse, zero), 2);
+}
+
 static void test_errors(void **state) {
     (void)state;
     char reg[300];
@@ -156,6 +190,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tau_zero_is_exact),
         cmocka_unit_test(test_tau_default_smaller),
+        cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,5 +1,8 @@
 #include "cmd_reuse.h"
 
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,54 +19,91 @@
 #define EXIT_USAGE 2
 #define ERR_LEN 1024
 #define MAX_ALL_CLASSES 16 /* "all" subsets only up to 2^16 of them */
+#define MAX_THREADS 256
+/* Largest cache of shared-prefix activations; beyond it composed models
+ * start from the images. */
+#define PREFIX_CACHE_MAX ((size_t)4 << 30)
 
 /* One model of the comparison with its whole-test-set logits. */
 typedef struct reuse_model {
     registry_model m;
     dataset test;
     float *logits; /* (n_test, K), owned */
+    /* The activations of node `cut` for every test sample, (n_test,
+     * prefix_numel): the images themselves when cut is 0 (not owned then). */
+    int cut;
+    size_t prefix_numel;
+    float *prefix;
 } reuse_model;
 
 static void reuse_model_free(reuse_model *rm) {
+    if (rm->cut) free(rm->prefix);
     registry_model_free(&rm->m);
     dataset_free(&rm->test);
     free(rm->logits);
 }
 
-/* Forward over samples idx[0..n) of ds in batches; logits (n, K) out. */
-static moda_status run_samples(graph *g, const dataset *ds, const int *idx, int n, int batch, float *x,
-                               float *logits) {
-    size_t per = (size_t)ds->c * ds->h * ds->w;
+/* Node numel per sample. */
+static size_t node_size(const graph_node *n) { return (size_t)n->c * n->h * n->w; }
+
+/* The composed models' shared prefix: the deepest cut up to which every
+ * single-class module, and so every union of them, keeps every unit. Up
+ * to there a composed model computes exactly what the full model does, so
+ * it can start from activations computed once (the largest that fit
+ * PREFIX_CACHE_MAX; 0, the input, when none does). */
+static moda_status shared_prefix(const graph *g, const rates *r, float tau, int n_test, int *cut) {
+    int first_drop = g->n_nodes;
+    for (int c = 0; c < r->num_classes; c++) {
+        compose_plan p;
+        MODA_TRY(compose_plan_make(g, r, &c, 1, tau, &p));
+        for (int i = 1; i < first_drop; i++)
+            if (p.kept[i] < g->nodes[i].c) first_drop = i;
+        compose_plan_free(&p);
+    }
+    *cut = 0;
+    for (int i = first_drop - 1; i > 0 && !*cut; i--)
+        if (graph_is_cut(g, i) && !(g->nodes[i].kind == NODE_FLATTEN && g->nodes[i].in[0] == 0) &&
+            (size_t)n_test * node_size(&g->nodes[i]) * sizeof(float) <= PREFIX_CACHE_MAX)
+            *cut = i;
+    return MODA_OK;
+}
+
+/* Eval-mode forward over the whole test set in batches: logits (n, K) and,
+ * when capture is set, node `node`'s activations (n, its numel). */
+static moda_status run_test_set(graph *g, const dataset *ds, int batch, float *logits, int node, float *capture) {
+    size_t per = (size_t)ds->c * ds->h * ds->w, cap = node_size(&g->nodes[node]);
     int k = graph_output(g)->c;
-    for (int off = 0; off < n; off += batch) {
-        int b = n - off < batch ? n - off : batch;
-        for (int i = 0; i < b; i++)
-            memcpy(x + (size_t)i * per, ds->images + (size_t)idx[off + i] * per, per * sizeof(float));
-        MODA_TRY(graph_forward(g, x, b, false));
+    for (int off = 0; off < ds->n; off += batch) {
+        int b = ds->n - off < batch ? ds->n - off : batch;
+        MODA_TRY(graph_forward(g, ds->images + (size_t)off * per, b, false));
         MODA_TRY(g->be->copy_to_host(g->be, logits + (size_t)off * k, graph_output(g)->out.data,
                                      (size_t)b * k * sizeof(float)));
+        if (capture)
+            MODA_TRY(g->be->copy_to_host(g->be, capture + (size_t)off * cap, g->nodes[node].out.data,
+                                         (size_t)b * cap * sizeof(float)));
     }
     return MODA_OK;
 }
 
+/* Loads a model and its test set and runs the full model over it. With
+ * prefix_tau >= 0 it also finds the composed models' shared prefix at that
+ * threshold and keeps its activations. */
 static moda_status load_model(const registry *reg, const char *name, moda_backend *be, const char *data_dir,
-                              int batch, reuse_model *rm, char *err, size_t errlen) {
+                              int batch, float prefix_tau, reuse_model *rm, char *err, size_t errlen) {
     memset(rm, 0, sizeof(*rm));
     MODA_TRY(registry_load_model(reg, name, be, &rm->m, err, errlen));
     model_info *mi = &rm->m.info;
     MODA_TRY(train_load_split(&rm->test, mi->dataset, data_dir, NULL, DATASET_TEST, mi->model.input_size, 0, mi, err,
                               errlen));
-    MODA_TRY(graph_plan(rm->m.g, batch));
+    MODA_TRY(graph_plan_inference(rm->m.g, batch));
+    graph *g = rm->m.g;
     int n = rm->test.n, k = mi->model.num_classes;
-    int *all = malloc((size_t)n * sizeof(int));
-    float *x = malloc((size_t)batch * rm->test.c * rm->test.h * rm->test.w * sizeof(float));
+    if (prefix_tau >= 0) MODA_TRY(shared_prefix(g, &rm->m.r, prefix_tau, n, &rm->cut));
+    rm->prefix_numel = node_size(&g->nodes[rm->cut]);
+    rm->prefix = rm->cut ? malloc((size_t)n * rm->prefix_numel * sizeof(float)) : rm->test.images;
     rm->logits = malloc((size_t)n * k * sizeof(float));
-    moda_status s = (!all || !x || !rm->logits) ? MODA_ERR_NOMEM : MODA_OK;
-    for (int i = 0; s == MODA_OK && i < n; i++) all[i] = i;
-    if (s == MODA_OK) s = run_samples(rm->m.g, &rm->test, all, n, batch, x, rm->logits);
-    free(all);
-    free(x);
-    return s;
+    if (!rm->prefix || !rm->logits) return MODA_ERR_NOMEM;
+    return run_test_set(g, &rm->test, batch, rm->logits, rm->cut, rm->cut ? rm->prefix : NULL);
 }
 
 /* Accuracy over samples whose label is in T, argmax over T's columns of
@@ -170,6 +210,125 @@ static moda_status write_outputs(const char *dir, const char *model, float tau, 
     return st;
 }
 
+/* What one subset's composed model did. */
+typedef struct subset_result {
+    long right, samples;
+    size_t params;
+    double macs;
+} subset_result;
+
+/* The subsets, shared by the workers; each takes the next one. */
+typedef struct reuse_job {
+    const reuse_model *mo;
+    const int *subsets, *sizes;
+    int count, k, batch;
+    float tau;
+    subset_result *res;
+    atomic_int next, done;
+    atomic_bool failed;
+    pthread_mutex_t lock; /* guards status, err and the progress line */
+    moda_status status;
+    char err[ERR_LEN];
+    bool live;
+    double t0;
+} reuse_job;
+
+/* Composes subset t's model on be and runs it over the test samples of
+ * its classes, starting from the shared prefix's activations. */
+static moda_status eval_subset(reuse_job *j, int t, moda_backend *be, int *idx, float *x, float *logits) {
+    const reuse_model *mo = j->mo;
+    const int *cls = j->subsets + (size_t)t * j->k;
+    int nt = j->sizes[t], ns = 0;
+    for (int i = 0; i < mo->test.n; i++)
+        for (int c = 0; c < nt; c++)
+            if (mo->test.labels[i] == cls[c]) idx[ns++] = i;
+    compose_plan p;
+    graph *g = NULL;
+    moda_status s = compose_plan_make(mo->m.g, &mo->m.r, cls, nt, j->tau, &p);
+    if (s == MODA_OK) s = compose_build(mo->m.g, &p, be, &g);
+    if (s == MODA_OK) s = graph_plan_inference(g, j->batch);
+    size_t per = mo->prefix_numel;
+    long right = 0;
+    for (int off = 0; s == MODA_OK && off < ns; off += j->batch) {
+        int b = ns - off < j->batch ? ns - off : j->batch;
+        for (int i = 0; i < b; i++)
+            memcpy(x + (size_t)i * per, mo->prefix + (size_t)idx[off + i] * per, per * sizeof(float));
+        s = graph_forward_from(g, mo->cut, x, b);
+        if (s == MODA_OK)
+            s = be->copy_to_host(be, logits, graph_output(g)->out.data, (size_t)b * nt * sizeof(float));
+        for (int i = 0; s == MODA_OK && i < b; i++) {
+            int best = 0, pos = 0, label = mo->test.labels[idx[off + i]];
+            for (int c = 1; c < nt; c++)
+                if (logits[(size_t)i * nt + c] > logits[(size_t)i * nt + best]) best = c;
+            for (int c = 0; c < nt; c++)
+                if (cls[c] == label) pos = c;
+            right += best == pos;
+        }
+    }
+    if (s == MODA_OK)
+        j->res[t] = (subset_result){right, ns, compose_plan_params(mo->m.g, &p), compose_plan_macs(mo->m.g, &p)};
+    graph_free(g);
+    compose_plan_free(&p);
+    return s;
+}
+
+/* A worker: one backend and one OpenMP thread of its own, so that the
+ * cores run whole subsets side by side instead of splitting each small
+ * composed layer between them. */
+static void *reuse_worker(void *arg) {
+    reuse_job *j = arg;
+    omp_set_num_threads(1);
+    const reuse_model *mo = j->mo;
+    moda_backend *be = backend_cpu_new();
+    int *idx = malloc((size_t)mo->test.n * sizeof(int));
+    float *x = malloc((size_t)j->batch * mo->prefix_numel * sizeof(float));
+    float *logits = malloc((size_t)j->batch * j->k * sizeof(float));
+    moda_status s = !be ? MODA_ERR_BACKEND : (!idx || !x || !logits) ? MODA_ERR_NOMEM : MODA_OK;
+    int t = -1;
+    while (s == MODA_OK && !atomic_load(&j->failed) && (t = atomic_fetch_add(&j->next, 1)) < j->count) {
+        s = eval_subset(j, t, be, idx, x, logits);
+        int done = atomic_fetch_add(&j->done, 1) + 1;
+        if (s == MODA_OK && j->live && (done % 10 == 0 || done == j->count)) {
+            pthread_mutex_lock(&j->lock);
+            fprintf(stderr, "\r%d/%d subsets, %.0f s\033[K", done, j->count, progress_now() - j->t0);
+            pthread_mutex_unlock(&j->lock);
+        }
+    }
+    if (s != MODA_OK) {
+        pthread_mutex_lock(&j->lock);
+        if (j->status == MODA_OK) {
+            j->status = s;
+            if (t >= 0) snprintf(j->err, sizeof j->err, "subset %d: %s", t, moda_status_string(s));
+            else snprintf(j->err, sizeof j->err, "starting a worker: %s", moda_status_string(s));
+        }
+        atomic_store(&j->failed, true);
+        pthread_mutex_unlock(&j->lock);
+    }
+    free(idx);
+    free(x);
+    free(logits);
+    backend_free(be);
+    return NULL;
+}
+
+/* Runs every subset on `threads` workers; results land in j->res. */
+static moda_status run_subsets(reuse_job *j, int threads, char *err, size_t errlen) {
+    pthread_t tid[MAX_THREADS];
+    int started = 0;
+    pthread_mutex_init(&j->lock, NULL);
+    atomic_init(&j->next, 0);
+    atomic_init(&j->done, 0);
+    atomic_init(&j->failed, false);
+    j->status = MODA_OK;
+    for (; started < threads; started++)
+        if (pthread_create(&tid[started], NULL, reuse_worker, j) != 0) break;
+    if (!started) reuse_worker(j); /* no thread to be had: run in this one */
+    for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    pthread_mutex_destroy(&j->lock);
+    if (j->status != MODA_OK) snprintf(err, errlen, "%s", j->err);
+    return j->status;
+}
+
 /* Subsets as class-index lists: all of size 2..K in order of size, or n
  * seeded random ones of uniformly random size. */
 static int *make_subsets(int k, int n_random, uint64_t seed, int *count, int **sizes) {
@@ -213,7 +372,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     const char *reg_path = NULL, *model = NULL, *st_model = NULL, *tasks = "all", *out = NULL, *data_dir = NULL;
     float tau = DECOMPOSE_DEFAULT_TAU;
     uint64_t seed = 0;
-    int batch = 256;
+    int batch = 256, threads = omp_get_max_threads();
     bool help = false;
     const arg_spec specs[] = {
         {"registry", ARG_STRING, &reg_path, "DIR", "module registry"},
@@ -223,6 +382,7 @@ int cmd_eval_reuse(int argc, char **argv) {
         {"tasks", ARG_STRING, &tasks, "all|N", "every subset of 2..K classes, or N random ones (all)"},
         {"seed", ARG_U64, &seed, "N", "seed for random subsets (0)"},
         {"batch-size", ARG_INT, &batch, "N", "evaluation batch size (256)"},
+        {"threads", ARG_INT, &threads, "N", "subsets evaluated side by side (OMP_NUM_THREADS, else the cores)"},
         {"data-dir", ARG_STRING, &data_dir, "DIR", "dataset directory (default: the dataset's own)"},
         {"out", ARG_STRING, &out, "DIR", "write reuse.csv and reuse.svg there"},
     };
@@ -237,8 +397,9 @@ int cmd_eval_reuse(int argc, char **argv) {
         fprintf(stderr, "moda eval-reuse: --tasks takes 'all' or a positive count\n");
         ok = false;
     }
-    if (ok && (!(tau >= 0 && tau <= 1) || batch < 1)) {
-        fprintf(stderr, "moda eval-reuse: --tau must be in [0, 1] and --batch-size positive\n");
+    if (ok && (!(tau >= 0 && tau <= 1) || batch < 1 || threads < 1 || threads > MAX_THREADS)) {
+        fprintf(stderr, "moda eval-reuse: --tau must be in [0, 1], --batch-size positive and --threads in 1..%d\n",
+                MAX_THREADS);
         ok = false;
     }
     if (!ok || help) {
@@ -255,11 +416,11 @@ int cmd_eval_reuse(int argc, char **argv) {
     registry *reg = NULL;
     reuse_model mo = {0}, st = {0};
     size_row *rows = NULL;
-    int *subsets = NULL, *sizes = NULL, *idx = NULL, count = 0;
-    float *x = NULL, *logits = NULL;
+    int *subsets = NULL, *sizes = NULL, count = 0;
+    subset_result *res = NULL;
     moda_status s = be ? registry_open(reg_path, &reg, err, sizeof err) : MODA_ERR_BACKEND;
-    if (s == MODA_OK) s = load_model(reg, model, be, data_dir, batch, &mo, err, sizeof err);
-    if (s == MODA_OK && st_model) s = load_model(reg, st_model, be, data_dir, batch, &st, err, sizeof err);
+    if (s == MODA_OK) s = load_model(reg, model, be, data_dir, batch, tau, &mo, err, sizeof err);
+    if (s == MODA_OK && st_model) s = load_model(reg, st_model, be, data_dir, batch, -1, &st, err, sizeof err);
     int k = mo.m.info.model.num_classes;
     if (s == MODA_OK && st_model && st.m.info.model.num_classes != k) {
         snprintf(err, sizeof err, "%s has %d classes, %s has %d", st_model, st.m.info.model.num_classes, model, k);
@@ -272,55 +433,39 @@ int cmd_eval_reuse(int argc, char **argv) {
     if (s == MODA_OK) {
         subsets = make_subsets(k, n_random, seed, &count, &sizes);
         rows = calloc((size_t)k + 1, sizeof(*rows));
-        idx = malloc((size_t)mo.test.n * sizeof(int));
-        x = malloc((size_t)batch * mo.test.c * mo.test.h * mo.test.w * sizeof(float));
-        logits = malloc((size_t)mo.test.n * k * sizeof(float));
-        if (!subsets || !rows || !idx || !x || !logits) s = MODA_ERR_NOMEM;
+        res = calloc((size_t)count + 1, sizeof(*res));
+        if (!subsets || !rows || !res) s = MODA_ERR_NOMEM;
+    }
+    bool live = isatty(fileno(stderr));
+    double t0 = progress_now();
+    if (s == MODA_OK) {
+        reuse_job job = {.mo = &mo, .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
+                         .tau = tau, .res = res, .live = live, .t0 = t0};
+        s = run_subsets(&job, threads < count ? threads : count, err, sizeof err);
     }
     double full_params = s == MODA_OK ? (double)graph_param_count(mo.m.g) : 1;
     double full_macs = s == MODA_OK ? graph_macs(mo.m.g) : 1;
-    double t0 = progress_now();
-    bool live = isatty(fileno(stderr));
-    for (int t = 0; s == MODA_OK && t < count; t++) {
+    for (int t = 0; s == MODA_OK && t < count; t++) { /* in subset order, so sums do not depend on timing */
         const int *cls = subsets + (size_t)t * k;
-        int nt = sizes[t], ns = 0;
-        for (int i = 0; i < mo.test.n; i++)
-            for (int j = 0; j < nt; j++)
-                if (mo.test.labels[i] == cls[j]) idx[ns++] = i;
-        compose_plan p;
-        graph *c = NULL;
-        s = compose_plan_make(mo.m.g, &mo.m.r, cls, nt, tau, &p);
-        if (s == MODA_OK) s = compose_build(mo.m.g, &p, be, &c);
-        if (s == MODA_OK) s = graph_plan(c, batch);
-        if (s == MODA_OK) s = run_samples(c, &mo.test, idx, ns, batch, x, logits);
-        if (s == MODA_OK) {
-            long right = 0;
-            for (int i = 0; i < ns; i++) {
-                int best = 0, pos = 0;
-                for (int j = 1; j < nt; j++)
-                    if (logits[(size_t)i * nt + j] > logits[(size_t)i * nt + best]) best = j;
-                for (int j = 0; j < nt; j++)
-                    if (cls[j] == mo.test.labels[idx[i]]) pos = j;
-                right += best == pos;
-            }
-            size_row *row = &rows[nt];
-            row->tasks++;
-            row->composed += ns ? (double)right / ns : 0;
-            row->full_moda += sliced_accuracy(mo.logits, k, &mo.test, cls, nt);
-            if (st_model) row->full_st += sliced_accuracy(st.logits, k, &st.test, cls, nt);
-            row->size += (double)compose_plan_params(mo.m.g, &p) / full_params;
-            row->flops += compose_plan_macs(mo.m.g, &p) / full_macs;
-            if (live && ((t + 1) % 10 == 0 || t + 1 == count))
-                fprintf(stderr, "\r%d/%d subsets, %.0f s\033[K", t + 1, count, progress_now() - t0);
-        }
-        graph_free(c);
-        compose_plan_free(&p);
+        int nt = sizes[t];
+        size_row *row = &rows[nt];
+        row->tasks++;
+        row->composed += res[t].samples ? (double)res[t].right / res[t].samples : 0;
+        row->full_moda += sliced_accuracy(mo.logits, k, &mo.test, cls, nt);
+        if (st_model) row->full_st += sliced_accuracy(st.logits, k, &st.test, cls, nt);
+        row->size += (double)res[t].params / full_params;
+        row->flops += res[t].macs / full_macs;
     }
     if (live && count) fprintf(stderr, "\r\033[K");
     if (s == MODA_OK) {
         double sum[5] = {0};
-        printf("%s (tau %.2f), %d subsets%s, %.1f s\n\n%-6s %6s %10s %10s %10s %8s %8s\n", model, tau, count,
-               n_random ? " (random)" : "", progress_now() - t0, "size", "tasks", "composed", "full MODA",
+        const graph_node *cut = &mo.m.g->nodes[mo.cut];
+        printf("%s (tau %.2f), %d subsets%s, %.1f s on %d threads\n", model, tau, count, n_random ? " (random)" : "",
+               progress_now() - t0, threads < count ? threads : count);
+        if (mo.cut)
+            printf("every module keeps nodes 1-%d (through %s%s%s), computed once for the test set\n", mo.cut,
+                   node_kind_name(cut->kind), cut->name[0] ? " " : "", cut->name);
+        printf("\n%-6s %6s %10s %10s %10s %8s %8s\n", "size", "tasks", "composed", "full MODA",
                st_model ? "full ST" : "-", "params", "FLOPs");
         for (int z = 2; z <= k; z++) {
             size_row *r = &rows[z];
@@ -346,9 +491,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     free(subsets);
     free(sizes);
     free(rows);
-    free(idx);
-    free(x);
-    free(logits);
+    free(res);
     reuse_model_free(&mo);
     reuse_model_free(&st);
     registry_close(reg);
