@@ -154,6 +154,7 @@ moda_status compose_plan_from_masks(const graph *g, const rates *r, bool *const 
 moda_status compose_plan_make(const graph *g, const rates *r, const int *classes, int n_classes, float tau,
                               compose_plan *p) {
     if (!g || !r || !p) return MODA_ERR_NULL;
+    memset(p, 0, sizeof(*p)); /* safe to free whatever happens next */
     MODA_TRY(check_classes(g, classes, n_classes));
     if (!(tau >= 0.0f && tau <= 1.0f)) return MODA_ERR_ARG;
     bool **masks = calloc((size_t)r->n_layers + 1, sizeof(bool *));

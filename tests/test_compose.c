@@ -236,6 +236,10 @@ static void test_toy_counts(void **state) {
     /* Bad class sets. */
     int dup[2] = {1, 1}, out[1] = {3};
     assert_int_equal(compose_plan_make(g, &r, dup, 2, 0.9f, &p), MODA_ERR_ARG);
+    compose_plan junk; /* a failed make leaves a plan that frees cleanly, whatever it held */
+    memset(&junk, 0xA5, sizeof junk);
+    assert_int_equal(compose_plan_make(g, &r, dup, 2, 0.9f, &junk), MODA_ERR_ARG);
+    compose_plan_free(&junk);
     assert_int_equal(compose_plan_make(g, &r, out, 1, 0.9f, &p), MODA_ERR_ARG);
     assert_int_equal(compose_plan_make(g, &r, cls, 0, 0.9f, &p), MODA_ERR_ARG);
     assert_int_equal(compose_plan_make(g, &r, cls, 2, 1.5f, &p), MODA_ERR_ARG);

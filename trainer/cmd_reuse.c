@@ -242,7 +242,7 @@ static moda_status eval_subset(reuse_job *j, int t, moda_backend *be, int *idx, 
     for (int i = 0; i < mo->test.n; i++)
         for (int c = 0; c < nt; c++)
             if (mo->test.labels[i] == cls[c]) idx[ns++] = i;
-    compose_plan p;
+    compose_plan p = {0};
     graph *g = NULL;
     moda_status s = compose_plan_make(mo->m.g, &mo->m.r, cls, nt, j->tau, &p);
     if (s == MODA_OK) s = compose_build(mo->m.g, &p, be, &g);
