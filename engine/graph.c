@@ -467,6 +467,8 @@ moda_status graph_forward(graph *g, const float *x, int n, bool train) {
 
 bool graph_is_cut(const graph *g, int node) {
     if (!g || node < 0 || node >= g->n_nodes || node == g->output) return false;
+    /* A flatten of the input has no buffer of its own to start from. */
+    if (g->nodes[node].kind == NODE_FLATTEN && g->nodes[node].in[0] == 0) return false;
     for (int i = node + 1; i < g->n_nodes; i++)
         for (int j = 0; j < g->nodes[i].n_in; j++)
             if (g->nodes[i].in[j] < node) return false;
@@ -478,8 +480,6 @@ moda_status graph_forward_from(graph *g, int node, const float *act, int n) {
     if (!g->max_batch) return MODA_ERR_STATE;
     if (n <= 0 || n > g->max_batch || !graph_is_cut(g, node)) return MODA_ERR_ARG;
     if (node == 0) return graph_forward(g, act, n, false);
-    /* A flatten of the input would have no buffer of its own to fill. */
-    if (g->nodes[node].kind == NODE_FLATTEN && g->nodes[node].in[0] == 0) return MODA_ERR_ARG;
     g->batch = n;
     graph_node *from = &g->nodes[node];
     float *data = from->kind == NODE_FLATTEN ? g->nodes[from->in[0]].out.data : from->out.data;

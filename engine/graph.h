@@ -139,7 +139,8 @@ size_t graph_activation_bytes(const graph *g);
 moda_status graph_forward(graph *g, const float *x, int n, bool train);
 /* A cut is a node (not the logits) that no later node reads past: every
  * node after it reads only it or later nodes, so the rest of the network
- * depends on the input through this one activation alone. */
+ * depends on the input through this one activation alone. A flatten of
+ * the input is not one: it shares the caller's input buffer. */
 bool graph_is_cut(const graph *g, int node);
 /* Eval-mode forward of the nodes after cut `node`, given that node's
  * activations act (n samples, its per-sample shape; copied in). Node 0 is

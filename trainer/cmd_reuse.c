@@ -62,8 +62,7 @@ static moda_status shared_prefix(const graph *g, const rates *r, float tau, int 
     }
     *cut = 0;
     for (int i = first_drop - 1; i > 0 && !*cut; i--)
-        if (graph_is_cut(g, i) && !(g->nodes[i].kind == NODE_FLATTEN && g->nodes[i].in[0] == 0) &&
-            (size_t)n_test * node_size(&g->nodes[i]) * sizeof(float) <= PREFIX_CACHE_MAX)
+        if (graph_is_cut(g, i) && (size_t)n_test * node_size(&g->nodes[i]) * sizeof(float) <= PREFIX_CACHE_MAX)
             *cut = i;
     return MODA_OK;
 }
