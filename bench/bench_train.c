@@ -75,7 +75,7 @@ static size_t read_file(const char *path, void **out) {
 static void usage(const char *prog) {
     fprintf(stderr,
             "usage: %s [--arch vgg16|resnet18|mobilenet|lenet5] [--width W] [--batch N] [--steps N] "
-            "[--warmup N] [--images F --labels F] [--moda] [--json]\n",
+            "[--warmup N] [--images F --labels F] [--moda] [--device cpu|cuda] [--json]\n",
             prog);
     exit(2);
 }
@@ -84,12 +84,14 @@ int main(int argc, char **argv) {
     const char *arch_name = "lenet5";
     float width = 1.0f;
     int batch = 128, steps = 20, warmup = 3, json = 0, moda = 0;
-    const char *images_path = NULL, *labels_path = NULL;
+    const char *images_path = NULL, *labels_path = NULL, *device = "cpu";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             json = 1;
         } else if (!strcmp(argv[i], "--moda")) {
             moda = 1;
+        } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+            device = argv[++i];
         } else if (!strcmp(argv[i], "--arch") && i + 1 < argc) {
             arch_name = argv[++i];
         } else if (!strcmp(argv[i], "--width") && i + 1 < argc) {
@@ -129,9 +131,9 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    moda_backend *be = backend_cpu_new();
+    moda_backend *be = backend_new(device, why, sizeof why);
     if (!be) {
-        fprintf(stderr, "cannot create the CPU backend\n");
+        fprintf(stderr, "%s\n", why);
         return 1;
     }
     moda_status st;
@@ -147,7 +149,8 @@ int main(int argc, char **argv) {
           "moda_loss_init");
 
     const size_t per = (size_t)IN_CHANNELS * INPUT_SIZE * INPUT_SIZE;
-    float *probs = xmalloc((size_t)batch * NUM_CLASSES * sizeof(float));
+    float *probs = be->alloc(be, (size_t)batch * NUM_CLASSES * sizeof(float)); /* an op's output */
+    if (!probs) check(MODA_ERR_NOMEM, "probs");
     float *logits = xmalloc((size_t)batch * NUM_CLASSES * sizeof(float));
     float *x;
     int32_t *y;
@@ -192,18 +195,18 @@ int main(int argc, char **argv) {
     if (json)
         printf("{\"impl\": \"moda\", \"arch\": \"%s\", \"width\": %g, \"in_channels\": %d, \"input_size\": %d, "
                "\"num_classes\": %d, \"params\": %zu, \"batch\": %d, \"steps\": %d, \"warmup\": %d, "
-               "\"moda\": %s, \"seconds\": %.4f, \"ms_per_step\": %.2f, \"images_per_s\": %.2f, "
-               "\"last_loss\": %.4f}\n",
+               "\"moda\": %s, \"device\": \"%s\", \"seconds\": %.4f, \"ms_per_step\": %.2f, "
+               "\"images_per_s\": %.2f, \"last_loss\": %.4f}\n",
                arch_name, (double)width, IN_CHANNELS, INPUT_SIZE, NUM_CLASSES, params, batch, steps, warmup,
-               moda ? "true" : "false", secs, secs / steps * 1e3, ips, (double)ce);
+               moda ? "true" : "false", be->name, secs, secs / steps * 1e3, ips, (double)ce);
     else
-        printf("%s width %g: %zu parameters, batch %d, %d steps in %.2f s (%.1f ms/step): %.1f images/s%s\n",
+        printf("%s width %g: %zu parameters, batch %d, %d steps in %.2f s (%.1f ms/step): %.1f images/s%s on %s\n",
                arch_name, (double)width, params, batch, steps, secs, secs / steps * 1e3, ips,
-               moda ? " (MODA loss)" : "");
+               moda ? " (MODA loss)" : "", be->name);
     fflush(stdout);
 
     free(x);
-    free(probs);
+    be->free(be, probs);
     free(logits);
     free(y);
     moda_loss_free(&ml);

@@ -43,6 +43,10 @@ typedef struct moda_backend moda_backend;
 struct moda_backend {
     const char *name;
     void *ctx; /* backend-private state, owned */
+    /* true: tensors live in plain host memory and ops accept any host
+     * pointer. false (CUDA): ops read only memory from alloc(), so host
+     * buffers are copied in, and hot host-side reads use copy_to_host. */
+    bool host_memory;
 
     void (*destroy)(moda_backend *be);
 
@@ -120,6 +124,14 @@ struct moda_backend {
 
 /* The oneDNN CPU backend; always available. NULL on failure. */
 moda_backend *backend_cpu_new(void);
+/* The CUDA backend on GPU `device`; NULL when built without CUDA, when no
+ * such GPU exists, or when cuDNN or cuBLAS cannot start. */
+moda_backend *backend_cuda_new(int device);
+bool backend_cuda_available(void); /* built with CUDA and a GPU is present */
+/* By name: "cpu", "cuda" (GPU 0) or "auto" (cuda when available, else
+ * cpu). NULL with a message in err when the name is unknown or the backend
+ * cannot start. */
+moda_backend *backend_new(const char *name, char *err, size_t errlen);
 void backend_free(moda_backend *be); /* accepts NULL */
 
 #endif

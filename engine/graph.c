@@ -272,7 +272,7 @@ moda_status graph_finalize(graph *g) {
     if (g->n_nodes < 2) return MODA_ERR_STATE;
     size_t pbytes = 0;
     for (int i = 0; i < g->n_params; i++) pbytes += arena_bytes_for(graph_param_numel(&g->params[i]));
-    MODA_TRY(arena_init(&g->param_slab, pbytes));
+    MODA_TRY(arena_init_on(&g->param_slab, g->be, pbytes));
     for (int i = 0; i < g->n_params; i++) {
         graph_param *p = &g->params[i];
         p->data = arena_alloc(&g->param_slab, graph_param_numel(p));
@@ -302,7 +302,7 @@ moda_status graph_alloc_grads(graph *g) {
     size_t gbytes = 0;
     for (int i = 0; i < g->n_params; i++)
         if (g->params[i].trainable) gbytes += arena_bytes_for(graph_param_numel(&g->params[i]));
-    MODA_TRY(arena_init(&g->grad_slab, gbytes));
+    MODA_TRY(arena_init_on(&g->grad_slab, g->be, gbytes));
     for (int i = 0; i < g->n_params; i++) {
         graph_param *p = &g->params[i];
         p->grad = p->trainable ? arena_alloc(&g->grad_slab, graph_param_numel(p)) : NULL;
@@ -326,7 +326,7 @@ static moda_status plan_slab(graph *g, int max_batch, bool grads) {
     g->inference_only = !grads;
 
     /* Two passes over the same sequence: size, then carve. */
-    size_t largest = 0;
+    size_t largest = 0, in_numel = (size_t)max_batch * node_numel(&g->nodes[0]);
     for (int pass = 0; pass < 2; pass++) {
         size_t bytes = 0;
         for (int i = 1; i < g->n_nodes; i++) {
@@ -356,10 +356,13 @@ static moda_status plan_slab(graph *g, int max_batch, bool grads) {
         }
         if (pass == 0) {
             if (grads) bytes += arena_bytes_for(largest);
-            MODA_TRY(arena_init(&g->act_slab, bytes));
+            if (!g->be->host_memory) bytes += arena_bytes_for(in_numel);
+            MODA_TRY(arena_init_on(&g->act_slab, g->be, bytes));
         }
     }
     g->scratch = grads ? arena_alloc(&g->act_slab, largest) : NULL;
+    /* A backend that cannot read host memory gets the input copied in. */
+    g->input_buf = g->be->host_memory ? NULL : arena_alloc(&g->act_slab, in_numel);
     MODA_ASSERT(g->scratch || !grads);
     g->max_batch = max_batch;
     return MODA_OK;
@@ -460,7 +463,12 @@ moda_status graph_forward(graph *g, const float *x, int n, bool train) {
     if (n <= 0 || n > g->max_batch) return MODA_ERR_ARG;
     if (train && g->shares_params) return MODA_ERR_STATE; /* would update shared running stats */
     g->batch = n;
-    /* The input node reads the caller's buffer in place; nothing writes it. */
+    /* The input node reads the caller's buffer in place (nothing writes it),
+     * or a copy where the backend cannot read host memory. */
+    if (g->input_buf) {
+        MODA_TRY(g->be->copy_to_device(g->be, g->input_buf, x, (size_t)n * node_numel(&g->nodes[0]) * sizeof(float)));
+        x = g->input_buf;
+    }
     g->nodes[0].out = node_tensor(&g->nodes[0], (float *)x, n);
     return forward_nodes(g, 1, train);
 }

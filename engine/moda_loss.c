@@ -38,25 +38,17 @@ void moda_scratch_free(moda_scratch *sc) {
     memset(sc, 0, sizeof(*sc));
 }
 
-moda_status moda_layer_loss(moda_scratch *sc, const float *act, int b, int c, int hw, const int32_t *labels,
-                            float w_aff, float w_dis, float w_com, float *dact, moda_layer_terms *out) {
-    if (!sc || !act || !labels || !out) return MODA_ERR_NULL;
-    if (b <= 0 || c <= 0 || hw <= 0) return MODA_ERR_ARG;
-    if (b > sc->max_b || c > sc->max_c) return MODA_ERR_SHAPE;
+/* The terms from z (B x C, in sc->z); with want_grad, dL/dz in sc->gz. */
+static moda_status terms_from_z(moda_scratch *sc, int b, int c, const int32_t *labels, float w_aff, float w_dis,
+                                float w_com, bool want_grad, moda_layer_terms *out) {
     float *z = sc->z, *zn = sc->zn, *gz = sc->gz, *s = sc->s, *w = sc->w, *norm = sc->norm;
-    const float inv_hw = 1.0f / (float)hw;
-
-    /* z: spatial means; zn: rows scaled to unit norm. */
+    /* zn: rows scaled to unit norm. */
     double com = 0;
-#pragma omp parallel for reduction(+ : com) schedule(static)
+#pragma omp parallel for reduction(+ : com) schedule(static) if ((long)b * c > 16384)
     for (int i = 0; i < b; i++) {
         double sq = 0;
         for (int k = 0; k < c; k++) {
-            const float *a = act + ((size_t)i * c + k) * hw;
-            float m = 0;
-            for (int p = 0; p < hw; p++) m += a[p];
-            m *= inv_hw;
-            z[(size_t)i * c + k] = m;
+            float m = z[(size_t)i * c + k];
             sq += (double)m * m;
             com += m;
         }
@@ -84,7 +76,7 @@ moda_status moda_layer_loss(moda_scratch *sc, const float *act, int b, int c, in
     out->aff = n_same ? sum_same / n_same : 0;
     out->dis = n_diff ? sum_diff / n_diff : 0;
     out->com = com / ((double)b * c);
-    if (!dact) return MODA_OK;
+    if (!want_grad) return MODA_OK;
 
     /* dL/dS_ij for i != j (symmetric, zero diagonal), then dL/dZn = W Zn. */
     float ws = n_same ? w_aff / (float)n_same : 0.0f, wd = n_diff ? w_dis / (float)n_diff : 0.0f;
@@ -93,9 +85,9 @@ moda_status moda_layer_loss(moda_scratch *sc, const float *act, int b, int c, in
     if (dnnl_sgemm('N', 'N', b, c, b, 1.0f, w, b, zn, c, 0.0f, gz, c) != dnnl_success) return MODA_ERR_BACKEND;
 
     /* Through the normalisation: dz = (g - zn <zn, g>) / |z|, or g / eps
-     * where the norm was clamped; plus compactness; then spread over h, w. */
+     * where the norm was clamped; plus compactness. */
     const float gc = w_com / ((float)b * c);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)b * c > 16384)
     for (int i = 0; i < b; i++) {
         float *g = gz + (size_t)i * c;
         const float *u = zn + (size_t)i * c;
@@ -103,14 +95,64 @@ moda_status moda_layer_loss(moda_scratch *sc, const float *act, int b, int c, in
         bool clamped = norm[i] <= MODA_NORM_EPS;
         if (!clamped)
             for (int k = 0; k < c; k++) dot += u[k] * g[k];
-        for (int k = 0; k < c; k++) {
-            float dz = (g[k] - (clamped ? 0.0f : u[k] * dot)) / norm[i] + gc;
-            float *d = dact + ((size_t)i * c + k) * hw;
-            float v = dz * inv_hw;
-            for (int p = 0; p < hw; p++) d[p] += v;
-        }
+        for (int k = 0; k < c; k++) g[k] = (g[k] - (clamped ? 0.0f : u[k] * dot)) / norm[i] + gc;
     }
     return MODA_OK;
+}
+
+moda_status moda_layer_loss(moda_scratch *sc, const float *act, int b, int c, int hw, const int32_t *labels,
+                            float w_aff, float w_dis, float w_com, float *dact, moda_layer_terms *out) {
+    if (!sc || !act || !labels || !out) return MODA_ERR_NULL;
+    if (b <= 0 || c <= 0 || hw <= 0) return MODA_ERR_ARG;
+    if (b > sc->max_b || c > sc->max_c) return MODA_ERR_SHAPE;
+    const float inv_hw = 1.0f / (float)hw;
+    float *z = sc->z;
+    /* z: spatial means. */
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < b; i++)
+        for (int k = 0; k < c; k++) {
+            const float *a = act + ((size_t)i * c + k) * hw;
+            float m = 0;
+            for (int p = 0; p < hw; p++) m += a[p];
+            z[(size_t)i * c + k] = m * inv_hw;
+        }
+    MODA_TRY(terms_from_z(sc, b, c, labels, w_aff, w_dis, w_com, dact != NULL, out));
+    if (!dact) return MODA_OK;
+    /* dz spread evenly over the h x w positions it averaged. */
+    const float *gz = sc->gz;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < b; i++)
+        for (int k = 0; k < c; k++) {
+            float *d = dact + ((size_t)i * c + k) * hw;
+            float v = gz[(size_t)i * c + k] * inv_hw;
+            for (int p = 0; p < hw; p++) d[p] += v;
+        }
+    return MODA_OK;
+}
+
+/* The same for a backend that keeps activations in its own memory: only
+ * z (B x C) comes to the host, and only dL/dz goes back, spread by the
+ * backend's global average pool backward and summed into dact with axpy. */
+static moda_status device_layer_loss(moda_loss *m, graph *g, graph_node *n, float w_aff, float w_dis,
+                                     float w_com, bool want_grad, moda_layer_terms *out) {
+    moda_backend *be = g->be;
+    int b = g->batch, c = n->c, hw = n->h * n->w;
+    size_t bc = (size_t)b * c;
+    if (b > m->scratch.max_b || c > m->scratch.max_c) return MODA_ERR_SHAPE;
+    const float *zsrc = n->out.data;
+    if (hw > 1) {
+        tensor z = tensor_2d(m->dev_z, b, c);
+        MODA_TRY(be->global_avgpool_fwd(be, &z, &n->out));
+        zsrc = m->dev_z;
+    }
+    MODA_TRY(be->copy_to_host(be, m->scratch.z, zsrc, bc * sizeof(float)));
+    MODA_TRY(terms_from_z(&m->scratch, b, c, m->labels, w_aff, w_dis, w_com, want_grad, out));
+    if (!want_grad) return MODA_OK;
+    MODA_TRY(be->copy_to_device(be, m->dev_z, m->scratch.gz, bc * sizeof(float)));
+    if (hw == 1) return be->axpy(be, n->grad.data, m->dev_z, bc, 1.0f);
+    tensor dz = tensor_2d(m->dev_z, b, c), spread = tensor_4d(m->dev_spread, b, c, n->h, n->w);
+    MODA_TRY(be->global_avgpool_bwd(be, &spread, &dz));
+    return be->axpy(be, n->grad.data, m->dev_spread, bc * hw, 1.0f);
 }
 
 moda_status moda_loss_init(moda_loss *m, const graph *g, int max_batch, float alpha, float beta, float gamma) {
@@ -123,11 +165,21 @@ moda_status moda_loss_init(moda_loss *m, const graph *g, int max_batch, float al
     m->layer_of_node = malloc((size_t)g->n_nodes * sizeof(int));
     if (!m->layer_of_node) return MODA_ERR_NOMEM;
     int max_c = 1;
+    size_t max_numel = 1;
     for (int i = 0; i < g->n_nodes; i++) {
-        m->layer_of_node[i] = g->nodes[i].kind == NODE_RELU ? m->n_layers++ : -1;
-        if (g->nodes[i].kind == NODE_RELU && g->nodes[i].c > max_c) max_c = g->nodes[i].c;
+        const graph_node *n = &g->nodes[i];
+        m->layer_of_node[i] = n->kind == NODE_RELU ? m->n_layers++ : -1;
+        if (n->kind != NODE_RELU) continue;
+        if (n->c > max_c) max_c = n->c;
+        if ((size_t)n->c * n->h * n->w > max_numel) max_numel = (size_t)n->c * n->h * n->w;
     }
     moda_status s = moda_scratch_init(&m->scratch, max_batch, max_c);
+    if (s == MODA_OK && !g->be->host_memory) {
+        m->be = g->be;
+        m->dev_z = m->be->alloc(m->be, (size_t)max_batch * max_c * sizeof(float));
+        m->dev_spread = m->be->alloc(m->be, (size_t)max_batch * max_numel * sizeof(float));
+        if (!m->dev_z || !m->dev_spread) s = MODA_ERR_NOMEM;
+    }
     if (s != MODA_OK) moda_loss_free(m);
     return s;
 }
@@ -137,6 +189,12 @@ void moda_loss_free(moda_loss *m) {
     free(m->layer_of_node);
     m->layer_of_node = NULL;
     moda_scratch_free(&m->scratch);
+    if (m->be) {
+        m->be->free(m->be, m->dev_z);
+        m->be->free(m->be, m->dev_spread);
+    }
+    m->be = NULL;
+    m->dev_z = m->dev_spread = NULL;
 }
 
 void moda_loss_begin(moda_loss *m, const int32_t *labels, int n) {
@@ -157,8 +215,12 @@ moda_status moda_loss_hook(graph *g, int node, void *ctx) {
     /* d/d(act) of alpha(1 - a)/L + beta d/L + gamma c/L. */
     /* With every weight 0 (standard training) the terms are only measured. */
     bool active = m->alpha > 0 || m->beta > 0 || m->gamma > 0;
-    MODA_TRY(moda_layer_loss(&m->scratch, n->out.data, g->batch, n->c, n->h * n->w, m->labels, -m->alpha * inv_l,
-                             m->beta * inv_l, m->gamma * inv_l, active ? n->grad.data : NULL, &t));
+    if (g->be->host_memory)
+        MODA_TRY(moda_layer_loss(&m->scratch, n->out.data, g->batch, n->c, n->h * n->w, m->labels,
+                                 -m->alpha * inv_l, m->beta * inv_l, m->gamma * inv_l, active ? n->grad.data : NULL,
+                                 &t));
+    else
+        MODA_TRY(device_layer_loss(m, g, n, -m->alpha * inv_l, m->beta * inv_l, m->gamma * inv_l, active, &t));
     m->sum_aff += t.aff;
     m->sum_dis += t.dis;
     m->sum_com += t.com;

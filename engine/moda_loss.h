@@ -45,6 +45,10 @@ typedef struct moda_loss {
     int n_layers;
     int *layer_of_node;  /* (g->n_nodes): index among tracked layers, or -1; owned */
     moda_scratch scratch;
+    /* Where the graph's backend keeps its own memory: z and dL/dz (B x C)
+     * and a spread gradient (largest ReLU output), in that memory. */
+    moda_backend *be;
+    float *dev_z, *dev_spread;
     /* Per batch: set by moda_loss_begin, filled by the hook. */
     const int32_t *labels;
     bool batch_has_same, batch_has_diff;

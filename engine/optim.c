@@ -16,7 +16,7 @@ moda_status sgd_init(sgd *opt, graph *g, float momentum, float weight_decay, boo
     opt->velocity = calloc((size_t)g->n_params, sizeof(float *));
     if (!opt->velocity) return MODA_ERR_NOMEM;
     opt->n_params = g->n_params;
-    moda_status s = arena_init(&opt->velocity_slab, bytes);
+    moda_status s = arena_init_on(&opt->velocity_slab, g->be, bytes);
     if (s != MODA_OK) {
         sgd_free(opt);
         return s;

@@ -1,5 +1,7 @@
 #include "tensor.h"
 
+#include "backend.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,25 +49,37 @@ size_t arena_bytes_for(size_t n) {
     return (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
 }
 
-moda_status arena_init(arena *a, size_t bytes) {
+moda_status arena_init_on(arena *a, struct moda_backend *be, size_t bytes) {
     if (!a) return MODA_ERR_NULL;
     a->used = 0;
     a->capacity = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     a->base = NULL;
+    a->be = be;
     if (a->capacity == 0) return MODA_OK;
-    a->base = aligned_alloc(ARENA_ALIGN, a->capacity);
+    a->base = be ? be->alloc(be, a->capacity) : aligned_alloc(ARENA_ALIGN, a->capacity);
     if (!a->base) {
         a->capacity = 0;
         return MODA_ERR_NOMEM;
     }
-    memset(a->base, 0, a->capacity);
-    return MODA_OK;
+    if (!be) {
+        memset(a->base, 0, a->capacity);
+        return MODA_OK;
+    }
+    moda_status s = be->fill(be, (float *)a->base, a->capacity / sizeof(float), 0.0f);
+    if (s != MODA_OK) arena_free(a);
+    return s;
 }
+
+moda_status arena_init(arena *a, size_t bytes) { return arena_init_on(a, NULL, bytes); }
 
 void arena_free(arena *a) {
     if (!a) return;
-    free(a->base);
+    if (a->be)
+        a->be->free(a->be, a->base);
+    else
+        free(a->base);
     a->base = NULL;
+    a->be = NULL;
     a->capacity = a->used = 0;
 }
 

@@ -29,18 +29,22 @@ moda_status tensor_check(const tensor *t);
 /* Same dims (count and sizes). */
 int tensor_same_shape(const tensor *a, const tensor *b);
 
-/* Bump allocator over one 64-byte-aligned slab. Plan the total with
- * arena_reserve() calls, then arena_commit() once, then arena_alloc() the
- * same sequence. Or give a size directly to arena_init(). */
+struct moda_backend;
+
+/* Bump allocator over one 64-byte-aligned slab: size it once with
+ * arena_init() (arena_bytes_for() per allocation), then arena_alloc(). */
 typedef struct arena {
     char *base;      /* owned */
     size_t capacity; /* bytes */
     size_t used;     /* bytes */
+    struct moda_backend *be; /* whose memory base is; NULL = host heap */
 } arena;
 
 #define ARENA_ALIGN 64
 
 moda_status arena_init(arena *a, size_t bytes); /* zero-filled */
+/* The same in a backend's memory (be->alloc); be NULL is arena_init. */
+moda_status arena_init_on(arena *a, struct moda_backend *be, size_t bytes);
 void arena_free(arena *a);                      /* accepts NULL */
 /* n floats, 64-byte aligned; NULL when the slab is exhausted. */
 float *arena_alloc(arena *a, size_t n);

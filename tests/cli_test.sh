@@ -33,6 +33,8 @@ contains "unknown flag" "unknown option '--bogus'"
 expect "bad number" 2 "$moda" train --epochs ten
 expect "missing value" 2 "$moda" train --epochs
 expect "bad arch" 2 "$moda" train --arch alexnet --out /tmp/moda-cli-unused
+expect "bad device" 2 "$moda" train --device tpu --out /tmp/moda-cli-unused
+contains "bad device" "unknown --device 'tpu'"
 expect "eval needs a checkpoint" 2 "$moda" eval
 expect "eval-reuse needs a registry" 2 "$moda" eval-reuse
 expect "eval-reuse bad tasks" 2 "$moda" eval-reuse --registry /tmp --model m --tasks zero

@@ -56,6 +56,7 @@ static int cmd_train(int argc, char **argv) {
         {"gamma", ARG_FLOAT, &gamma, "G", "weight of compactness (0; 0.3 with --moda)"},
         {"out", ARG_STRING, &o.out_dir, "DIR", "output directory (runs/default)"},
         {"resume", ARG_BOOL, &o.resume, NULL, "continue the run in --out from its last checkpoint"},
+        {"device", ARG_STRING, &o.device, "D", "cpu | cuda | auto: cuda where a GPU is present (cpu)"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
     if (!args_parse(argc, argv, 2, specs, n, NULL, 0, NULL, &help) || help) {

@@ -30,6 +30,7 @@ train_options train_options_default(void) {
         .seed = 0,
         .augment = true,
         .out_dir = "runs/default",
+        .device = "cpu",
     };
 }
 
@@ -88,7 +89,7 @@ moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r
     size_t per = (size_t)ds->c * ds->h * ds->w;
     float *x = malloc((size_t)batch_size * per * sizeof(float));
     float *logits = malloc((size_t)batch_size * k * sizeof(float));
-    float *probs = malloc((size_t)batch_size * k * sizeof(float));
+    float *probs = g->be->alloc(g->be, (size_t)batch_size * k * sizeof(float)); /* an op's output */
     int32_t *y = malloc((size_t)batch_size * sizeof(int32_t));
     dataset_iter it;
     moda_status s = (!r->correct || !r->total || !x || !logits || !probs || !y) ? MODA_ERR_NOMEM
@@ -120,7 +121,7 @@ moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r
     }
     free(x);
     free(logits);
-    free(probs);
+    if (probs) g->be->free(g->be, probs);
     free(y);
     if (s != MODA_OK) eval_result_free(r);
     return s;
@@ -289,10 +290,10 @@ static void run_free(run *r) {
     moda_loss_free(&r->moda);
     dataset_free(&r->train);
     dataset_free(&r->test);
+    if (r->probs) r->be->free(r->be, r->probs);
     backend_free(r->be);
     free(r->history);
     free(r->x);
-    free(r->probs);
     free(r->logits);
     free(r->y);
 }
@@ -372,8 +373,12 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
     snprintf(r.path, sizeof r.path, "%s/%s", cli->out_dir, CHECKPOINT_NAME);
     struct stat st;
     bool have_ck = stat(r.path, &st) == 0;
-    r.be = backend_cpu_new();
-    if (!r.be) return fileio_fail(err, errlen, MODA_ERR_BACKEND, "cannot create the CPU backend");
+    const char *device = cli->device ? cli->device : "cpu";
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0 && strcmp(device, "auto") != 0)
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "unknown --device '%s' (expected cpu, cuda or auto)", device);
+    char why[256] = "";
+    r.be = backend_new(device, why, sizeof why);
+    if (!r.be) return fileio_fail(err, errlen, MODA_ERR_BACKEND, "%s", why);
 
     if (cli->resume) {
         if (!have_ck) {
@@ -447,7 +452,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
     int k = r.train.num_classes;
     size_t per = (size_t)r.train.c * r.train.h * r.train.w;
     r.x = malloc((size_t)r.o.batch_size * per * sizeof(float));
-    r.probs = malloc((size_t)r.o.batch_size * k * sizeof(float));
+    r.probs = r.be->alloc(r.be, (size_t)r.o.batch_size * k * sizeof(float)); /* an op's output */
     r.logits = malloc((size_t)r.o.batch_size * k * sizeof(float));
     r.y = malloc((size_t)r.o.batch_size * sizeof(int32_t));
     if (!r.x || !r.probs || !r.logits || !r.y) {
@@ -458,9 +463,10 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
     dataset_iter it;
     if ((s = dataset_iter_init(&it, &r.train, r.o.batch_size, 1, &aug, r.o.seed)) != MODA_OK) goto done;
     if (r.o.log)
-        fprintf(r.o.log, "%s %s: %s (width %g), %zu parameters, %d train / %d test images, %d classes, %s\n",
+        fprintf(r.o.log, "%s %s: %s (width %g), %zu parameters, %d train / %d test images, %d classes, %s, on %s\n",
                 cli->resume ? "resuming" : "training", r.o.out_dir, r.o.arch, r.o.width, graph_param_count(r.g),
-                r.train.n, r.test.n, k, r.o.alpha > 0 || r.o.beta > 0 || r.o.gamma > 0 ? "modular (MODA)" : "standard");
+                r.train.n, r.test.n, k, r.o.alpha > 0 || r.o.beta > 0 || r.o.gamma > 0 ? "modular (MODA)" : "standard",
+                r.be->name);
     int ran = 0;
     for (int epoch = r.epochs_done; epoch < r.o.epochs; epoch++) {
         double t0 = progress_now();

@@ -116,6 +116,7 @@ moda_backend *backend_cpu_new(void) {
     *be = (moda_backend){
         .name = "cpu",
         .ctx = c,
+        .host_memory = true,
         .destroy = cpu_destroy,
         .alloc = cpu_alloc,
         .free = cpu_free,
@@ -149,8 +150,4 @@ moda_backend *backend_cpu_new(void) {
         return NULL;
     }
     return be;
-}
-
-void backend_free(moda_backend *be) {
-    if (be) be->destroy(be);
 }
