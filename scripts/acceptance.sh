@@ -19,6 +19,7 @@
 #   SEED     training seed            [1]
 #   TASKS    reuse subsets: all or N  [all]
 #   RUNS     output directory         [runs]
+#   DEVICE   training device: cpu, cuda or auto                    [cpu]
 #   TRAIN_ARGS  extra `moda train` arguments, e.g. "--subset 100"   []
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ epochs=${EPOCHS:-15}
 seed=${SEED:-1}
 tasks=${TASKS:-all}
 runs=${RUNS:-runs}
+device=${DEVICE:-cpu}
 registry=$runs/registry-${epochs}ep
 [ -x "$moda" ] || { echo "acceptance.sh: no $moda; build first (scripts/run.sh demo or cmake)" >&2; exit 2; }
 mkdir -p "$runs"
@@ -46,12 +48,12 @@ train() { # name arch width mode-args...
   if [ "$(epochs_done "$dir")" -ge "$epochs" ]; then return; fi
   if [ -f "$dir/checkpoint.safetensors" ]; then
     say "$name: resuming at epoch $(($(epochs_done "$dir") + 1))/$epochs"
-    "$moda" train --out "$dir" --resume >> "$runs/$name.log" 2>&1
+    "$moda" train --out "$dir" --resume --device "$device" >> "$runs/$name.log" 2>&1
   else
     say "$name: training $arch width $width, $epochs epochs, seed $seed"
     # shellcheck disable=SC2086 # TRAIN_ARGS is a list of words
     "$moda" train --arch "$arch" --width "$width" --epochs "$epochs" --seed "$seed" "$@" ${TRAIN_ARGS:-} \
-      --out "$dir" > "$runs/$name.log" 2>&1
+      --device "$device" --out "$dir" > "$runs/$name.log" 2>&1
   fi
   tail -n 1 "$runs/$name.log"
 }

@@ -65,7 +65,8 @@ static int cmd_train(int argc, char **argv) {
                    "Trains with SGD (Nesterov momentum) and cosine annealing, evaluates on the test\n"
                    "split after every epoch, and writes DIR/checkpoint.safetensors (atomically, each\n"
                    "epoch), DIR/metrics.csv and DIR/curves.svg. With --resume the run's settings\n"
-                   "come from the checkpoint.\n\noptions:\n");
+                   "come from the checkpoint; --data-dir (data that moved) and --device may be given\n"
+                   "anew.\n\noptions:\n");
         args_print_options(f, specs, n);
         return help ? 0 : EXIT_USAGE;
     }

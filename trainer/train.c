@@ -197,7 +197,9 @@ static moda_status parse_resume(const char *meta, const train_options *cli, resu
     snprintf(r->names, sizeof r->names, "%s", names);
     r->o.arch = r->arch;
     r->o.dataset = r->dataset;
-    r->o.data_dir = r->data_dir[0] ? r->data_dir : NULL;
+    /* The data may have moved since: a --data-dir given now wins (the
+     * normalisation check below still proves it is the same data). */
+    r->o.data_dir = cli->data_dir ? cli->data_dir : r->data_dir[0] ? r->data_dir : NULL;
     r->o.names = r->names[0] ? r->names : NULL;
     r->o.width = (float)width;
     r->o.input_size = input;
