@@ -14,6 +14,10 @@ moda_backend *backend_cuda_new(int device) {
 bool backend_cuda_available(void) { return false; }
 #endif
 
+bool backend_name_known(const char *name) {
+    return name && (strcmp(name, "cpu") == 0 || strcmp(name, "cuda") == 0 || strcmp(name, "auto") == 0);
+}
+
 moda_backend *backend_new(const char *name, char *err, size_t errlen) {
     if (!name || strcmp(name, "auto") == 0) name = backend_cuda_available() ? "cuda" : "cpu";
     moda_backend *be = NULL;

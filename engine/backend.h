@@ -132,6 +132,8 @@ bool backend_cuda_available(void); /* built with CUDA and a GPU is present */
  * cpu). NULL with a message in err when the name is unknown or the backend
  * cannot start. */
 moda_backend *backend_new(const char *name, char *err, size_t errlen);
+/* Whether backend_new knows the name (a command-line check: usage error). */
+bool backend_name_known(const char *name);
 void backend_free(moda_backend *be); /* accepts NULL */
 
 #endif

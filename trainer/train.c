@@ -376,7 +376,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
     struct stat st;
     bool have_ck = stat(r.path, &st) == 0;
     const char *device = cli->device ? cli->device : "cpu";
-    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0 && strcmp(device, "auto") != 0)
+    if (!backend_name_known(device))
         return fileio_fail(err, errlen, MODA_ERR_ARG, "unknown --device '%s' (expected cpu, cuda or auto)", device);
     char why[256] = "";
     r.be = backend_new(device, why, sizeof why);
