@@ -44,7 +44,8 @@ moda_status sgd_step(sgd *opt, graph *g, float lr) {
         MODA_TRY(g->be->sgd_update(g->be, p->data, opt->velocity[i], p->grad, graph_param_numel(p), lr,
                                    opt->momentum, opt->weight_decay, opt->nesterov));
     }
-    return MODA_OK;
+    /* Host code (checkpoints, composition) may read the parameters next. */
+    return g->be->host_memory ? MODA_OK : g->be->synchronize(g->be);
 }
 
 float cosine_lr(float base_lr, int epoch, int epochs) {

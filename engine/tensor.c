@@ -65,7 +65,9 @@ moda_status arena_init_on(arena *a, struct moda_backend *be, size_t bytes) {
         memset(a->base, 0, a->capacity);
         return MODA_OK;
     }
+    /* Host code writes initial values next: the fill must be done first. */
     moda_status s = be->fill(be, (float *)a->base, a->capacity / sizeof(float), 0.0f);
+    if (s == MODA_OK) s = be->synchronize(be);
     if (s != MODA_OK) arena_free(a);
     return s;
 }

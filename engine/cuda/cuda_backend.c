@@ -5,9 +5,14 @@
  * composition and decomposition all read and write parameters from host
  * code, and managed memory lets every one of those paths work unchanged;
  * the per-step traffic (inputs, labels, MODA's per-layer matrices) goes
- * through explicit copies instead. Every op completes before it returns, so
- * host code may touch any tensor between ops without a race; with about a
- * hundred ops per training step that costs little next to the kernels.
+ * through explicit copies instead.
+ *
+ * Ops are queued in order on the legacy default stream and return at once.
+ * Host code may touch managed memory only after a synchronize: the graph
+ * calls it at the end of every forward and backward pass and the optimiser
+ * after its step, and the blocking copies (cudaMemcpy) order themselves.
+ * MODA_CUDA_SYNC=1 synchronises after every op instead, to find a failing
+ * kernel.
  *
  * Convolutions run in full fp32 (CUDNN_FMA_MATH) by default, so results
  * agree with the CPU backend to rounding; MODA_CUDA_TF32=1 in the
@@ -27,8 +32,16 @@ typedef struct conv_key {
     int n, c, h, w, k, kh, kw, sh, sw, ph, pw, groups;
 } conv_key;
 
+typedef struct conv_desc {
+    cudnnTensorDescriptor_t x, y, b;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+} conv_desc;
+
+/* Per shape: the descriptors and the chosen algorithms, made once. */
 typedef struct conv_algos {
     conv_key key;
+    conv_desc d;
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
@@ -75,10 +88,12 @@ static moda_status cuda_fail(const char *what, const char *why) {
         if (e_ != CUBLAS_STATUS_SUCCESS) return cuda_fail(#call, cublasGetStatusString(e_)); \
     } while (0)
 
-/* Ops finish before returning (see the top of the file). */
+static bool sync_every_op;
+
+/* Launch errors surface here; execution errors at the next synchronize. */
 static moda_status done(void) {
     CUDA_TRY(cudaGetLastError());
-    CUDA_TRY(cudaDeviceSynchronize());
+    if (sync_every_op) CUDA_TRY(cudaDeviceSynchronize());
     return MODA_OK;
 }
 
@@ -93,7 +108,9 @@ static void *cu_alloc(moda_backend *be, size_t bytes) {
 
 static void cu_free(moda_backend *be, void *p) {
     (void)be;
-    if (p) cudaFree(p);
+    if (!p) return;
+    cudaDeviceSynchronize(); /* queued ops may still use it */
+    cudaFree(p);
 }
 
 static moda_status cu_copy(moda_backend *be, void *dst, const void *src, size_t bytes) {
@@ -110,10 +127,11 @@ static moda_status cu_synchronize(moda_backend *be) {
     return MODA_OK;
 }
 
-/* Device scratch that grows; the previous contents are not kept. Safe to
- * free the old buffer because no op is in flight between ops. */
+/* Device scratch that grows; the previous contents are not kept. Queued
+ * ops may still read the old buffer, so the device finishes first. */
 static moda_status grow(void **buf, size_t *have, size_t need) {
     if (need <= *have) return MODA_OK;
+    CUDA_TRY(cudaDeviceSynchronize());
     if (*buf) cudaFree(*buf);
     *buf = NULL;
     *have = 0;
@@ -202,6 +220,7 @@ static moda_status cu_maxpool_bwd(moda_backend *be, tensor *dx, const tensor *dy
 
 static moda_status labels_to_device(cuda_ctx *c, const int32_t *labels, int n) {
     if (n > c->labels_cap) {
+        CUDA_TRY(cudaDeviceSynchronize());
         cudaFree(c->labels);
         cudaFree(c->row_loss);
         free(c->host_row_loss);
@@ -286,12 +305,6 @@ static moda_status cu_linear_bwd(moda_backend *be, tensor *dx, tensor *dw, tenso
 
 /* ---- convolution (cuDNN) ----------------------------------------------- */
 
-typedef struct conv_desc {
-    cudnnTensorDescriptor_t x, y, b;
-    cudnnFilterDescriptor_t w;
-    cudnnConvolutionDescriptor_t conv;
-} conv_desc;
-
 static void conv_desc_free(conv_desc *d) {
     if (d->x) cudnnDestroyTensorDescriptor(d->x);
     if (d->y) cudnnDestroyTensorDescriptor(d->y);
@@ -337,7 +350,32 @@ static moda_status conv_desc_make(cuda_ctx *c, conv_desc *d, const tensor *x, co
         (ws) = (results)[pick_].memory;                                                         \
     } while (0)
 
-static moda_status conv_algos_for(cuda_ctx *c, const conv_desc *d, const tensor *x, const tensor *w,
+static moda_status pick_algos(cuda_ctx *c, conv_algos *a) {
+    const conv_desc *d = &a->d;
+    int count = 0;
+    cudnnConvolutionFwdAlgoPerf_t fwd[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, d->x, d->w, d->conv, d->y,
+                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, fwd));
+    PICK_ALGO(fwd, count, a->fwd, a->fwd_ws);
+    cudnnConvolutionBwdDataAlgoPerf_t bd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, d->w, d->y, d->conv, d->x,
+                                                          CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, bd));
+    PICK_ALGO(bd, count, a->bwd_data, a->bwd_data_ws);
+    cudnnConvolutionBwdFilterAlgoPerf_t bf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, d->x, d->y, d->conv, d->w,
+                                                            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, bf));
+    PICK_ALGO(bf, count, a->bwd_filter, a->bwd_filter_ws);
+    /* The heuristics' memory figures are estimates: ask for the exact sizes. */
+    CUDNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(c->dnn, d->x, d->w, d->conv, d->y, a->fwd, &a->fwd_ws));
+    CUDNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(c->dnn, d->w, d->y, d->conv, d->x, a->bwd_data,
+                                                           &a->bwd_data_ws));
+    CUDNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(c->dnn, d->x, d->y, d->conv, d->w, a->bwd_filter,
+                                                             &a->bwd_filter_ws));
+    return MODA_OK;
+}
+
+/* The cache entry for this shape, made on first use. */
+static moda_status conv_algos_for(cuda_ctx *c, const tensor *x, const tensor *w, const tensor *y,
                                   const conv2d_params *p, const conv_algos **out) {
     conv_key key = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], p->kh, p->kw,
                     p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->groups};
@@ -347,31 +385,19 @@ static moda_status conv_algos_for(cuda_ctx *c, const conv_desc *d, const tensor 
             return MODA_OK;
         }
     conv_algos a = {.key = key};
-    int count = 0;
-    cudnnConvolutionFwdAlgoPerf_t fwd[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, d->x, d->w, d->conv, d->y,
-                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, fwd));
-    PICK_ALGO(fwd, count, a.fwd, a.fwd_ws);
-    cudnnConvolutionBwdDataAlgoPerf_t bd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, d->w, d->y, d->conv, d->x,
-                                                          CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, bd));
-    PICK_ALGO(bd, count, a.bwd_data, a.bwd_data_ws);
-    cudnnConvolutionBwdFilterAlgoPerf_t bf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, d->x, d->y, d->conv, d->w,
-                                                            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, bf));
-    PICK_ALGO(bf, count, a.bwd_filter, a.bwd_filter_ws);
-    /* The heuristics' memory figures are estimates: ask for the exact sizes. */
-    CUDNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(c->dnn, d->x, d->w, d->conv, d->y, a.fwd, &a.fwd_ws));
-    CUDNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(c->dnn, d->w, d->y, d->conv, d->x, a.bwd_data,
-                                                           &a.bwd_data_ws));
-    CUDNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(c->dnn, d->x, d->y, d->conv, d->w, a.bwd_filter,
-                                                             &a.bwd_filter_ws));
+    moda_status s = conv_desc_make(c, &a.d, x, w, y, p);
+    if (s == MODA_OK) s = pick_algos(c, &a);
+    if (s != MODA_OK) {
+        conv_desc_free(&a.d);
+        return s;
+    }
     int slot;
     if (c->n_algos < CONV_CACHE_MAX) {
         slot = c->n_algos++;
     } else {
         slot = c->next_evict; /* composing many models makes many shapes */
         c->next_evict = (c->next_evict + 1) % CONV_CACHE_MAX;
+        conv_desc_free(&c->algos[slot].d);
     }
     c->algos[slot] = a;
     *out = &c->algos[slot];
@@ -381,49 +407,36 @@ static moda_status conv_algos_for(cuda_ctx *c, const conv_desc *d, const tensor 
 static moda_status cu_conv2d_fwd(moda_backend *be, tensor *y, const tensor *x, const tensor *w, const tensor *b,
                                  const conv2d_params *p) {
     cuda_ctx *c = ctx_of(be);
-    conv_desc d;
-    moda_status s = conv_desc_make(c, &d, x, w, y, p);
-    const conv_algos *a = NULL;
-    if (s == MODA_OK) s = conv_algos_for(c, &d, x, w, p, &a);
-    if (s == MODA_OK) s = grow(&c->ws, &c->ws_bytes, a->fwd_ws);
+    const conv_algos *a;
+    MODA_TRY(conv_algos_for(c, x, w, y, p, &a));
+    MODA_TRY(grow(&c->ws, &c->ws_bytes, a->fwd_ws));
+    const conv_desc *d = &a->d;
     const float one = 1.0f, zero = 0.0f;
-    if (s == MODA_OK &&
-        cudnnConvolutionForward(c->dnn, &one, d.x, x->data, d.w, w->data, d.conv, a->fwd, c->ws, a->fwd_ws, &zero,
-                                d.y, y->data) != CUDNN_STATUS_SUCCESS)
-        s = cuda_fail("cudnnConvolutionForward", "failed");
-    if (s == MODA_OK && b && cudnnAddTensor(c->dnn, &one, d.b, b->data, &one, d.y, y->data) != CUDNN_STATUS_SUCCESS)
-        s = cuda_fail("cudnnAddTensor", "failed");
-    conv_desc_free(&d);
-    return s == MODA_OK ? done() : s;
+    CUDNN_TRY(cudnnConvolutionForward(c->dnn, &one, d->x, x->data, d->w, w->data, d->conv, a->fwd, c->ws,
+                                      a->fwd_ws, &zero, d->y, y->data));
+    if (b) CUDNN_TRY(cudnnAddTensor(c->dnn, &one, d->b, b->data, &one, d->y, y->data));
+    return done();
 }
 
 static moda_status cu_conv2d_bwd(moda_backend *be, tensor *dx, tensor *dw, tensor *db, const tensor *dy,
                                  const tensor *x, const tensor *w, const conv2d_params *p) {
     cuda_ctx *c = ctx_of(be);
-    conv_desc d;
-    moda_status s = conv_desc_make(c, &d, x, w, dy, p);
-    const conv_algos *a = NULL;
-    if (s == MODA_OK) s = conv_algos_for(c, &d, x, w, p, &a);
+    const conv_algos *a;
+    MODA_TRY(conv_algos_for(c, x, w, dy, p, &a));
+    const conv_desc *d = &a->d;
     const float one = 1.0f, zero = 0.0f;
-    if (s == MODA_OK && dx) {
-        s = grow(&c->ws, &c->ws_bytes, a->bwd_data_ws);
-        if (s == MODA_OK && cudnnConvolutionBackwardData(c->dnn, &one, d.w, w->data, d.y, dy->data, d.conv,
-                                                         a->bwd_data, c->ws, a->bwd_data_ws, &zero, d.x,
-                                                         dx->data) != CUDNN_STATUS_SUCCESS)
-            s = cuda_fail("cudnnConvolutionBackwardData", "failed");
+    if (dx) {
+        MODA_TRY(grow(&c->ws, &c->ws_bytes, a->bwd_data_ws));
+        CUDNN_TRY(cudnnConvolutionBackwardData(c->dnn, &one, d->w, w->data, d->y, dy->data, d->conv, a->bwd_data,
+                                               c->ws, a->bwd_data_ws, &zero, d->x, dx->data));
     }
-    if (s == MODA_OK && dw) {
-        s = grow(&c->ws, &c->ws_bytes, a->bwd_filter_ws);
-        if (s == MODA_OK && cudnnConvolutionBackwardFilter(c->dnn, &one, d.x, x->data, d.y, dy->data, d.conv,
-                                                           a->bwd_filter, c->ws, a->bwd_filter_ws, &zero, d.w,
-                                                           dw->data) != CUDNN_STATUS_SUCCESS)
-            s = cuda_fail("cudnnConvolutionBackwardFilter", "failed");
+    if (dw) {
+        MODA_TRY(grow(&c->ws, &c->ws_bytes, a->bwd_filter_ws));
+        CUDNN_TRY(cudnnConvolutionBackwardFilter(c->dnn, &one, d->x, x->data, d->y, dy->data, d->conv,
+                                                 a->bwd_filter, c->ws, a->bwd_filter_ws, &zero, d->w, dw->data));
     }
-    if (s == MODA_OK && db &&
-        cudnnConvolutionBackwardBias(c->dnn, &one, d.y, dy->data, &zero, d.b, db->data) != CUDNN_STATUS_SUCCESS)
-        s = cuda_fail("cudnnConvolutionBackwardBias", "failed");
-    conv_desc_free(&d);
-    return s == MODA_OK ? done() : s;
+    if (db) CUDNN_TRY(cudnnConvolutionBackwardBias(c->dnn, &one, d->y, dy->data, &zero, d->b, db->data));
+    return done();
 }
 
 /* ---- batch norm (cuDNN, spatial mode) ------------------------------------ */
@@ -522,6 +535,7 @@ static void cu_destroy(moda_backend *be) {
         cudaFree(c->labels);
         cudaFree(c->row_loss);
         free(c->host_row_loss);
+        for (int i = 0; i < c->n_algos; i++) conv_desc_free(&c->algos[i].d);
         free(c->algos);
         free(c);
     }
@@ -547,8 +561,9 @@ moda_backend *backend_cuda_new(int device) {
     be->ctx = c;
     be->destroy = cu_destroy;
     c->device = device;
-    const char *tf32 = getenv("MODA_CUDA_TF32");
+    const char *tf32 = getenv("MODA_CUDA_TF32"), *sync = getenv("MODA_CUDA_SYNC");
     c->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    sync_every_op = sync && strcmp(sync, "1") == 0;
     c->algos = calloc(CONV_CACHE_MAX, sizeof(*c->algos));
     if (!c->algos || cudnnCreate(&c->dnn) != CUDNN_STATUS_SUCCESS ||
         cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS ||
