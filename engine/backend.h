@@ -120,6 +120,17 @@ struct moda_backend {
      * p -= lr*(g + wd*p + mu*v); without, p -= lr*v (PyTorch's formulas). */
     moda_status (*sgd_update)(moda_backend *be, float *param, float *velocity, const float *grad,
                               size_t n, float lr, float momentum, float weight_decay, bool nesterov);
+
+    /* Optional (NULL: the host computes them, see moda_loss.c): MODA's
+     * terms in the backend. begin takes the batch's labels (host) and
+     * clears the sums; layer takes z (B x C, backend memory), adds the
+     * layer's affinity, dispersion and compactness to the sums and, with gz
+     * non-NULL, writes w_aff dA/dz + w_dis dD/dz + w_com dC/dz (B x C)
+     * into gz; end reads the sums over layers to the host. */
+    moda_status (*moda_begin)(moda_backend *be, const int32_t *labels, int n);
+    moda_status (*moda_layer)(moda_backend *be, float *gz, const float *z, int b, int c, float w_aff, float w_dis,
+                              float w_com);
+    moda_status (*moda_end)(moda_backend *be, double sums[3]);
 };
 
 /* The oneDNN CPU backend; always available. NULL on failure. */

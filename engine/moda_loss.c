@@ -145,14 +145,27 @@ static moda_status device_layer_loss(moda_loss *m, graph *g, graph_node *n, floa
         MODA_TRY(be->global_avgpool_fwd(be, &z, &n->out));
         zsrc = m->dev_z;
     }
-    MODA_TRY(be->copy_to_host(be, m->scratch.z, zsrc, bc * sizeof(float)));
-    MODA_TRY(terms_from_z(&m->scratch, b, c, m->labels, w_aff, w_dis, w_com, want_grad, out));
-    if (!want_grad) return MODA_OK;
-    MODA_TRY(be->copy_to_device(be, m->dev_z, m->scratch.gz, bc * sizeof(float)));
-    if (hw == 1) return be->axpy(be, n->grad.data, m->dev_z, bc, 1.0f);
-    tensor dz = tensor_2d(m->dev_z, b, c), spread = tensor_4d(m->dev_spread, b, c, n->h, n->w);
-    MODA_TRY(be->global_avgpool_bwd(be, &spread, &dz));
-    return be->axpy(be, n->grad.data, m->dev_spread, bc * hw, 1.0f);
+    if (be->moda_layer) {
+        /* Terms on the backend: nothing comes back until the last layer. */
+        memset(out, 0, sizeof(*out));
+        if (!m->begun) MODA_TRY(be->moda_begin(be, m->labels, b));
+        m->begun = true;
+        MODA_TRY(be->moda_layer(be, want_grad ? m->dev_gz : NULL, zsrc, b, c, w_aff, w_dis, w_com));
+    } else {
+        MODA_TRY(be->copy_to_host(be, m->scratch.z, zsrc, bc * sizeof(float)));
+        MODA_TRY(terms_from_z(&m->scratch, b, c, m->labels, w_aff, w_dis, w_com, want_grad, out));
+        if (want_grad) MODA_TRY(be->copy_to_device(be, m->dev_gz, m->scratch.gz, bc * sizeof(float)));
+    }
+    if (want_grad) {
+        if (hw == 1) {
+            MODA_TRY(be->axpy(be, n->grad.data, m->dev_gz, bc, 1.0f));
+        } else {
+            tensor dz = tensor_2d(m->dev_gz, b, c), spread = tensor_4d(m->dev_spread, b, c, n->h, n->w);
+            MODA_TRY(be->global_avgpool_bwd(be, &spread, &dz));
+            MODA_TRY(be->axpy(be, n->grad.data, m->dev_spread, bc * hw, 1.0f));
+        }
+    }
+    return MODA_OK;
 }
 
 moda_status moda_loss_init(moda_loss *m, const graph *g, int max_batch, float alpha, float beta, float gamma) {
@@ -164,6 +177,19 @@ moda_status moda_loss_init(moda_loss *m, const graph *g, int max_batch, float al
     m->gamma = gamma;
     m->layer_of_node = malloc((size_t)g->n_nodes * sizeof(int));
     if (!m->layer_of_node) return MODA_ERR_NOMEM;
+    /* ReLUs whose gradient reaches the output (graph_backward skips the
+     * others): consumers come after producers, so one pass backwards. */
+    bool *reach = calloc((size_t)g->n_nodes, sizeof(bool));
+    if (!reach) {
+        moda_loss_free(m);
+        return MODA_ERR_NOMEM;
+    }
+    reach[g->output] = true;
+    for (int i = g->output; i > 0; i--)
+        if (reach[i])
+            for (int j = 0; j < g->nodes[i].n_in; j++) reach[g->nodes[i].in[j]] = true;
+    for (int i = 0; i < g->n_nodes; i++) m->n_reaching += g->nodes[i].kind == NODE_RELU && reach[i];
+    free(reach);
     int max_c = 1;
     size_t max_numel = 1;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -177,8 +203,9 @@ moda_status moda_loss_init(moda_loss *m, const graph *g, int max_batch, float al
     if (s == MODA_OK && !g->be->host_memory) {
         m->be = g->be;
         m->dev_z = m->be->alloc(m->be, (size_t)max_batch * max_c * sizeof(float));
+        m->dev_gz = m->be->alloc(m->be, (size_t)max_batch * max_c * sizeof(float));
         m->dev_spread = m->be->alloc(m->be, (size_t)max_batch * max_numel * sizeof(float));
-        if (!m->dev_z || !m->dev_spread) s = MODA_ERR_NOMEM;
+        if (!m->dev_z || !m->dev_gz || !m->dev_spread) s = MODA_ERR_NOMEM;
     }
     if (s != MODA_OK) moda_loss_free(m);
     return s;
@@ -191,17 +218,26 @@ void moda_loss_free(moda_loss *m) {
     moda_scratch_free(&m->scratch);
     if (m->be) {
         m->be->free(m->be, m->dev_z);
+        m->be->free(m->be, m->dev_gz);
         m->be->free(m->be, m->dev_spread);
     }
     m->be = NULL;
-    m->dev_z = m->dev_spread = NULL;
+    m->dev_z = m->dev_gz = m->dev_spread = NULL;
 }
 
 void moda_loss_begin(moda_loss *m, const int32_t *labels, int n) {
     m->labels = labels;
     m->sum_aff = m->sum_dis = m->sum_com = 0;
     m->batch_has_same = m->batch_has_diff = false;
-    (void)n;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            if (labels[i] == labels[j])
+                m->batch_has_same = true;
+            else
+                m->batch_has_diff = true;
+        }
+    m->seen = 0;
+    m->begun = false;
 }
 
 moda_status moda_loss_hook(graph *g, int node, void *ctx) {
@@ -224,8 +260,13 @@ moda_status moda_loss_hook(graph *g, int node, void *ctx) {
     m->sum_aff += t.aff;
     m->sum_dis += t.dis;
     m->sum_com += t.com;
-    m->batch_has_same = t.has_same;
-    m->batch_has_diff = t.has_diff;
+    if (m->begun && ++m->seen == m->n_reaching) {
+        double sums[3];
+        MODA_TRY(g->be->moda_end(g->be, sums));
+        m->sum_aff = sums[0];
+        m->sum_dis = sums[1];
+        m->sum_com = sums[2];
+    }
     return MODA_OK;
 }
 

@@ -48,7 +48,12 @@ typedef struct moda_loss {
     /* Where the graph's backend keeps its own memory: z and dL/dz (B x C)
      * and a spread gradient (largest ReLU output), in that memory. */
     moda_backend *be;
-    float *dev_z, *dev_spread;
+    float *dev_z, *dev_gz, *dev_spread;
+    /* With the backend's own terms (be->moda_layer): the ReLUs whose
+     * gradient reaches the output, and how many this backward has seen;
+     * the sums come back after the last. */
+    int n_reaching, seen;
+    bool begun;
     /* Per batch: set by moda_loss_begin, filled by the hook. */
     const int32_t *labels;
     bool batch_has_same, batch_has_diff;

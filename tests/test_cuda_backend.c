@@ -275,6 +275,38 @@ static void test_linear_softmax_sgd(void **state) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
 }
 
+/* The backend's MODA terms against the host's (moda_layer_loss on z with
+ * h = w = 1), two layers in one batch, one with an all-zero row (the
+ * clamped norm). */
+static void test_moda_terms(void **state) {
+    (void)state;
+    const int b = 12, c1 = 20, c2 = 7;
+    const int32_t labels[12] = {0, 1, 2, 0, 1, 1, 3, 2, 0, 4, 4, 1};
+    rng r;
+    rng_seed(&r, 17, 0);
+    pair z1 = pair_new(&r, (size_t)b * c1, 0.3f, 1), z2 = pair_new(&r, (size_t)b * c2, 0.1f, 1);
+    for (int k = 0; k < c2; k++) z2.h[3 * c2 + k] = 0;
+    assert_int_equal(gpu->copy_to_device(gpu, z2.d, z2.h, z2.n * sizeof(float)), MODA_OK);
+    pair g1 = pair_new(&r, z1.n, 0, 0), g2 = pair_new(&r, z2.n, 0, 0);
+    moda_scratch sc;
+    assert_int_equal(moda_scratch_init(&sc, b, c1), MODA_OK);
+    moda_layer_terms t1, t2;
+    assert_int_equal(moda_layer_loss(&sc, z1.h, b, c1, 1, labels, -0.5f, 0.5f, 0.15f, g1.h, &t1), MODA_OK);
+    assert_int_equal(moda_layer_loss(&sc, z2.h, b, c2, 1, labels, -0.5f, 0.5f, 0.15f, g2.h, &t2), MODA_OK);
+    double sums[3];
+    assert_int_equal(gpu->moda_begin(gpu, labels, b), MODA_OK);
+    assert_int_equal(gpu->moda_layer(gpu, g1.d, z1.d, b, c1, -0.5f, 0.5f, 0.15f), MODA_OK);
+    assert_int_equal(gpu->moda_layer(gpu, g2.d, z2.d, b, c2, -0.5f, 0.5f, 0.15f), MODA_OK);
+    assert_int_equal(gpu->moda_end(gpu, sums), MODA_OK);
+    assert_float_equal(sums[0], t1.aff + t2.aff, 1e-5);
+    assert_float_equal(sums[1], t1.dis + t2.dis, 1e-5);
+    assert_float_equal(sums[2], t1.com + t2.com, 1e-5);
+    pair_check(&g1, 1e-5, 1e-4, "MODA dL/dz");
+    pair_check(&g2, 1e-5, 1e-4, "MODA dL/dz, clamped row");
+    moda_scratch_free(&sc);
+    pair_free(&z1), pair_free(&z2), pair_free(&g1), pair_free(&g2);
+}
+
 /* Sums of squares over a gradient: of b - a into *diff, of a into *norm. */
 static void grad_diff(const graph_param *a, const graph_param *b, double *diff, double *norm) {
     for (size_t j = 0, n = graph_param_numel(a); j < n; j++) {
@@ -347,6 +379,12 @@ static void train_both(model_arch arch, float width, int input_size, bool moda) 
         print_message("%s%s step %d: cross-entropy CPU %.6f GPU %.6f perturbed %.6f; gradients GPU %.3g, "
                       "perturbed %.3g, limit %.3g\n",
                       name, mode, s, ce[CPU][s], ce[GPU][s], ce[REF][s], err, err_ref, limit);
+        /* The MODA terms (measured in standard training too). */
+        double t[RUNS][3];
+        for (int k = 0; k < RUNS; k++) moda_loss_result(&ml[k], &t[k][0], &t[k][1], &t[k][2], NULL);
+        for (int q = 0; q < 3; q++)
+            if (!(fabs(t[GPU][q] - t[CPU][q]) <= 1e-5 + 1e-4 * fabs(t[CPU][q]) + 10 * fabs(t[REF][q] - t[CPU][q])))
+                fail_msg("%s%s step %d: MODA term %d GPU %.7f vs CPU %.7f", name, mode, s, q, t[GPU][q], t[CPU][q]);
         double ce_limit = 1e-4 + 1e-3 * fabs(ce[CPU][s]) + 10 * fabs(ce[REF][s] - ce[CPU][s]);
         if (!(fabs(ce[GPU][s] - ce[CPU][s]) <= ce_limit))
             fail_msg("%s%s step %d: cross-entropy GPU %.6f vs CPU %.6f", name, mode, s, ce[GPU][s], ce[CPU][s]);
@@ -408,7 +446,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),   cmocka_unit_test(test_batchnorm2d),        cmocka_unit_test(test_pointwise),
         cmocka_unit_test(test_maxpool2d), cmocka_unit_test(test_linear_softmax_sgd), cmocka_unit_test(test_train_steps_agree),
-        cmocka_unit_test(test_train_steps_agree_mobilenet), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_moda_terms), cmocka_unit_test(test_train_steps_agree_mobilenet),
+        cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -63,6 +63,13 @@ typedef struct cuda_ctx {
     float *host_row_loss;
     conv_algos *algos;
     int n_algos, next_evict;
+    /* MODA terms: per batch labels and pair counts, per layer scratch. */
+    int32_t *mz_labels;
+    double *mz_acc; /* (3): sums over layers of aff, dis, com */
+    float *mz_zn, *mz_norm, *mz_s, *mz_w;
+    size_t mz_labels_bytes, mz_zn_bytes, mz_norm_bytes, mz_s_bytes, mz_w_bytes;
+    int mz_b;
+    long mz_same, mz_diff;
 } cuda_ctx;
 
 static cuda_ctx *ctx_of(moda_backend *be) { return (cuda_ctx *)be->ctx; }
@@ -523,6 +530,64 @@ static moda_status cu_bn_bwd(moda_backend *be, tensor *dx, tensor *dgamma, tenso
     return s == MODA_OK ? done() : s;
 }
 
+/* ---- MODA terms ---------------------------------------------------------
+ * The host path (engine/moda_loss.c) on the device, so that a training
+ * step needs no synchronise per ReLU: S = Zn Zn^T and W Zn are cuBLAS
+ * GEMMs, the rest small kernels; the terms accumulate over layers on the
+ * device and come back once, at moda_end. */
+
+static moda_status cu_moda_begin(moda_backend *be, const int32_t *labels, int n) {
+    cuda_ctx *c = ctx_of(be);
+    MODA_TRY(grow((void **)&c->mz_labels, &c->mz_labels_bytes, (size_t)n * sizeof(int32_t)));
+    if (!c->mz_acc) CUDA_TRY(cudaMalloc((void **)&c->mz_acc, 3 * sizeof(double)));
+    CUDA_TRY(cudaMemcpy(c->mz_labels, labels, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemset(c->mz_acc, 0, 3 * sizeof(double)));
+    c->mz_b = n;
+    c->mz_same = c->mz_diff = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            if (labels[i] == labels[j])
+                c->mz_same++;
+            else
+                c->mz_diff++;
+        }
+    return MODA_OK;
+}
+
+static moda_status cu_moda_layer(moda_backend *be, float *gz, const float *z, int b, int ch, float w_aff,
+                                 float w_dis, float w_com) {
+    cuda_ctx *c = ctx_of(be);
+    if (b != c->mz_b) return MODA_ERR_STATE;
+    size_t bc = (size_t)b * ch, bb = (size_t)b * b;
+    MODA_TRY(grow((void **)&c->mz_zn, &c->mz_zn_bytes, bc * sizeof(float)));
+    MODA_TRY(grow((void **)&c->mz_norm, &c->mz_norm_bytes, (size_t)b * sizeof(float)));
+    MODA_TRY(grow((void **)&c->mz_s, &c->mz_s_bytes, bb * sizeof(float)));
+    MODA_TRY(grow((void **)&c->mz_w, &c->mz_w_bytes, bb * sizeof(float)));
+    const float one = 1.0f, zero = 0.0f;
+    CUDA_TRY(cuda_k_moda_rows(c->mz_zn, c->mz_norm, c->mz_acc, z, b, ch, 1.0 / (double)bc));
+    /* Row-major Zn (B x C) is column-major A (C x B): S = A^T A. */
+    CUBLAS_TRY(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, b, b, ch, &one, c->mz_zn, ch, c->mz_zn, ch, &zero,
+                           c->mz_s, b));
+    float ws = c->mz_same ? w_aff / (float)c->mz_same : 0.0f, wd = c->mz_diff ? w_dis / (float)c->mz_diff : 0.0f;
+    CUDA_TRY(cuda_k_moda_pairs(gz ? c->mz_w : NULL, c->mz_acc, c->mz_s, c->mz_labels, b, ws, wd,
+                               c->mz_same ? 1.0 / (double)c->mz_same : 0.0,
+                               c->mz_diff ? 1.0 / (double)c->mz_diff : 0.0));
+    if (gz) {
+        /* G = W Zn, column-major G^T = A W (W is symmetric); then dL/dz. */
+        CUBLAS_TRY(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, ch, b, b, &one, c->mz_zn, ch, c->mz_w, b, &zero,
+                               gz, ch));
+        CUDA_TRY(cuda_k_moda_dz(gz, c->mz_zn, c->mz_norm, b, ch, w_com / (float)bc));
+    }
+    return done();
+}
+
+static moda_status cu_moda_end(moda_backend *be, double sums[3]) {
+    cuda_ctx *c = ctx_of(be);
+    if (!c->mz_acc) return MODA_ERR_STATE;
+    CUDA_TRY(cudaMemcpy(sums, c->mz_acc, 3 * sizeof(double), cudaMemcpyDeviceToHost));
+    return MODA_OK;
+}
+
 /* ---- lifetime ---------------------------------------------------------- */
 
 static void cu_destroy(moda_backend *be) {
@@ -536,6 +601,8 @@ static void cu_destroy(moda_backend *be) {
         cudaFree(c->row_loss);
         free(c->host_row_loss);
         for (int i = 0; i < c->n_algos; i++) conv_desc_free(&c->algos[i].d);
+        void *mz[] = {c->mz_labels, c->mz_acc, c->mz_zn, c->mz_norm, c->mz_s, c->mz_w};
+        for (size_t i = 0; i < sizeof mz / sizeof mz[0]; i++) cudaFree(mz[i]);
         free(c->algos);
         free(c);
     }
@@ -602,6 +669,9 @@ moda_backend *backend_cuda_new(int device) {
         .softmax_ce_fwd = cu_softmax_ce_fwd,
         .softmax_ce_bwd = cu_softmax_ce_bwd,
         .sgd_update = cu_sgd,
+        .moda_begin = cu_moda_begin,
+        .moda_layer = cu_moda_layer,
+        .moda_end = cu_moda_end,
     };
     return be;
 }

@@ -42,6 +42,16 @@ cudaError_t cuda_k_sgd(float *p, float *v, const float *g, size_t n, float lr, f
 cudaError_t cuda_k_var_to_invstd(float *out, const float *var, int n, float eps);
 cudaError_t cuda_k_invstd_to_var(float *out, const float *invstd, int n, float eps);
 
+/* MODA's terms on z (B x C rows): rows to unit norm (zn, norm) while
+ * adding mean(z) * com_scale into acc[2]; the pairs of S (B x B, from a
+ * GEMM) into acc[0] (same label, times inv_same) and acc[1] (different,
+ * times inv_diff), and with w non-NULL the pair weights W (same: ws,
+ * different: wd, diagonal 0); and dL/dz from g = W zn, in place. */
+cudaError_t cuda_k_moda_rows(float *zn, float *norm, double *acc, const float *z, int b, int c, double com_scale);
+cudaError_t cuda_k_moda_pairs(float *w, double *acc, const float *s, const int32_t *labels, int b, float ws,
+                              float wd, double inv_same, double inv_diff);
+cudaError_t cuda_k_moda_dz(float *g, const float *zn, const float *norm, int b, int c, float gc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -131,6 +131,77 @@ static __global__ void k_invstd_to_var(float *out, const float *invstd, int n, f
     GRID_STRIDE(i, (size_t)n) out[i] = 1.0f / (invstd[i] * invstd[i]) - eps;
 }
 
+/* Sum over a block of 256 threads (8 warps), in double; every thread
+ * gets the total. */
+static __device__ double block_sum(double v) {
+    __shared__ double part[THREADS / 32];
+    __syncthreads(); /* part may still be read from a previous call */
+    for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
+    __syncthreads();
+    double t = 0;
+    for (int i = 0; i < THREADS / 32; i++) t += part[i];
+    return t;
+}
+
+#define MODA_NORM_EPS 1e-12f
+
+/* One block per row. */
+static __global__ void k_moda_rows(float *zn, float *norm, double *acc, const float *z, int c, double com_scale) {
+    const float *zr = z + (size_t)blockIdx.x * c;
+    double sq = 0, sum = 0;
+    for (int k = threadIdx.x; k < c; k += blockDim.x) {
+        double v = zr[k];
+        sq += v * v;
+        sum += v;
+    }
+    sq = block_sum(sq);
+    sum = block_sum(sum);
+    float nrm = fmaxf((float)sqrt(sq), MODA_NORM_EPS);
+    for (int k = threadIdx.x; k < c; k += blockDim.x) zn[(size_t)blockIdx.x * c + k] = zr[k] / nrm;
+    if (threadIdx.x == 0) {
+        norm[blockIdx.x] = nrm;
+        atomicAdd(acc + 2, sum * com_scale);
+    }
+}
+
+/* One thread per (i, j); a block's pairs are summed before one atomic. */
+static __global__ void k_moda_pairs(float *w, double *acc, const float *s, const int32_t *labels, int b, float ws,
+                                    float wd, double inv_same, double inv_diff) {
+    size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    double same = 0, diff = 0;
+    if (t < (size_t)b * b) {
+        int i = (int)(t / b), j = (int)(t % b);
+        bool eq = labels[i] == labels[j];
+        if (i < j) {
+            if (eq)
+                same = s[t];
+            else
+                diff = s[t];
+        }
+        if (w) w[t] = i == j ? 0.0f : eq ? ws : wd;
+    }
+    same = block_sum(same);
+    diff = block_sum(diff);
+    if (threadIdx.x == 0) {
+        if (same != 0) atomicAdd(acc, same * inv_same);
+        if (diff != 0) atomicAdd(acc + 1, diff * inv_diff);
+    }
+}
+
+/* One block per row: through the normalisation, plus compactness. */
+static __global__ void k_moda_dz(float *g, const float *zn, const float *norm, int c, float gc) {
+    float *gr = g + (size_t)blockIdx.x * c;
+    const float *u = zn + (size_t)blockIdx.x * c;
+    float nrm = norm[blockIdx.x];
+    bool clamped = nrm <= MODA_NORM_EPS;
+    double dot = 0;
+    if (!clamped)
+        for (int k = threadIdx.x; k < c; k += blockDim.x) dot += (double)u[k] * gr[k];
+    float d = (float)block_sum(dot);
+    for (int k = threadIdx.x; k < c; k += blockDim.x) gr[k] = (gr[k] - (clamped ? 0.0f : u[k] * d)) / nrm + gc;
+}
+
 #define LAUNCH(n, kernel, ...)                                   \
     do {                                                         \
         if ((n) == 0) return cudaSuccess;                        \
@@ -188,6 +259,25 @@ cudaError_t cuda_k_var_to_invstd(float *out, const float *var, int n, float eps)
 }
 cudaError_t cuda_k_invstd_to_var(float *out, const float *invstd, int n, float eps) {
     LAUNCH((size_t)n, k_invstd_to_var, out, invstd, n, eps);
+}
+
+cudaError_t cuda_k_moda_rows(float *zn, float *norm, double *acc, const float *z, int b, int c, double com_scale) {
+    if (b <= 0) return cudaSuccess;
+    k_moda_rows<<<b, THREADS>>>(zn, norm, acc, z, c, com_scale);
+    return cudaGetLastError();
+}
+cudaError_t cuda_k_moda_pairs(float *w, double *acc, const float *s, const int32_t *labels, int b, float ws,
+                              float wd, double inv_same, double inv_diff) {
+    size_t n = (size_t)b * b;
+    if (n == 0) return cudaSuccess;
+    k_moda_pairs<<<(unsigned)((n + THREADS - 1) / THREADS), THREADS>>>(w, acc, s, labels, b, ws, wd, inv_same,
+                                                                        inv_diff);
+    return cudaGetLastError();
+}
+cudaError_t cuda_k_moda_dz(float *g, const float *zn, const float *norm, int b, int c, float gc) {
+    if (b <= 0) return cudaSuccess;
+    k_moda_dz<<<b, THREADS>>>(g, zn, norm, c, gc);
+    return cudaGetLastError();
 }
 
 } /* extern "C" */
