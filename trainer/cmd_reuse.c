@@ -219,6 +219,7 @@ typedef struct subset_result {
 /* The subsets, shared by the workers; each takes the next one. */
 typedef struct reuse_job {
     const reuse_model *mo;
+    const char *device; /* each worker's backend */
     const int *subsets, *sizes;
     int count, k, batch;
     float tau;
@@ -278,7 +279,8 @@ static void *reuse_worker(void *arg) {
     reuse_job *j = arg;
     omp_set_num_threads(1);
     const reuse_model *mo = j->mo;
-    moda_backend *be = backend_cpu_new();
+    char why[256];
+    moda_backend *be = backend_new(j->device, why, sizeof why);
     int *idx = malloc((size_t)mo->test.n * sizeof(int));
     float *x = malloc((size_t)j->batch * mo->prefix_numel * sizeof(float));
     float *logits = malloc((size_t)j->batch * j->k * sizeof(float));
@@ -369,9 +371,10 @@ static int *make_subsets(int k, int n_random, uint64_t seed, int *count, int **s
 
 int cmd_eval_reuse(int argc, char **argv) {
     const char *reg_path = NULL, *model = NULL, *st_model = NULL, *tasks = "all", *out = NULL, *data_dir = NULL;
+    const char *device = "cpu";
     float tau = DECOMPOSE_DEFAULT_TAU;
     uint64_t seed = 0;
-    int batch = 256, threads = omp_get_max_threads();
+    int batch = 256, threads = -1; /* not given: the cores, or one worker on a GPU */
     bool help = false;
     const arg_spec specs[] = {
         {"registry", ARG_STRING, &reg_path, "DIR", "module registry"},
@@ -381,9 +384,11 @@ int cmd_eval_reuse(int argc, char **argv) {
         {"tasks", ARG_STRING, &tasks, "all|N", "every subset of 2..K classes, or N random ones (all)"},
         {"seed", ARG_U64, &seed, "N", "seed for random subsets (0)"},
         {"batch-size", ARG_INT, &batch, "N", "evaluation batch size (256)"},
-        {"threads", ARG_INT, &threads, "N", "subsets evaluated side by side (OMP_NUM_THREADS, else the cores)"},
+        {"threads", ARG_INT, &threads, "N",
+         "subsets evaluated side by side (OMP_NUM_THREADS, else the cores; 1 on a GPU)"},
         {"data-dir", ARG_STRING, &data_dir, "DIR", "dataset directory (default: the dataset's own)"},
         {"out", ARG_STRING, &out, "DIR", "write reuse.csv and reuse.svg there"},
+        {"device", ARG_STRING, &device, "D", "cpu | cuda | auto (cpu)"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
     int n_random = 0;
@@ -396,7 +401,11 @@ int cmd_eval_reuse(int argc, char **argv) {
         fprintf(stderr, "moda eval-reuse: --tasks takes 'all' or a positive count\n");
         ok = false;
     }
-    if (ok && (!(tau >= 0 && tau <= 1) || batch < 1 || threads < 1 || threads > MAX_THREADS)) {
+    if (ok && strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0 && strcmp(device, "auto") != 0) {
+        fprintf(stderr, "moda eval-reuse: unknown --device '%s' (expected cpu, cuda or auto)\n", device);
+        ok = false;
+    }
+    if (ok && (!(tau >= 0 && tau <= 1) || batch < 1 || (threads != -1 && threads < 1) || threads > MAX_THREADS)) {
         fprintf(stderr, "moda eval-reuse: --tau must be in [0, 1], --batch-size positive and --threads in 1..%d\n",
                 MAX_THREADS);
         ok = false;
@@ -411,7 +420,9 @@ int cmd_eval_reuse(int argc, char **argv) {
         return help ? 0 : EXIT_USAGE;
     }
     char err[ERR_LEN] = "";
-    moda_backend *be = backend_cpu_new();
+    moda_backend *be = backend_new(device, err, sizeof err);
+    /* One GPU: subsets one after another, unless asked otherwise. */
+    if (threads == -1) threads = be && !be->host_memory ? 1 : omp_get_max_threads();
     registry *reg = NULL;
     reuse_model mo = {0}, st = {0};
     size_row *rows = NULL;
@@ -438,7 +449,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     bool live = isatty(fileno(stderr));
     double t0 = progress_now();
     if (s == MODA_OK) {
-        reuse_job job = {.mo = &mo, .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
+        reuse_job job = {.mo = &mo, .device = be->name, .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
                          .tau = tau, .res = res, .live = live, .t0 = t0};
         s = run_subsets(&job, threads < count ? threads : count, err, sizeof err);
     }
@@ -459,8 +470,8 @@ int cmd_eval_reuse(int argc, char **argv) {
     if (s == MODA_OK) {
         double sum[5] = {0};
         const graph_node *cut = &mo.m.g->nodes[mo.cut];
-        printf("%s (tau %.2f), %d subsets%s, %.1f s on %d threads\n", model, tau, count, n_random ? " (random)" : "",
-               progress_now() - t0, threads < count ? threads : count);
+        printf("%s (tau %.2f), %d subsets%s, %.1f s on %d %s workers\n", model, tau, count,
+               n_random ? " (random)" : "", progress_now() - t0, threads < count ? threads : count, be->name);
         if (mo.cut)
             printf("every module keeps nodes 1-%d (through %s%s%s), computed once for the test set\n", mo.cut,
                    node_kind_name(cut->kind), cut->name[0] ? " " : "", cut->name);
