@@ -401,7 +401,7 @@ int cmd_eval_reuse(int argc, char **argv) {
         fprintf(stderr, "moda eval-reuse: --tasks takes 'all' or a positive count\n");
         ok = false;
     }
-    if (ok && strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0 && strcmp(device, "auto") != 0) {
+    if (ok && !backend_name_known(device)) {
         fprintf(stderr, "moda eval-reuse: unknown --device '%s' (expected cpu, cuda or auto)\n", device);
         ok = false;
     }
