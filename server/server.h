@@ -1,4 +1,4 @@
-/* moda-server's HTTP daemon: libmicrohttpd with a thread pool on epoll for
+/* moda-server's HTTP daemon: libmicrohttpd with a thread pool on poll() for
  * connections, and a queue of worker threads that run API calls, so that
  * inference never holds a connection thread (MHD suspend/resume).
  *
