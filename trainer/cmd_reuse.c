@@ -225,13 +225,32 @@ typedef struct reuse_job {
     float tau;
     subset_result *res;
     atomic_int next, done;
+    atomic_long classes_done; /* the sum of finished subsets' sizes: work is about proportional to it */
+    long classes_total;
     atomic_bool failed;
-    pthread_mutex_t lock; /* guards status, err and the progress line */
+    pthread_mutex_t lock; /* guards status, err and the progress output */
     moda_status status;
     char err[ERR_LEN];
     bool live;
-    double t0;
+    double t0, last_report;
 } reuse_job;
+
+/* Progress: a live line on a terminal, else a plain line every 30 s so
+ * that a log shows a long run is alive. The estimate weighs each subset
+ * by its size, since a 10-class subset runs on five times the samples of
+ * a 2-class one. Call with the lock held. */
+static void report_progress(reuse_job *j, int done) {
+    double now = progress_now(), el = now - j->t0;
+    long cd = atomic_load(&j->classes_done);
+    double left = cd > 0 ? el * (double)(j->classes_total - cd) / (double)cd : 0;
+    if (j->live) {
+        if (done % 10 == 0 || done == j->count)
+            fprintf(stderr, "\r%d/%d subsets, %.0f s, about %.0f s left\033[K", done, j->count, el, left);
+    } else if (now - j->last_report >= 30 && done < j->count) {
+        fprintf(stderr, "%d/%d subsets, %.0f s, about %.0f s left\n", done, j->count, el, left);
+        j->last_report = now;
+    }
+}
 
 /* Composes subset t's model on be and runs it over the test samples of
  * its classes, starting from the shared prefix's activations. */
@@ -288,10 +307,11 @@ static void *reuse_worker(void *arg) {
     int t = -1;
     while (s == MODA_OK && !atomic_load(&j->failed) && (t = atomic_fetch_add(&j->next, 1)) < j->count) {
         s = eval_subset(j, t, be, idx, x, logits);
+        atomic_fetch_add(&j->classes_done, j->sizes[t]);
         int done = atomic_fetch_add(&j->done, 1) + 1;
-        if (s == MODA_OK && j->live && (done % 10 == 0 || done == j->count)) {
+        if (s == MODA_OK) {
             pthread_mutex_lock(&j->lock);
-            fprintf(stderr, "\r%d/%d subsets, %.0f s\033[K", done, j->count, progress_now() - j->t0);
+            report_progress(j, done);
             pthread_mutex_unlock(&j->lock);
         }
     }
@@ -319,6 +339,7 @@ static moda_status run_subsets(reuse_job *j, int threads, char *err, size_t errl
     pthread_mutex_init(&j->lock, NULL);
     atomic_init(&j->next, 0);
     atomic_init(&j->done, 0);
+    atomic_init(&j->classes_done, 0);
     atomic_init(&j->failed, false);
     j->status = MODA_OK;
     for (; started < threads; started++)
@@ -450,7 +471,8 @@ int cmd_eval_reuse(int argc, char **argv) {
     double t0 = progress_now();
     if (s == MODA_OK) {
         reuse_job job = {.mo = &mo, .device = be->name, .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
-                         .tau = tau, .res = res, .live = live, .t0 = t0};
+                         .tau = tau, .res = res, .live = live, .t0 = t0, .last_report = t0};
+        for (int t = 0; t < count; t++) job.classes_total += sizes[t];
         s = run_subsets(&job, threads < count ? threads : count, err, sizeof err);
     }
     double full_params = s == MODA_OK ? (double)graph_param_count(mo.m.g) : 1;
