@@ -43,7 +43,17 @@ int main(int argc, char **argv) {
     const char *arch = "vgg16";
     float width = 1.0f, tau = 0.9f;
     const char *reg_path = NULL, *model = NULL;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    static const char usage[] = "usage: bench_compose [--reps N] [--arch A] [--width W] [--tau T] "
+                                "[--registry DIR --model NAME]\n";
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (i + 1 == argc) {
+            fprintf(stderr, "bench_compose: %s needs a value\n%s", argv[i], usage);
+            return 2;
+        }
         if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--arch")) arch = argv[i + 1];
         else if (!strcmp(argv[i], "--width")) width = (float)atof(argv[i + 1]);
@@ -51,8 +61,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--registry")) reg_path = argv[i + 1];
         else if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else {
-            fprintf(stderr, "usage: bench_compose [--reps N] [--arch A] [--width W] [--tau T] "
-                            "[--registry DIR --model NAME]\n");
+            fprintf(stderr, "bench_compose: unknown option %s\n%s", argv[i], usage);
             return 2;
         }
     }

@@ -12,6 +12,7 @@
 #        shared machine does not land on one side only.
 #        PYTHON (default /usr/bin/python3, the interpreter with Debian's torch).
 #        DATA_DIR (default /usr/share/datasets/fashion-mnist).
+#        DEVICE (default cpu): cpu or cuda, for both sides.
 # Data: the first (WARMUP + STEPS) * BATCH Fashion-MNIST training images,
 # zero-padded to 32x32 and normalised with the training set's mean and std,
 # written once to raw files that both sides read, one batch per step.
@@ -29,6 +30,7 @@ warmup="${WARMUP:-3}"
 batch="${BATCH:-128}"
 rounds="${ROUNDS:-3}"
 data_dir="${DATA_DIR:-/usr/share/datasets/fashion-mnist}"
+device="${DEVICE:-cpu}"
 
 if [[ ! -x "$bench" ]]; then
     echo "missing $bench: build it with cmake --build $build --target bench_train" >&2
@@ -69,21 +71,21 @@ for ((r = 0; r < rounds; r++)); do
         arch="${aw%%:*}" width="${aw#*:}"
         [[ "$aw" == *:* ]] || width=1
         ours="$("$bench" --json --arch "$arch" --width "$width" --batch "$batch" --steps "$steps" --warmup "$warmup" \
-            --images "$images" --labels "$labels")"
+            --images "$images" --labels "$labels" --device "$device")"
         echo "$ours" >>"$out"
         params="$(sed -n 's/.*"params": \([0-9]*\).*/\1/p' <<<"$ours")"
         "$python" "$here/train_torch.py" --json --arch "$arch" --width "$width" --batch "$batch" \
             --steps "$steps" --warmup "$warmup" --images "$images" --labels "$labels" \
-            --expect-params "$params" >>"$out"
+            --expect-params "$params" --device "$device" >>"$out"
     done
 done
 
-"$python" - "$out" "$rounds" "$steps" "$batch" <<'EOF'
+"$python" - "$out" "$rounds" "$steps" "$batch" "$device" <<'EOF'
 import json
 import statistics
 import sys
 
-path, rounds, steps, batch = sys.argv[1:5]
+path, rounds, steps, batch, device = sys.argv[1:6]
 runs = {}  # (impl, arch, width) -> images/s, one per round
 params = {}
 order = []
@@ -99,7 +101,7 @@ with open(path) as f:
         runs.setdefault((r["impl"],) + key, []).append(r["images_per_s"])
         params[key] = r["params"]
 
-print(f"training images/s, batch {batch}, Fashion-MNIST padded to 1x32x32, 10 classes, OMP_NUM_THREADS=2: "
+print(f"training images/s, batch {batch}, Fashion-MNIST padded to 1x32x32, 10 classes, on {device}, OMP_NUM_THREADS=2: "
       f"per round {steps} timed steps; shown: the median over {rounds} alternating rounds")
 print("ratio = ours/PyTorch, median of the per-round ratios (each round runs the two back to back)")
 print()

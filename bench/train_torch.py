@@ -235,6 +235,7 @@ def main():
     ap.add_argument("--images", help="raw float32 images, (N, C, 32, 32)")
     ap.add_argument("--labels", help="raw int32 labels, (N,)")
     ap.add_argument("--json", action="store_true", help="one JSON object on one line")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
 
     torch.set_num_threads(2)
@@ -248,7 +249,12 @@ def main():
     if args.expect_params is not None and params != args.expect_params:
         sys.exit(f"{args.arch} width {args.width}: {params} parameters, the engine's model has "
                  f"{args.expect_params}")
-    model.train()
+    dev = torch.device(args.device)
+    if args.device == "cuda":
+        # Full fp32, as the engine's CUDA backend runs by default.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    model.to(dev).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True,
                           weight_decay=5e-4)
     crit = nn.CrossEntropyLoss()
@@ -273,7 +279,7 @@ def main():
     def step():
         i = counter[0] % xs.shape[0]  # step i trains on batch i, as bench_train does
         counter[0] += 1
-        x, y = xs[i], ys[i]
+        x, y = xs[i].to(dev), ys[i].to(dev)  # copied per step, as the engine copies its input
         opt.zero_grad(set_to_none=True)
         loss = crit(model(x), y)
         loss.backward()
@@ -296,7 +302,7 @@ def main():
                           "steps": steps, "warmup": warmup, "seconds": round(secs, 4),
                           "ms_per_step": round(secs / steps * 1e3, 2),
                           "images_per_s": round(ips, 2), "last_loss": round(loss, 4),
-                          "threads": torch.get_num_threads()}))
+                          "threads": torch.get_num_threads(), "device": args.device}))
     else:
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
               f"mkldnn {torch.backends.mkldnn.is_available()}")
