@@ -326,7 +326,10 @@ static void grad_diff(const graph_param *a, const graph_param *b, double *diff, 
  * ResNet18, and after a step or two on random data any of them can become
  * as sensitive. All gradients are compared as one vector, in the 2-norm:
  * the GPU must stay within 1e-4 of the CPU, or 10 times the perturbed run's
- * difference where that is larger. */
+ * difference where that is larger. Once the perturbed run itself differs by
+ * more than 2%, that bound (20% and up) says little and soon could not fail,
+ * so such a step is reported, not asserted (MobileNet from its second step,
+ * standard ResNet18 at its third, on the H200); every model's first step is asserted. */
 static void train_both(model_arch arch, float width, int input_size, bool moda) {
     model_config mc = model_config_default(arch);
     mc.width = width;
@@ -388,7 +391,12 @@ static void train_both(model_arch arch, float width, int input_size, bool moda) 
         double ce_limit = 1e-4 + 1e-3 * fabs(ce[CPU][s]) + 10 * fabs(ce[REF][s] - ce[CPU][s]);
         if (!(fabs(ce[GPU][s] - ce[CPU][s]) <= ce_limit))
             fail_msg("%s%s step %d: cross-entropy GPU %.6f vs CPU %.6f", name, mode, s, ce[GPU][s], ce[CPU][s]);
-        if (!(err <= limit)) fail_msg("%s%s step %d: gradients differ", name, mode, s);
+        if (s == 0) assert_true(err_ref <= 0.02);
+        if (err_ref > 0.02)
+            print_message("%s%s step %d: gradients not compared, the perturbed run already differs by %.3g\n", name,
+                          mode, s, err_ref);
+        else if (!(err <= limit))
+            fail_msg("%s%s step %d: gradients differ", name, mode, s);
     }
     for (int k = 0; k < RUNS; k++) {
         moda_backend *be = k == GPU ? gpu : cpu;
