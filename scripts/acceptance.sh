@@ -19,7 +19,7 @@
 #   SEED     training seed            [1]
 #   TASKS    reuse subsets: all or N  [all]
 #   RUNS     output directory         [runs]
-#   DEVICE   training device: cpu, cuda or auto                    [cpu]
+#   DEVICE   training and reuse device: cpu, cuda or auto          [cpu]
 #   TRAIN_ARGS  extra `moda train` arguments, e.g. "--subset 100"   []
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,8 +72,8 @@ reuse() { # moda-name st-name
   if [ -f "$out/reuse.csv" ] && [ "$out/reuse.csv" -nt "$registry/$1/manifest.json" ] &&
      [ "$out/reuse.csv" -nt "$registry/$2/manifest.json" ]; then return; fi
   say "$1: reuse over $tasks subsets against $2"
-  "$moda" eval-reuse --registry "$registry" --model "$1" --st-model "$2" --tasks "$tasks" --out "$out" \
-    > "$runs/reuse-$1.txt" 2>&1
+  "$moda" eval-reuse --registry "$registry" --model "$1" --st-model "$2" --tasks "$tasks" --device "$device" \
+    --out "$out" > "$runs/reuse-$1.txt" 2>&1
   tail -n 15 "$runs/reuse-$1.txt"
 }
 
