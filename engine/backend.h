@@ -143,6 +143,12 @@ bool backend_cuda_available(void); /* built with CUDA and a GPU is present */
  * cpu). NULL with a message in err when the name is unknown or the backend
  * cannot start. */
 moda_backend *backend_new(const char *name, char *err, size_t errlen);
+/* A backend with memory of its own queues its ops: wait for them before
+ * host code reads the results (logits, activations, parameters). */
+static inline moda_status backend_sync_for_host(moda_backend *be) {
+    return be->host_memory ? MODA_OK : be->synchronize(be);
+}
+
 /* Whether backend_new knows the name (a command-line check: usage error). */
 bool backend_name_known(const char *name);
 void backend_free(moda_backend *be); /* accepts NULL */

@@ -409,12 +409,6 @@ graph_node *graph_output(graph *g) { return g ? &g->nodes[g->output] : NULL; }
 
 /* ---- running ----------------------------------------------------------- */
 
-/* A backend with memory of its own queues its ops: wait for them before
- * host code reads the results (logits, activations, parameters). */
-static moda_status host_may_read(graph *g) {
-    return g->be->host_memory ? MODA_OK : g->be->synchronize(g->be);
-}
-
 static moda_status forward_node(graph *g, graph_node *n, bool train) {
     moda_backend *be = g->be;
     tensor x = g->nodes[n->in[0]].out;
@@ -460,7 +454,7 @@ static moda_status forward_nodes(graph *g, int first, bool train) {
         MODA_TRY(forward_node(g, nd, train));
     }
     g->trained_forward = train;
-    return host_may_read(g);
+    return backend_sync_for_host(g->be);
 }
 
 moda_status graph_forward(graph *g, const float *x, int n, bool train) {
@@ -585,7 +579,7 @@ moda_status graph_backward(graph *g, graph_grad_hook hook, void *ctx) {
         if (hook) MODA_TRY(hook(g, i, ctx));
         MODA_TRY(backward_node(g, &g->nodes[i]));
     }
-    return host_may_read(g);
+    return backend_sync_for_host(g->be);
 }
 
 /* ---- queries ----------------------------------------------------------- */

@@ -45,7 +45,7 @@ moda_status sgd_step(sgd *opt, graph *g, float lr) {
                                    opt->momentum, opt->weight_decay, opt->nesterov));
     }
     /* Host code (checkpoints, composition) may read the parameters next. */
-    return g->be->host_memory ? MODA_OK : g->be->synchronize(g->be);
+    return backend_sync_for_host(g->be);
 }
 
 float cosine_lr(float base_lr, int epoch, int epochs) {

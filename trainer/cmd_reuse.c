@@ -298,7 +298,7 @@ static void *reuse_worker(void *arg) {
     reuse_job *j = arg;
     omp_set_num_threads(1);
     const reuse_model *mo = j->mo;
-    char why[256];
+    char why[256] = "";
     moda_backend *be = backend_new(j->device, why, sizeof why);
     int *idx = malloc((size_t)mo->test.n * sizeof(int));
     float *x = malloc((size_t)j->batch * mo->prefix_numel * sizeof(float));
@@ -320,7 +320,7 @@ static void *reuse_worker(void *arg) {
         if (j->status == MODA_OK) {
             j->status = s;
             if (t >= 0) snprintf(j->err, sizeof j->err, "subset %d: %s", t, moda_status_string(s));
-            else snprintf(j->err, sizeof j->err, "starting a worker: %s", moda_status_string(s));
+            else snprintf(j->err, sizeof j->err, "starting a worker: %s", why[0] ? why : moda_status_string(s));
         }
         atomic_store(&j->failed, true);
         pthread_mutex_unlock(&j->lock);
