@@ -57,6 +57,10 @@ struct moda_backend {
     moda_status (*copy_to_device)(moda_backend *be, void *dst, const void *src, size_t bytes);
     moda_status (*copy_to_host)(moda_backend *be, void *dst, const void *src, size_t bytes);
     moda_status (*synchronize)(moda_backend *be);
+    /* Optional, NULL where alloc() memory already sits where ops run. A
+     * hint that [p, p + bytes) is about to be used by ops: CUDA moves the
+     * managed pages there in bulk instead of page fault by page fault. */
+    void (*prefetch)(moda_backend *be, const void *p, size_t bytes);
 
     /* Elementwise helpers used by the graph and optimiser. */
     moda_status (*fill)(moda_backend *be, float *y, size_t n, float value);

@@ -304,6 +304,36 @@ void dataset_class_counts(const dataset *ds, int *counts) {
     for (int i = 0; i < ds->n; i++) counts[ds->labels[i]]++;
 }
 
+moda_status dataset_sort_by_class(dataset *ds, int *class_start) {
+    if (!ds || !ds->images || !class_start) return MODA_ERR_NULL;
+    const int k = ds->num_classes;
+    const size_t img = image_floats(ds);
+    int *next = calloc((size_t)k + 1, sizeof(int));
+    float *images = alloc_floats((size_t)ds->n * img);
+    int32_t *labels = malloc((size_t)(ds->n ? ds->n : 1) * sizeof(int32_t));
+    if (!next || !images || !labels) {
+        free(next);
+        free(images);
+        free(labels);
+        return MODA_ERR_NOMEM;
+    }
+    /* A counting sort: stable, so each class keeps its samples' order. */
+    for (int i = 0; i < ds->n; i++) next[ds->labels[i] + 1]++;
+    for (int c = 0; c < k; c++) next[c + 1] += next[c];
+    memcpy(class_start, next, (size_t)(k + 1) * sizeof(int));
+    for (int i = 0; i < ds->n; i++) {
+        int j = next[ds->labels[i]]++;
+        memcpy(images + (size_t)j * img, ds->images + (size_t)i * img, img * sizeof(float));
+        labels[j] = ds->labels[i];
+    }
+    free(next);
+    free(ds->images);
+    free(ds->labels);
+    ds->images = images;
+    ds->labels = labels;
+    return MODA_OK;
+}
+
 moda_status dataset_subset_per_class(dataset *ds, int n_per_class) {
     if (!ds || !ds->images) return MODA_ERR_NULL;
     if (n_per_class <= 0) return MODA_ERR_ARG;

@@ -101,6 +101,10 @@ float dataset_fill_value(const dataset *ds, int c);
 /* Keeps the first n_per_class samples of each class, in dataset order
  * (classes with fewer keep all of theirs). */
 moda_status dataset_subset_per_class(dataset *ds, int n_per_class);
+/* Reorders the samples by class, keeping their order within a class.
+ * class_start (K + 1) receives where each class begins; class k is
+ * samples class_start[k] .. class_start[k + 1] - 1. */
+moda_status dataset_sort_by_class(dataset *ds, int *class_start);
 /* counts: (K) samples per class. */
 void dataset_class_counts(const dataset *ds, int *counts);
 

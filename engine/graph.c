@@ -365,6 +365,13 @@ static moda_status plan_slab(graph *g, int max_batch, bool grads) {
     g->input_buf = g->be->host_memory ? NULL : arena_alloc(&g->act_slab, in_numel);
     MODA_ASSERT(g->scratch || !grads);
     g->max_batch = max_batch;
+    /* Planning comes after the parameters are written and before the
+     * first pass: the moment to move both to where the ops run. */
+    if (g->be->prefetch) {
+        g->be->prefetch(g->be, g->act_slab.base, g->act_slab.capacity);
+        g->be->prefetch(g->be, g->param_slab.base, g->param_slab.capacity);
+        g->be->prefetch(g->be, g->grad_slab.base, g->grad_slab.capacity);
+    }
     return MODA_OK;
 }
 

@@ -424,6 +424,32 @@ static void test_train_steps_agree_mobilenet(void **state) {
     train_both(MODEL_MOBILENET, 0.25f, 32, true);
 }
 
+/* Freed blocks are kept and handed out again when they fit without
+ * wasting more than the request, and a reused block works at once. */
+static void test_memory_reuse(void **state) {
+    (void)state;
+    moda_backend *gpu = backend_cuda_new(0); /* a fresh pool: nothing kept from other tests */
+    assert_non_null(gpu);
+    const size_t n = 1 << 18; /* 1 MiB of floats */
+    float *a = gpu->alloc(gpu, n * sizeof(float));
+    assert_non_null(a);
+    assert_int_equal(gpu->fill(gpu, a, n, 3.0f), MODA_OK);
+    gpu->free(gpu, a);
+    float *b = gpu->alloc(gpu, (n / 2 + 1) * sizeof(float));
+    assert_ptr_equal(b, a);
+    float *c = gpu->alloc(gpu, n / 8 * sizeof(float));
+    assert_non_null(c);
+    assert_ptr_not_equal(c, a);
+    for (size_t i = 0; i <= n / 2; i++) b[i] = (float)i; /* host writes straight after reuse */
+    assert_int_equal(gpu->fill(gpu, c, n / 8, 2.0f), MODA_OK);
+    assert_int_equal(gpu->axpy(gpu, b, c, n / 8, 0.5f), MODA_OK);
+    assert_int_equal(gpu->synchronize(gpu), MODA_OK);
+    for (size_t i = 0; i <= n / 2; i++) assert_float_equal(b[i], (float)i + (i < n / 8 ? 1.0f : 0.0f), 0);
+    gpu->free(gpu, b);
+    gpu->free(gpu, c);
+    backend_free(gpu);
+}
+
 static void test_errors(void **state) {
     (void)state;
     char err[200] = "";
@@ -455,7 +481,7 @@ int main(void) {
         cmocka_unit_test(test_conv2d),   cmocka_unit_test(test_batchnorm2d),        cmocka_unit_test(test_pointwise),
         cmocka_unit_test(test_maxpool2d), cmocka_unit_test(test_linear_softmax_sgd), cmocka_unit_test(test_train_steps_agree),
         cmocka_unit_test(test_moda_terms), cmocka_unit_test(test_train_steps_agree_mobilenet),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_memory_reuse), cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -576,6 +576,26 @@ static void test_subset(void **state) {
     dataset_free(&ds);
 }
 
+static void test_sort_by_class(void **state) {
+    (void)state;
+    const int labels[9] = {2, 0, 1, 0, 2, 2, 0, 1, 0};
+    dataset ds;
+    make_indexed(&ds, 9, 1, 2, 2, 4, labels);
+    int start[5];
+    assert_int_equal(dataset_sort_by_class(&ds, NULL), MODA_ERR_NULL);
+    assert_int_equal(dataset_sort_by_class(&ds, start), MODA_OK);
+    /* Class by class, each in its original order; class 3 is empty. */
+    const int order[9] = {1, 3, 6, 8, 2, 7, 0, 4, 5};
+    const int want_start[5] = {0, 4, 6, 9, 9};
+    assert_int_equal(ds.n, 9);
+    for (int i = 0; i < 9; i++) {
+        for (int j = 0; j < 4; j++) assert_float_equal(ds.images[i * 4 + j], (float)order[i], 0.0);
+        assert_int_equal(ds.labels[i], labels[order[i]]);
+    }
+    for (int c = 0; c < 5; c++) assert_int_equal(start[c], want_start[c]);
+    dataset_free(&ds);
+}
+
 /* ---- Batch iterator --------------------------------------------------- */
 
 /* Sample indices of one epoch, read back from the image values. */
@@ -883,6 +903,7 @@ int main(void) {
         cmocka_unit_test(test_stats_and_normalize),
         cmocka_unit_test(test_padding),
         cmocka_unit_test(test_subset),
+        cmocka_unit_test(test_sort_by_class),
         cmocka_unit_test(test_iterator),
         cmocka_unit_test(test_transform_known),
         cmocka_unit_test(test_augment_iterator),

@@ -27,19 +27,24 @@
 /* One model of the comparison with its whole-test-set logits. */
 typedef struct reuse_model {
     registry_model m;
-    dataset test;
-    float *logits; /* (n_test, K), owned */
+    moda_backend *be;
+    dataset test;     /* sorted by class, so a class's samples are one run */
+    int *class_start; /* (K + 1): class k is samples class_start[k] .. [k + 1] - 1 */
+    float *logits;    /* (n_test, K), owned */
     /* The activations of node `cut` for every test sample, (n_test,
-     * prefix_numel): the images themselves when cut is 0 (not owned then). */
+     * prefix_numel), in backend memory so that a GPU never sees them go by
+     * again: on the CPU with cut 0 they are the images themselves. */
     int cut;
     size_t prefix_numel;
     float *prefix;
+    bool own_prefix;
 } reuse_model;
 
 static void reuse_model_free(reuse_model *rm) {
-    if (rm->cut) free(rm->prefix);
+    if (rm->own_prefix) rm->be->free(rm->be, rm->prefix);
     registry_model_free(&rm->m);
     dataset_free(&rm->test);
+    free(rm->class_start);
     free(rm->logits);
 }
 
@@ -68,7 +73,8 @@ static moda_status shared_prefix(const graph *g, const rates *r, float tau, int 
 }
 
 /* Eval-mode forward over the whole test set in batches: logits (n, K) and,
- * when capture is set, node `node`'s activations (n, its numel). */
+ * when capture (backend memory) is set, node `node`'s activations (n, its
+ * numel). */
 static moda_status run_test_set(graph *g, const dataset *ds, int batch, float *logits, int node, float *capture) {
     size_t per = (size_t)ds->c * ds->h * ds->w, cap = node_size(&g->nodes[node]);
     int k = graph_output(g)->c;
@@ -78,7 +84,7 @@ static moda_status run_test_set(graph *g, const dataset *ds, int batch, float *l
         MODA_TRY(g->be->copy_to_host(g->be, logits + (size_t)off * k, graph_output(g)->out.data,
                                      (size_t)b * k * sizeof(float)));
         if (capture)
-            MODA_TRY(g->be->copy_to_host(g->be, capture + (size_t)off * cap, g->nodes[node].out.data,
+            MODA_TRY(g->be->copy_to_device(g->be, capture + (size_t)off * cap, g->nodes[node].out.data,
                                          (size_t)b * cap * sizeof(float)));
     }
     return MODA_OK;
@@ -90,18 +96,30 @@ static moda_status run_test_set(graph *g, const dataset *ds, int batch, float *l
 static moda_status load_model(const registry *reg, const char *name, moda_backend *be, const char *data_dir,
                               int batch, float prefix_tau, reuse_model *rm, char *err, size_t errlen) {
     memset(rm, 0, sizeof(*rm));
+    rm->be = be;
     MODA_TRY(registry_load_model(reg, name, be, &rm->m, err, errlen));
     model_info *mi = &rm->m.info;
     MODA_TRY(train_load_split(&rm->test, mi->dataset, data_dir, NULL, DATASET_TEST, mi->model.input_size, 0, mi, err,
                               errlen));
+    if (rm->test.num_classes < mi->model.num_classes) { /* more is fine: those samples are in no subset */
+        snprintf(err, errlen, "%s has %d classes, its test set only %d", name, mi->model.num_classes,
+                 rm->test.num_classes);
+        return MODA_ERR_SHAPE;
+    }
+    rm->class_start = malloc(((size_t)rm->test.num_classes + 1) * sizeof(int));
+    if (!rm->class_start) return MODA_ERR_NOMEM;
+    MODA_TRY(dataset_sort_by_class(&rm->test, rm->class_start));
     MODA_TRY(graph_plan_inference(rm->m.g, batch));
     graph *g = rm->m.g;
     int n = rm->test.n, k = mi->model.num_classes;
     if (prefix_tau >= 0) MODA_TRY(shared_prefix(g, &rm->m.r, prefix_tau, n, &rm->cut));
     rm->prefix_numel = node_size(&g->nodes[rm->cut]);
-    rm->prefix = rm->cut ? malloc((size_t)n * rm->prefix_numel * sizeof(float)) : rm->test.images;
+    size_t prefix_bytes = (size_t)n * rm->prefix_numel * sizeof(float);
+    rm->own_prefix = rm->cut || !be->host_memory;
+    rm->prefix = rm->own_prefix ? be->alloc(be, prefix_bytes) : rm->test.images;
     rm->logits = malloc((size_t)n * k * sizeof(float));
     if (!rm->prefix || !rm->logits) return MODA_ERR_NOMEM;
+    if (rm->own_prefix && !rm->cut) MODA_TRY(be->copy_to_device(be, rm->prefix, rm->test.images, prefix_bytes));
     return run_test_set(g, &rm->test, batch, rm->logits, rm->cut, rm->cut ? rm->prefix : NULL);
 }
 
@@ -209,11 +227,13 @@ static moda_status write_outputs(const char *dir, const char *model, float tau, 
     return st;
 }
 
-/* What one subset's composed model did. */
+/* What one subset's composed model did, and how long it took. */
 typedef struct subset_result {
     long right, samples;
     size_t params;
     double macs;
+    double setup_s; /* composing, planning and freeing the model */
+    double run_s;   /* its passes over the samples */
 } subset_result;
 
 /* The subsets, shared by the workers; each takes the next one. */
@@ -252,42 +272,69 @@ static void report_progress(reuse_job *j, int done) {
     }
 }
 
+/* A worker's buffers, in batch-size units. */
+typedef struct worker_buf {
+    float *x;           /* (batch, prefix numel), backend memory: a batch gathered from several runs */
+    float *logits;      /* (batch, K) */
+    int *want;          /* (batch): the sample's class as a position in T */
+    int *run_at, *run_len; /* (K): a batch's runs of consecutive samples */
+} worker_buf;
+
 /* Composes subset t's model on be and runs it over the test samples of
- * its classes, starting from the shared prefix's activations. */
-static moda_status eval_subset(reuse_job *j, int t, moda_backend *be, int *idx, float *x, float *logits) {
+ * its classes, starting from the shared prefix's activations. The test
+ * set is sorted by class, so a batch is a few runs of consecutive samples:
+ * one class after another, in the order of T. */
+static moda_status eval_subset(reuse_job *j, int t, moda_backend *be, worker_buf *wb) {
     const reuse_model *mo = j->mo;
-    const int *cls = j->subsets + (size_t)t * j->k;
-    int nt = j->sizes[t], ns = 0;
-    for (int i = 0; i < mo->test.n; i++)
-        for (int c = 0; c < nt; c++)
-            if (mo->test.labels[i] == cls[c]) idx[ns++] = i;
+    const int *cls = j->subsets + (size_t)t * j->k, *start = mo->class_start;
+    int nt = j->sizes[t];
+    double t0 = progress_now();
     compose_plan p = {0};
     graph *g = NULL;
     moda_status s = compose_plan_make(mo->m.g, &mo->m.r, cls, nt, j->tau, &p);
     if (s == MODA_OK) s = compose_build(mo->m.g, &p, be, &g);
     if (s == MODA_OK) s = graph_plan_inference(g, j->batch);
+    double t1 = progress_now();
     size_t per = mo->prefix_numel;
-    long right = 0;
-    for (int off = 0; s == MODA_OK && off < ns; off += j->batch) {
-        int b = ns - off < j->batch ? ns - off : j->batch;
-        for (int i = 0; i < b; i++)
-            memcpy(x + (size_t)i * per, mo->prefix + (size_t)idx[off + i] * per, per * sizeof(float));
-        s = graph_forward_from(g, mo->cut, x, b);
-        if (s == MODA_OK)
-            s = be->copy_to_host(be, logits, graph_output(g)->out.data, (size_t)b * nt * sizeof(float));
-        for (int i = 0; s == MODA_OK && i < b; i++) {
-            int best = 0, pos = 0, label = mo->test.labels[idx[off + i]];
-            for (int c = 1; c < nt; c++)
-                if (logits[(size_t)i * nt + c] > logits[(size_t)i * nt + best]) best = c;
-            for (int c = 0; c < nt; c++)
-                if (cls[c] == label) pos = c;
-            right += best == pos;
+    long right = 0, samples = 0;
+    int ci = 0, pos = start[cls[0]];
+    while (s == MODA_OK) {
+        int b = 0, runs = 0;
+        while (b < j->batch && ci < nt) {
+            int end = start[cls[ci] + 1], take = end - pos < j->batch - b ? end - pos : j->batch - b;
+            if (take > 0) {
+                wb->run_at[runs] = pos;
+                wb->run_len[runs++] = take;
+                for (int i = 0; i < take; i++) wb->want[b + i] = ci;
+                b += take;
+                pos += take;
+            }
+            if (pos == end && ++ci < nt) pos = start[cls[ci]];
         }
+        if (!b) break;
+        const float *in = mo->prefix + (size_t)wb->run_at[0] * per; /* one run: read in place */
+        for (int r = 0, at = 0; runs > 1 && s == MODA_OK && r < runs; at += wb->run_len[r++])
+            s = be->copy_to_device(be, wb->x + (size_t)at * per, mo->prefix + (size_t)wb->run_at[r] * per,
+                                   (size_t)wb->run_len[r] * per * sizeof(float));
+        if (runs > 1) in = wb->x;
+        if (s == MODA_OK) s = graph_forward_from(g, mo->cut, in, b);
+        if (s == MODA_OK) s = be->copy_to_host(be, wb->logits, graph_output(g)->out.data, (size_t)b * nt * sizeof(float));
+        for (int i = 0; s == MODA_OK && i < b; i++) {
+            const float *row = wb->logits + (size_t)i * nt;
+            int best = 0;
+            for (int c = 1; c < nt; c++)
+                if (row[c] > row[best]) best = c;
+            right += best == wb->want[i];
+        }
+        samples += b;
     }
+    double t2 = progress_now();
     if (s == MODA_OK)
-        j->res[t] = (subset_result){right, ns, compose_plan_params(mo->m.g, &p), compose_plan_macs(mo->m.g, &p)};
+        j->res[t] = (subset_result){right, samples, compose_plan_params(mo->m.g, &p), compose_plan_macs(mo->m.g, &p),
+                                    0, t2 - t1};
     graph_free(g);
     compose_plan_free(&p);
+    j->res[t].setup_s = (t1 - t0) + (progress_now() - t2);
     return s;
 }
 
@@ -300,13 +347,19 @@ static void *reuse_worker(void *arg) {
     const reuse_model *mo = j->mo;
     char why[256] = "";
     moda_backend *be = backend_new(j->device, why, sizeof why);
-    int *idx = malloc((size_t)mo->test.n * sizeof(int));
-    float *x = malloc((size_t)j->batch * mo->prefix_numel * sizeof(float));
-    float *logits = malloc((size_t)j->batch * j->k * sizeof(float));
-    moda_status s = !be ? MODA_ERR_BACKEND : (!idx || !x || !logits) ? MODA_ERR_NOMEM : MODA_OK;
+    worker_buf wb = {
+        .x = be ? be->alloc(be, (size_t)j->batch * mo->prefix_numel * sizeof(float)) : NULL,
+        .logits = malloc((size_t)j->batch * j->k * sizeof(float)),
+        .want = malloc((size_t)j->batch * sizeof(int)),
+        .run_at = malloc((size_t)j->k * sizeof(int)),
+        .run_len = malloc((size_t)j->k * sizeof(int)),
+    };
+    moda_status s = !be ? MODA_ERR_BACKEND
+                  : (!wb.x || !wb.logits || !wb.want || !wb.run_at || !wb.run_len) ? MODA_ERR_NOMEM
+                                                                                    : MODA_OK;
     int t = -1;
     while (s == MODA_OK && !atomic_load(&j->failed) && (t = atomic_fetch_add(&j->next, 1)) < j->count) {
-        s = eval_subset(j, t, be, idx, x, logits);
+        s = eval_subset(j, t, be, &wb);
         atomic_fetch_add(&j->classes_done, j->sizes[t]);
         int done = atomic_fetch_add(&j->done, 1) + 1;
         if (s == MODA_OK) {
@@ -325,9 +378,11 @@ static void *reuse_worker(void *arg) {
         atomic_store(&j->failed, true);
         pthread_mutex_unlock(&j->lock);
     }
-    free(idx);
-    free(x);
-    free(logits);
+    if (be) be->free(be, wb.x);
+    free(wb.logits);
+    free(wb.want);
+    free(wb.run_at);
+    free(wb.run_len);
     backend_free(be);
     return NULL;
 }
@@ -497,6 +552,13 @@ int cmd_eval_reuse(int argc, char **argv) {
         if (mo.cut)
             printf("every module keeps nodes 1-%d (through %s%s%s), computed once for the test set\n", mo.cut,
                    node_kind_name(cut->kind), cut->name[0] ? " " : "", cut->name);
+        double setup = 0, run = 0;
+        for (int t = 0; t < count; t++) {
+            setup += res[t].setup_s;
+            run += res[t].run_s;
+        }
+        printf("a subset's model takes %.1f ms to compose and %.1f ms to run over its samples (means)\n",
+               1e3 * setup / count, 1e3 * run / count);
         printf("\n%-6s %6s %10s %10s %10s %8s %8s\n", "size", "tasks", "composed", "full MODA",
                st_model ? "full ST" : "-", "params", "FLOPs");
         for (int z = 2; z <= k; z++) {

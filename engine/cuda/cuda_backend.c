@@ -27,6 +27,8 @@
 #include "cuda_internal.h"
 
 #define CONV_CACHE_MAX 256
+/* Freed memory kept for reuse, as a share of the device's memory. */
+#define POOL_KEEP_SHARE 8
 
 typedef struct conv_key {
     int n, c, h, w, k, kh, kw, sh, sw, ph, pw, groups;
@@ -46,10 +48,12 @@ typedef struct conv_algos {
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     size_t fwd_ws, bwd_data_ws, bwd_filter_ws;
+    bool have_bwd; /* backward algorithms are picked on the first backward pass */
 } conv_algos;
 
 typedef struct cuda_ctx {
     int device;
+    cuda_pool *pool; /* every alloc() */
     bool tf32;
     cudnnHandle_t dnn;
     cublasHandle_t blas;
@@ -106,19 +110,9 @@ static moda_status done(void) {
 
 /* ---- memory ------------------------------------------------------------ */
 
-static void *cu_alloc(moda_backend *be, size_t bytes) {
-    (void)be;
-    void *p = NULL;
-    if (cudaMallocManaged(&p, bytes ? bytes : 64, cudaMemAttachGlobal) != cudaSuccess) return NULL;
-    return p;
-}
+static void *cu_alloc(moda_backend *be, size_t bytes) { return cuda_pool_alloc(ctx_of(be)->pool, bytes); }
 
-static void cu_free(moda_backend *be, void *p) {
-    (void)be;
-    if (!p) return;
-    cudaDeviceSynchronize(); /* queued ops may still use it */
-    cudaFree(p);
-}
+static void cu_free(moda_backend *be, void *p) { cuda_pool_free(ctx_of(be)->pool, p); }
 
 static moda_status cu_copy(moda_backend *be, void *dst, const void *src, size_t bytes) {
     (void)be;
@@ -126,6 +120,13 @@ static moda_status cu_copy(moda_backend *be, void *dst, const void *src, size_t 
     if (!dst || !src) return MODA_ERR_NULL;
     CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
     return MODA_OK;
+}
+
+static void cu_prefetch(moda_backend *be, const void *p, size_t bytes) {
+    if (!p || !bytes) return;
+    struct cudaMemLocation to = {.type = cudaMemLocationTypeDevice, .id = ctx_of(be)->device};
+    /* Only a hint: a device without managed-memory prefetch still works. */
+    if (cudaMemPrefetchAsync(p, bytes, to, 0, 0) != cudaSuccess) cudaGetLastError();
 }
 
 static moda_status cu_synchronize(moda_backend *be) {
@@ -357,13 +358,23 @@ static moda_status conv_desc_make(cuda_ctx *c, conv_desc *d, const tensor *x, co
         (ws) = (results)[pick_].memory;                                                         \
     } while (0)
 
-static moda_status pick_algos(cuda_ctx *c, conv_algos *a) {
+static moda_status pick_fwd(cuda_ctx *c, conv_algos *a) {
     const conv_desc *d = &a->d;
     int count = 0;
     cudnnConvolutionFwdAlgoPerf_t fwd[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, d->x, d->w, d->conv, d->y,
                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, fwd));
     PICK_ALGO(fwd, count, a->fwd, a->fwd_ws);
+    /* The heuristics' memory figures are estimates: ask for the exact size. */
+    CUDNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(c->dnn, d->x, d->w, d->conv, d->y, a->fwd, &a->fwd_ws));
+    return MODA_OK;
+}
+
+/* Separate from pick_fwd because inference never needs them, and composed
+ * models bring many new shapes, each a heuristics query. */
+static moda_status pick_bwd(cuda_ctx *c, conv_algos *a) {
+    const conv_desc *d = &a->d;
+    int count = 0;
     cudnnConvolutionBwdDataAlgoPerf_t bd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, d->w, d->y, d->conv, d->x,
                                                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, bd));
@@ -372,18 +383,17 @@ static moda_status pick_algos(cuda_ctx *c, conv_algos *a) {
     CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, d->x, d->y, d->conv, d->w,
                                                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, bf));
     PICK_ALGO(bf, count, a->bwd_filter, a->bwd_filter_ws);
-    /* The heuristics' memory figures are estimates: ask for the exact sizes. */
-    CUDNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(c->dnn, d->x, d->w, d->conv, d->y, a->fwd, &a->fwd_ws));
     CUDNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(c->dnn, d->w, d->y, d->conv, d->x, a->bwd_data,
                                                            &a->bwd_data_ws));
     CUDNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(c->dnn, d->x, d->y, d->conv, d->w, a->bwd_filter,
                                                              &a->bwd_filter_ws));
+    a->have_bwd = true;
     return MODA_OK;
 }
 
 /* The cache entry for this shape, made on first use. */
 static moda_status conv_algos_for(cuda_ctx *c, const tensor *x, const tensor *w, const tensor *y,
-                                  const conv2d_params *p, const conv_algos **out) {
+                                  const conv2d_params *p, conv_algos **out) {
     conv_key key = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], p->kh, p->kw,
                     p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->groups};
     for (int i = 0; i < c->n_algos; i++)
@@ -393,7 +403,7 @@ static moda_status conv_algos_for(cuda_ctx *c, const tensor *x, const tensor *w,
         }
     conv_algos a = {.key = key};
     moda_status s = conv_desc_make(c, &a.d, x, w, y, p);
-    if (s == MODA_OK) s = pick_algos(c, &a);
+    if (s == MODA_OK) s = pick_fwd(c, &a);
     if (s != MODA_OK) {
         conv_desc_free(&a.d);
         return s;
@@ -414,7 +424,7 @@ static moda_status conv_algos_for(cuda_ctx *c, const tensor *x, const tensor *w,
 static moda_status cu_conv2d_fwd(moda_backend *be, tensor *y, const tensor *x, const tensor *w, const tensor *b,
                                  const conv2d_params *p) {
     cuda_ctx *c = ctx_of(be);
-    const conv_algos *a;
+    conv_algos *a;
     MODA_TRY(conv_algos_for(c, x, w, y, p, &a));
     MODA_TRY(grow(&c->ws, &c->ws_bytes, a->fwd_ws));
     const conv_desc *d = &a->d;
@@ -428,8 +438,9 @@ static moda_status cu_conv2d_fwd(moda_backend *be, tensor *y, const tensor *x, c
 static moda_status cu_conv2d_bwd(moda_backend *be, tensor *dx, tensor *dw, tensor *db, const tensor *dy,
                                  const tensor *x, const tensor *w, const conv2d_params *p) {
     cuda_ctx *c = ctx_of(be);
-    const conv_algos *a;
+    conv_algos *a;
     MODA_TRY(conv_algos_for(c, x, w, dy, p, &a));
+    if (!a->have_bwd) MODA_TRY(pick_bwd(c, a));
     const conv_desc *d = &a->d;
     const float one = 1.0f, zero = 0.0f;
     if (dx) {
@@ -604,6 +615,7 @@ static void cu_destroy(moda_backend *be) {
         void *mz[] = {c->mz_labels, c->mz_acc, c->mz_zn, c->mz_norm, c->mz_s, c->mz_w};
         for (size_t i = 0; i < sizeof mz / sizeof mz[0]; i++) cudaFree(mz[i]);
         free(c->algos);
+        cuda_pool_destroy(c->pool);
         free(c);
     }
     free(be);
@@ -632,7 +644,10 @@ moda_backend *backend_cuda_new(int device) {
     c->tf32 = tf32 && strcmp(tf32, "1") == 0;
     sync_every_op = sync && strcmp(sync, "1") == 0;
     c->algos = calloc(CONV_CACHE_MAX, sizeof(*c->algos));
-    if (!c->algos || cudnnCreate(&c->dnn) != CUDNN_STATUS_SUCCESS ||
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) cudaGetLastError();
+    c->pool = cuda_pool_new(total_bytes / POOL_KEEP_SHARE);
+    if (!c->algos || !c->pool || cudnnCreate(&c->dnn) != CUDNN_STATUS_SUCCESS ||
         cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS ||
         cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH) !=
             CUBLAS_STATUS_SUCCESS) {
@@ -649,6 +664,7 @@ moda_backend *backend_cuda_new(int device) {
         .copy_to_device = cu_copy,
         .copy_to_host = cu_copy,
         .synchronize = cu_synchronize,
+        .prefetch = cu_prefetch,
         .fill = cu_fill,
         .axpy = cu_axpy,
         .conv2d_fwd = cu_conv2d_fwd,

@@ -5,6 +5,7 @@
 #ifndef MODA_CUDA_INTERNAL_H
 #define MODA_CUDA_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,6 +14,14 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Managed memory with freed blocks kept for reuse (cuda_pool.c), up to
+ * keep_max bytes of them. Thread-safe. */
+typedef struct cuda_pool cuda_pool;
+cuda_pool *cuda_pool_new(size_t keep_max);
+void *cuda_pool_alloc(cuda_pool *p, size_t bytes); /* NULL when out of memory */
+void cuda_pool_free(cuda_pool *p, void *ptr);
+void cuda_pool_destroy(cuda_pool *p); /* frees every block */
 
 /* Kernels, all on the legacy default stream. Each returns the launch
  * status; sizes are element counts. */
