@@ -8,7 +8,9 @@
  * the classes' union grows with the task. With --registry and --model, a
  * trained model and its measured rates are used instead.
  * Reported: median over reps of the plan, the build (new graph, slab
- * allocation, weight slicing) and their sum, in ms.
+ * allocation, weight slicing) and their sum, in ms; for inference, the
+ * models take turns for max(reps, 5) rounds, and each one's time ratio is
+ * the median of its per-round ratios to the full model.
  *
  * Usage: bench_compose [--reps N] [--arch A] [--width W] [--tau T]
  *                      [--registry DIR --model NAME] */
@@ -140,44 +142,55 @@ int main(int argc, char **argv) {
                median(plan_t, reps), median(build_t, reps), median(total_t, reps));
     }
 
-    /* Inference at batch 64: median forward time, composed / full. */
-    const int batch = 64, infer_reps = reps < 5 ? reps : 5;
+    /* Inference at batch 64. The models take turns, one forward pass each
+     * per round, so that a slow spell of a shared machine lands on all of
+     * them; a model's time ratio is the median of its per-round ratios to
+     * the full model's. */
+    enum { N_INFER = 7 };
+    const int batch = 64, rounds = reps < 5 ? 5 : reps;
     float *x = malloc((size_t)batch * cfg.in_channels * cfg.input_size * cfg.input_size * sizeof(float));
     rng_fill_normal(&q, x, (uint64_t)batch * cfg.in_channels * cfg.input_size * cfg.input_size, 0, 1);
-    double full_ms = 0;
-    printf("\ninference, batch 64, median of %d:\n%-20s %10s %10s %10s\n", infer_reps, "classes", "FLOPs", "ms",
-           "time");
     /* Two- and five-class tasks that differ in which classes they pair. */
-    const int infer_tasks[6][10] = {{3, 8}, {0, 6}, {5, 9}, {0, 2, 4, 6, 9}, {1, 3, 5, 7, 8},
-                                    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}};
-    const int infer_sizes[6] = {2, 2, 2, 5, 5, 10};
-    for (int t = -1; t < 6; t++) {
+    const int infer_tasks[N_INFER - 1][10] = {{3, 8}, {0, 6}, {5, 9}, {0, 2, 4, 6, 9}, {1, 3, 5, 7, 8},
+                                              {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}};
+    const int infer_sizes[N_INFER - 1] = {2, 2, 2, 5, 5, 10};
+    graph *models[N_INFER] = {g};
+    double *ms = malloc((size_t)N_INFER * rounds * sizeof(double));
+    double *ratio = malloc((size_t)N_INFER * rounds * sizeof(double));
+    if (!x || !ms || !ratio) s = MODA_ERR_NOMEM;
+    for (int t = 1; s == MODA_OK && t < N_INFER; t++) {
         compose_plan p;
-        graph *c = g;
-        if (t >= 0) {
-            s = compose_plan_make(g, &r, infer_tasks[t], infer_sizes[t], tau, &p);
-            if (s == MODA_OK) s = compose_build(g, &p, be, &c);
-            compose_plan_free(&p);
-        }
-        if (s == MODA_OK) s = graph_plan_inference(c, batch);
-        for (int i = 0; s == MODA_OK && i <= infer_reps; i++) { /* the first run warms the caches */
-            double t0 = now_ms();
-            s = graph_forward(c, x, batch, false);
-            if (i) total_t[i - 1] = now_ms() - t0;
-        }
-        if (s != MODA_OK) {
-            fprintf(stderr, "bench_compose: %s\n", moda_status_string(s));
-            return 1;
-        }
-        double ms = median(total_t, infer_reps);
-        if (t < 0) full_ms = ms;
-        char label[32] = "full";
-        for (int j = 0, len = 0; t >= 0 && j < infer_sizes[t]; j++)
-            len += snprintf(label + len, sizeof label - (size_t)len, j ? ",%d" : "%d", infer_tasks[t][j]);
-        printf("%-20s %9.2f%% %10.2f %9.2f%%\n", label, 100.0 * graph_macs(c) / graph_macs(g), ms,
-               100.0 * ms / full_ms);
-        if (c != g) graph_free(c);
+        s = compose_plan_make(g, &r, infer_tasks[t - 1], infer_sizes[t - 1], tau, &p);
+        if (s == MODA_OK) s = compose_build(g, &p, be, &models[t]);
+        compose_plan_free(&p);
     }
+    for (int t = 0; s == MODA_OK && t < N_INFER; t++) {
+        s = graph_plan_inference(models[t], batch);
+        if (s == MODA_OK) s = graph_forward(models[t], x, batch, false); /* warms the caches */
+    }
+    for (int i = 0; s == MODA_OK && i < rounds; i++)
+        for (int t = 0; s == MODA_OK && t < N_INFER; t++) {
+            double t0 = now_ms();
+            s = graph_forward(models[t], x, batch, false);
+            ms[t * rounds + i] = now_ms() - t0;
+        }
+    if (s != MODA_OK) {
+        fprintf(stderr, "bench_compose: %s\n", moda_status_string(s));
+        return 1;
+    }
+    printf("\ninference, batch 64, %d rounds, the models in turn; medians:\n%-20s %10s %10s %10s\n", rounds,
+           "classes", "FLOPs", "ms", "time");
+    for (int i = 0; i < N_INFER * rounds; i++) ratio[i] = ms[i] / ms[i % rounds]; /* before median() sorts */
+    for (int t = 0; t < N_INFER; t++) {
+        char label[32] = "full";
+        for (int j = 0, len = 0; t > 0 && j < infer_sizes[t - 1]; j++)
+            len += snprintf(label + len, sizeof label - (size_t)len, j ? ",%d" : "%d", infer_tasks[t - 1][j]);
+        printf("%-20s %9.2f%% %10.2f %9.2f%%\n", label, 100.0 * graph_macs(models[t]) / graph_macs(g),
+               median(ms + (size_t)t * rounds, rounds), 100.0 * median(ratio + (size_t)t * rounds, rounds));
+    }
+    for (int t = 1; t < N_INFER; t++) graph_free(models[t]);
+    free(ms);
+    free(ratio);
     free(x);
     free(plan_t);
     free(build_t);
