@@ -33,7 +33,7 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     if (a->cfg.max_batch < 1) a->cfg.max_batch = API_DEFAULT_MAX_BATCH;
     if (a->cfg.intra_threads < 1) a->cfg.intra_threads = 1;
     a->chunk = a->cfg.max_batch < API_CHUNK_MAX ? a->cfg.max_batch : API_CHUNK_MAX;
-    if (model_store_open(&a->store, cfg->registry, cfg->workers, err, errlen)) {
+    if (model_store_open(&a->store, cfg->registry, cfg->workers, cfg->device, err, errlen)) {
         api_free(a);
         return -1;
     }
@@ -47,13 +47,18 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     }
     a->cache = compose_cache_new(cfg->cache_bytes, cfg->metrics);
     a->be = calloc((size_t)cfg->workers, sizeof(*a->be));
-    for (int w = 0; a->be && w < cfg->workers; w++)
-        if (!(a->be[w] = backend_cpu_new())) break;
-    if (!a->cache || !a->be || !a->be[cfg->workers - 1]) {
-        snprintf(err, errlen, "out of memory creating the cache and %d worker backends", cfg->workers);
+    if (!a->cache || !a->be) {
+        snprintf(err, errlen, "out of memory creating the cache");
         api_free(a);
         return -1;
     }
+    /* The workers run on the store's kind of backend: on a GPU the weights
+     * stay where they were loaded and every worker reads them there. */
+    for (int w = 0; w < cfg->workers; w++)
+        if (!(a->be[w] = backend_new(a->store.be->name, err, errlen))) {
+            api_free(a);
+            return -1;
+        }
     atomic_store(&a->ready, true);
     *out = a;
     return 0;
@@ -68,6 +73,8 @@ void api_free(api *a) {
     free(a->be);
     free(a);
 }
+
+const char *api_device(const api *a) { return a ? a->store.be->name : ""; }
 
 static bool is_infer_path(const char *path) {
     size_t n = strlen(path);

@@ -71,6 +71,7 @@ typedef struct api_config {
     int intra_threads;     /* OpenMP threads per worker inside ops */
     int max_classes;       /* per compose request (0 = no limit beyond K) */
     int max_batch;         /* samples per inference request */
+    const char *device;    /* "cpu", "cuda" or "auto" (a GPU when there is one); NULL = "cpu" */
     float default_tau;     /* threshold when a request gives none (0.9) */
     metrics *metrics;      /* not owned; may be NULL */
 } api_config;
@@ -82,6 +83,8 @@ typedef struct api api;
  * Returns 0, or -1 with a one-line reason in err. */
 int api_new(const api_config *cfg, api **out, char *err, size_t errlen);
 void api_free(api *a); /* accepts NULL; no api_handle may be running */
+/* The backend the models run on: "cpu" or "cuda". */
+const char *api_device(const api *a);
 
 /* Handle one request on worker `worker` (0 <= worker < cfg.workers; one
  * thread per worker index at a time). Always fills *resp, errors included,

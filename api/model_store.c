@@ -7,12 +7,9 @@
 
 #include "entry.h"
 
-int model_store_open(model_store *s, const char *root, int workers, char *err, size_t errlen) {
+int model_store_open(model_store *s, const char *root, int workers, const char *device, char *err, size_t errlen) {
     memset(s, 0, sizeof(*s));
-    if (!(s->be = backend_cpu_new())) {
-        snprintf(err, errlen, "cannot create the CPU backend");
-        return -1;
-    }
+    if (!(s->be = backend_new(device ? device : "cpu", err, errlen))) return -1;
     if (registry_open(root, &s->reg, err, errlen) != MODA_OK) {
         model_store_close(s);
         return -1;

@@ -26,7 +26,7 @@ typedef struct model_store {
 
 /* Open the registry at root and load every model in it, each with its
  * full-model entry for `workers` workers. Returns 0, or -1 with a reason. */
-int model_store_open(model_store *s, const char *root, int workers, char *err, size_t errlen);
+int model_store_open(model_store *s, const char *root, int workers, const char *device, char *err, size_t errlen);
 void model_store_close(model_store *s); /* accepts NULL; leaves *s zeroed */
 
 api_model *model_store_find(const model_store *s, const char *name); /* NULL if unknown */

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "server.h"
 
 #define PROG "moda-server"
@@ -36,6 +37,7 @@ server_config server_config_default(void) {
                 .max_classes = 0,
                 .max_batch = 1024,
                 .default_tau = 0.9f,
+                .device = "auto",
             },
     };
 }
@@ -143,6 +145,7 @@ int server_config_parse(int argc, char **argv, server_config *cfg) {
         {"max-body", OPT_SIZE, &cfg->max_body, 1, 0, "SIZE", "request body limit; larger bodies get 413 (64M)"},
         {"max-classes", OPT_INT, &cfg->api.max_classes, 0, 1 << 20, "N", "classes per compose request; 0 = all (0)"},
         {"max-batch", OPT_INT, &cfg->api.max_batch, 1, 1 << 24, "N", "samples per inference request (1024)"},
+        {"device", OPT_STRING, &cfg->api.device, 0, 0, "D", "cpu, cuda, or auto: the GPU when there is one (auto)"},
         {"tau", OPT_FLOAT, &cfg->api.default_tau, 0, 1, "T", "module threshold when a request gives none (0.9)"},
         {"timeout", OPT_INT, &cfg->conn_timeout_s, 0, 86400, "S", "idle connection timeout in seconds; 0 = none (30)"},
         {"drain-seconds", OPT_INT, &cfg->drain_seconds, 0, 86400, "S", "on shutdown, wait this long for requests (30)"},
@@ -189,6 +192,10 @@ int server_config_parse(int argc, char **argv, server_config *cfg) {
             print_usage(stderr, specs, n);
             return 2;
         }
+    }
+    if (!backend_name_known(cfg->api.device)) {
+        fprintf(stderr, PROG ": unknown --device '%s' (expected cpu, cuda or auto)\n", cfg->api.device);
+        return 2;
     }
     return 0;
 }

@@ -641,9 +641,10 @@ int server_start(const server_config *cfg, server **out, char *err, size_t errle
     format_bytes(body, sizeof body, cfg->max_body);
     bool v6 = strchr(cfg->host, ':') != NULL;
     log_line(s,
-             "moda-server listening on http://%s%s%s:%d (threads %d, workers %d, queue %d, registry %s, "
+             "moda-server listening on http://%s%s%s:%d (device %s, threads %d, workers %d, queue %d, registry %s, "
              "cache %s, body limit %s, timeout %d s, drain %d s)",
-             v6 ? "[" : "", cfg->host, v6 ? "]" : "", s->port, cfg->threads, cfg->api.workers, cfg->queue_max,
+             v6 ? "[" : "", cfg->host, v6 ? "]" : "", s->port, api_device(s->api), cfg->threads, cfg->api.workers,
+             cfg->queue_max,
              cfg->api.registry, cache, body, cfg->conn_timeout_s, cfg->drain_seconds);
     *out = s;
     return 0;

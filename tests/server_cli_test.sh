@@ -19,6 +19,10 @@ check "--help lists the options" $?
 check "unknown flag exits 2" $((rc != 2))
 "$server" --port notaport >/dev/null 2>&1; rc=$?
 check "bad port exits 2" $((rc != 2))
+out=$("$server" --device tpu 2>&1); rc=$?
+check "unknown device exits 2" $((rc != 2))
+[[ "$out" == *"unknown --device 'tpu'"* ]]
+check "unknown device says why" $?
 out=$("$server" --registry /nonexistent-registry --port 0 2>&1); rc=$?
 check "bad registry exits 1" $((rc != 1))
 [[ "$out" == *"moda-server:"* ]]
@@ -37,6 +41,8 @@ for _ in $(seq 1 600); do # the registry loads first; up to a minute
 done
 [ -n "$port" ] && [ "$port" -gt 0 ]
 check "start-up line reports the bound port" $?
+grep -Eq 'listening on .*\(device (cpu|cuda),' "$log"
+check "start-up line names the device" $?
 if [ -n "$port" ]; then
   body=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$port/v2/health/live")
   [[ "$body" == *'"live"'*true*' 200' ]]

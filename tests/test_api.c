@@ -846,6 +846,13 @@ static void test_max_classes_limit(void **state) {
     assert_int_equal(api_new(&cfg, &b, err, sizeof err), -1);
     assert_null(b);
     assert_true(strlen(err) > 0);
+
+    /* So does a device that does not exist. */
+    cfg.registry = MODA_MODELS_DIR;
+    cfg.device = "tpu";
+    assert_int_equal(api_new(&cfg, &b, err, sizeof err), -1);
+    assert_null(b);
+    assert_non_null(strstr(err, "unknown device 'tpu'"));
 }
 
 int main(void) {
