@@ -87,8 +87,20 @@ moda_status registry_write_composed(const char *root, const char *name, const gr
 
 typedef struct registry registry; /* opaque: the root and the validated index */
 
+/* Whether root is an http:// or https:// URL rather than a directory. */
+bool registry_is_url(const char *root);
+/* Bring the local mirror of the registry at url up to date (see
+ * registry_remote.c) and put its directory in local: $MODA_REGISTRY_CACHE,
+ * else $XDG_CACHE_HOME/moda/registries or ~/.cache/moda/registries, then a
+ * directory per URL. Only what changed is downloaded; every file is checked
+ * against its sha256 before it is written. Network failures are
+ * MODA_ERR_IO, a missing file MODA_ERR_NOT_FOUND, bad content
+ * MODA_ERR_FORMAT, each with "<url>: <problem>". */
+moda_status registry_mirror(const char *url, char *local, size_t local_len, char *err, size_t errlen);
+
 /* Read and validate <root>/index.json. MODA_ERR_NOT_FOUND when it does not
- * exist. */
+ * exist. root may be a URL: registry_open then reads the mirror, which
+ * registry_root() names; writing to a URL is refused. */
 moda_status registry_open(const char *root, registry **out, char *err, size_t errlen);
 void registry_close(registry *reg); /* accepts NULL */
 

@@ -17,6 +17,11 @@ moda_status registry_open(const char *root, registry **out, char *err, size_t er
         return MODA_ERR_NULL;
     }
     *out = NULL;
+    char mirror[PATH_LEN];
+    if (registry_is_url(root)) { /* read through an up-to-date local copy */
+        MODA_TRY(registry_mirror(root, mirror, sizeof mirror, err, errlen));
+        root = mirror;
+    }
     char index[PATH_LEN];
     if (!registry_path(index, sizeof index, root, REGISTRY_INDEX_FILE, NULL)) {
         fileio_errf(err, errlen, "%s: path too long", root);

@@ -202,6 +202,9 @@ static moda_status check_inputs(const char *name, const graph *g, const model_in
 static moda_status write_model(const char *root, const char *name, const graph *g, const model_info *mi,
                                const registry_origin *origin, const char *train_json, double test_acc,
                                const rates *r, const module_stats *st, char *err, size_t errlen) {
+    if (registry_is_url(root))
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: a registry behind a URL is read-only; write to a directory",
+                           root);
     MODA_TRY(check_inputs(name, g, mi, origin, test_acc, r, st, err, errlen));
     json_t *training = NULL;
     MODA_TRY(registry_training_config(train_json, &training, err, errlen));

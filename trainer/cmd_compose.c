@@ -256,7 +256,7 @@ int cmd_compose(int argc, char **argv) {
     compose_options o = {.tau = DECOMPOSE_DEFAULT_TAU, .batch = 256};
     bool help = false;
     const arg_spec specs[] = {
-        {"registry", ARG_STRING, &o.reg, "DIR", "module registry"},
+        {"registry", ARG_STRING, &o.reg, "DIR|URL", "module registry: a directory, or http(s) to read"},
         {"model", ARG_STRING, &o.model, "NAME", "the model to compose from"},
         {"classes", ARG_STRING, &o.classes, "LIST", "comma-separated class names or indices, in output order"},
         {"tau", ARG_FLOAT, &o.tau, "T", "activation-rate threshold (0.9)"},

@@ -333,7 +333,8 @@ int cmd_inspect(int argc, char **argv) {
                    "Without MODEL, lists the registry's models with architecture, test accuracy,\n"
                    "mean module size and mean overlap. With MODEL, shows each class's module\n"
                    "size, the class-by-class overlap matrix and per-layer overlap. Sizes and\n"
-                   "overlaps are percentages of the model's trainable parameters.\n\noptions:\n");
+                   "overlaps are percentages of the model's trainable parameters. REGISTRY is a\n"
+                   "directory or an http(s) URL (read through a local mirror).\n\noptions:\n");
         args_print_options(f, specs, n);
         return help ? 0 : EXIT_USAGE;
     }

@@ -453,7 +453,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     int batch = 256, threads = -1; /* not given: the cores, or one worker on a GPU */
     bool help = false;
     const arg_spec specs[] = {
-        {"registry", ARG_STRING, &reg_path, "DIR", "module registry"},
+        {"registry", ARG_STRING, &reg_path, "DIR|URL", "module registry: a directory, or http(s) to read"},
         {"model", ARG_STRING, &model, "NAME", "the MODA-trained model to compose"},
         {"st-model", ARG_STRING, &st_model, "NAME", "a standard-trained model to compare against (optional)"},
         {"tau", ARG_FLOAT, &tau, "T", "activation-rate threshold (0.9)"},

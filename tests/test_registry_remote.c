@@ -1,0 +1,192 @@
+/* A registry behind an http:// URL: the bundled registry served by an
+ * in-process HTTP server that counts requests and can corrupt, drop or
+ * garble a file. The mirror must load the same model as the directory,
+ * fetch only what changed, and turn every bad answer into a clear error
+ * without writing the bad bytes. */
+#include "test_util.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "registry.h"
+#include "synthetic_idx.h"
+
+#define MODEL "fmnist-lenet5"
+#define WEIGHTS "/" MODEL "/" REGISTRY_WEIGHTS_FILE
+#define MANIFEST "/" MODEL "/" REGISTRY_MANIFEST_FILE
+
+static struct MHD_Daemon *daemon_;
+static char url[64], cache[64];
+static atomic_int requests;
+/* What the server does wrong, by URL path ("" for nothing). */
+static char corrupt_path[128], missing_path[128], garbage_path[128];
+
+static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *path, const char *method,
+                             const char *version, const char *upload, size_t *upload_len, void **state) {
+    (void)cls, (void)method, (void)version, (void)upload, (void)upload_len, (void)state;
+    atomic_fetch_add(&requests, 1);
+    char file[512];
+    uint8_t *data = NULL;
+    size_t len = 0;
+    snprintf(file, sizeof file, "%s%s", MODA_MODELS_DIR, path);
+    bool found = !strstr(path, "..") && strcmp(path, missing_path) != 0 &&
+                 fileio_read_all(file, (size_t)1 << 30, &data, &len, NULL, 0) == MODA_OK;
+    if (found && !strcmp(path, corrupt_path)) data[len / 2] ^= 0x40;
+    if (found && !strcmp(path, garbage_path)) len = (size_t)snprintf((char *)data, len, "not json");
+    struct MHD_Response *r = found ? MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_COPY)
+                                   : MHD_create_response_from_buffer(9, "not found", MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ok = MHD_queue_response(c, found ? MHD_HTTP_OK : MHD_HTTP_NOT_FOUND, r);
+    MHD_destroy_response(r);
+    free(data);
+    return ok;
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(cache, sizeof cache, "/tmp/moda-remote-XXXXXX");
+    if (!mkdtemp(cache)) return -1;
+    setenv("MODA_REGISTRY_CACHE", cache, 1);
+    struct sockaddr_in loopback = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, serve, NULL,
+                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&loopback, MHD_OPTION_END);
+    if (!daemon_) return -1;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)info->port);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    MHD_stop_daemon(daemon_);
+    return synth_remove_tree(cache);
+}
+
+/* The mirror's copy of a file, by URL path. */
+static void mirrored(char *out, size_t len, const char *path) {
+    char local[400], err[FILEIO_ERR_LEN];
+    assert_int_equal(registry_mirror(url, local, sizeof local, err, sizeof err), MODA_OK);
+    assert_true((size_t)snprintf(out, len, "%.400s%.100s", local, path) < len);
+}
+
+static void test_mirror_loads_the_same_model(void **state) {
+    (void)state;
+    char err[FILEIO_ERR_LEN] = "";
+    registry *remote = NULL, *local = NULL;
+    atomic_store(&requests, 0);
+    if (registry_open(url, &remote, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    assert_int_equal(atomic_load(&requests), 4); /* the index, a manifest, two data files */
+    assert_int_equal(registry_open(MODA_MODELS_DIR, &local, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_count(remote), registry_count(local));
+    assert_non_null(strstr(registry_root(remote), cache));
+    moda_backend *be = backend_cpu_new();
+    registry_model a, b;
+    assert_int_equal(registry_load_model(remote, MODEL, be, &a, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_load_model(local, MODEL, be, &b, err, sizeof err), MODA_OK);
+    assert_string_equal(a.manifest_sha256, b.manifest_sha256);
+    assert_int_equal(a.g->n_params, b.g->n_params);
+    for (int i = 0; i < a.g->n_params; i++)
+        assert_memory_equal(a.g->params[i].data, b.g->params[i].data,
+                            graph_param_numel(&a.g->params[i]) * sizeof(float));
+    assert_int_equal(a.r.n_layers, b.r.n_layers);
+
+    /* Writing to a URL is refused before anything is written. */
+    assert_int_equal(registry_write_model(url, "copy", a.g, &a.info, NULL, a.test_acc, &a.r, &a.stats, err, sizeof err),
+                     MODA_ERR_ARG);
+    assert_non_null(strstr(err, "read-only"));
+    registry_model_free(&a);
+    registry_model_free(&b);
+    backend_free(be);
+    registry_close(remote);
+    registry_close(local);
+}
+
+/* Opened again, only the index is fetched; a trailing slash names the
+ * same registry; a file gone from the mirror is fetched again. */
+static void test_only_what_changed(void **state) {
+    (void)state;
+    char err[FILEIO_ERR_LEN] = "", slash[80], weights[512];
+    registry *r = NULL;
+    atomic_store(&requests, 0);
+    assert_int_equal(registry_open(url, &r, err, sizeof err), MODA_OK);
+    registry_close(r);
+    snprintf(slash, sizeof slash, "%s/", url);
+    assert_int_equal(registry_open(slash, &r, err, sizeof err), MODA_OK);
+    registry_close(r);
+    assert_int_equal(atomic_load(&requests), 2);
+    mirrored(weights, sizeof weights, WEIGHTS);
+    assert_int_equal(unlink(weights), 0);
+    atomic_store(&requests, 0);
+    assert_int_equal(registry_open(url, &r, err, sizeof err), MODA_OK);
+    assert_int_equal(atomic_load(&requests), 2);
+    struct stat st;
+    assert_int_equal(stat(weights, &st), 0);
+    registry_close(r);
+}
+
+/* Drop `path` from the mirror and open with the server misbehaving on it
+ * through *fault: the open fails with want and a message holding `says`,
+ * the file stays absent, and once the server behaves the mirror heals. */
+static void expect_fetch_failure(const char *path, char *fault, moda_status want, const char *says) {
+    char err[FILEIO_ERR_LEN] = "", local[512];
+    registry *r = NULL;
+    mirrored(local, sizeof local, path);
+    assert_int_equal(unlink(local), 0);
+    snprintf(fault, 128, "%s", path);
+    assert_int_equal(registry_open(url, &r, err, sizeof err), want);
+    assert_null(r);
+    if (!strstr(err, says)) fail_msg("'%s' does not say '%s'", err, says);
+    struct stat st;
+    assert_int_not_equal(stat(local, &st), 0);
+    fault[0] = 0;
+    assert_int_equal(registry_open(url, &r, err, sizeof err), MODA_OK);
+    registry_close(r);
+}
+
+/* Bytes that do not match the manifest's sha256 are refused, not written. */
+static void test_corrupt_download(void **state) {
+    (void)state;
+    expect_fetch_failure(WEIGHTS, corrupt_path, MODA_ERR_FORMAT, "sha256");
+    expect_fetch_failure(WEIGHTS, corrupt_path, MODA_ERR_FORMAT, REGISTRY_WEIGHTS_FILE);
+}
+
+static void test_missing_file(void **state) {
+    (void)state;
+    expect_fetch_failure(MANIFEST, missing_path, MODA_ERR_NOT_FOUND, "HTTP 404");
+}
+
+static void test_bad_index(void **state) {
+    (void)state;
+    char err[FILEIO_ERR_LEN] = "";
+    registry *r = NULL;
+    snprintf(garbage_path, sizeof garbage_path, "/%s", REGISTRY_INDEX_FILE);
+    assert_int_equal(registry_open(url, &r, err, sizeof err), MODA_ERR_FORMAT);
+    assert_non_null(strstr(err, REGISTRY_INDEX_FILE));
+    garbage_path[0] = 0;
+}
+
+static void test_unreachable(void **state) {
+    (void)state;
+    char err[FILEIO_ERR_LEN] = "";
+    registry *r = NULL;
+    /* Port 1 on loopback: refused at once, not a hang. */
+    assert_int_equal(registry_open("http://127.0.0.1:1/reg", &r, err, sizeof err), MODA_ERR_IO);
+    assert_non_null(strstr(err, "http://127.0.0.1:1/reg/index.json"));
+    assert_int_equal(registry_open("ftp://127.0.0.1/reg", &r, err, sizeof err), MODA_ERR_NOT_FOUND); /* a path */
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mirror_loads_the_same_model),
+        cmocka_unit_test(test_only_what_changed),
+        cmocka_unit_test(test_corrupt_download),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_bad_index),
+        cmocka_unit_test(test_unreachable),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
