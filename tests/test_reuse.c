@@ -7,50 +7,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cmd_registry.h"
 #include "cmd_reuse.h"
-#include "synthetic_idx.h"
-#include "train.h"
+#include "tiny_registry.h"
 
 static char root[256];
-
-static int run_cmd(int (*cmd)(int, char **), const char **argv) {
-    int argc = 0;
-    while (argv[argc]) argc++;
-    return cmd(argc, (char **)argv);
-}
-
-static void train_into_registry(const char *name, bool moda) {
-    char data[300], names[320], out[300], ckpt[340], reg[300], err[1024];
-    snprintf(data, sizeof data, "%s/data", root);
-    snprintf(names, sizeof names, "%s/names.txt", data);
-    snprintf(out, sizeof out, "%s/runs/%s", root, name);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
-    snprintf(reg, sizeof reg, "%s/registry", root);
-    train_options o = train_options_default();
-    o.dataset = "idx";
-    o.data_dir = data;
-    o.names = names;
-    o.input_size = 16;
-    o.epochs = 2;
-    o.batch_size = 32;
-    o.seed = 3;
-    o.out_dir = out;
-    if (moda) {
-        o.alpha = o.beta = 1.0f;
-        o.gamma = 0.3f;
-    }
-    if (train_run(&o, err, sizeof err) != MODA_OK) fail_msg("%s", err);
-    const char *argv[] = {"moda", "decompose", "--checkpoint", ckpt, "--out", reg, "--name", name, NULL};
-    assert_int_equal(run_cmd(cmd_decompose, argv), 0);
-}
 
 static int setup(void **state) {
     (void)state;
     snprintf(root, sizeof root, "/tmp/moda-reuse-XXXXXX");
     if (!mkdtemp(root) || synth_make_data(root, 256, 80) != 0) return -1;
-    train_into_registry("tiny-moda", true);
-    train_into_registry("tiny-st", false);
+    tiny_train_into_registry(root, "tiny-moda", true, 2, 3);
+    tiny_train_into_registry(root, "tiny-st", false, 2, 3);
     return 0;
 }
 
@@ -97,7 +64,7 @@ static void test_tau_zero_is_exact(void **state) {
     snprintf(data, sizeof data, "%s/data", root);
     const char *argv[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--st-model", "tiny-st",
                           "--tau", "0", "--data-dir", data, "--out", out, NULL};
-    assert_int_equal(run_cmd(cmd_eval_reuse, argv), 0);
+    assert_int_equal(tiny_run_cmd(cmd_eval_reuse, argv), 0);
     row rows[8];
     assert_int_equal(read_rows(out, rows, 8), 3);
     int want_tasks[3] = {6, 4, 1}; /* C(4,2), C(4,3), C(4,4) */
@@ -124,7 +91,7 @@ static void test_tau_default_smaller(void **state) {
     snprintf(data, sizeof data, "%s/data", root);
     const char *argv[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--tasks", "7",
                           "--seed", "4", "--data-dir", data, "--out", out, NULL};
-    assert_int_equal(run_cmd(cmd_eval_reuse, argv), 0);
+    assert_int_equal(tiny_run_cmd(cmd_eval_reuse, argv), 0);
     row rows[8];
     int n = read_rows(out, rows, 8), tasks = 0;
     for (int i = 0; i < n; i++) {
@@ -160,14 +127,14 @@ static void test_threads_agree(void **state) {
         const char *argv[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--st-model", "tiny-st",
                               "--tasks", "9", "--seed", "5", "--threads", threads[i], "--batch-size", "7",
                               "--data-dir", data, "--out", out[i], NULL};
-        assert_int_equal(run_cmd(cmd_eval_reuse, argv), 0);
+        assert_int_equal(tiny_run_cmd(cmd_eval_reuse, argv), 0);
     }
     char *a = slurp(csv[0]), *b = slurp(csv[1]);
     assert_string_equal(a, b);
     free(a);
     free(b);
     const char *zero[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--threads", "0", NULL};
-    assert_int_equal(run_cmd(cmd_eval_reuse, zero), 2);
+    assert_int_equal(tiny_run_cmd(cmd_eval_reuse, zero), 2);
 }
 
 static void test_errors(void **state) {
@@ -175,15 +142,15 @@ static void test_errors(void **state) {
     char reg[300];
     snprintf(reg, sizeof reg, "%s/registry", root);
     const char *unknown[] = {"moda", "eval-reuse", "--registry", reg, "--model", "nope", NULL};
-    assert_int_equal(run_cmd(cmd_eval_reuse, unknown), 1);
+    assert_int_equal(tiny_run_cmd(cmd_eval_reuse, unknown), 1);
     const char *tasks[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--tasks", "-3", NULL};
-    assert_int_equal(run_cmd(cmd_eval_reuse, tasks), 2);
+    assert_int_equal(tiny_run_cmd(cmd_eval_reuse, tasks), 2);
     const char *tau[] = {"moda", "eval-reuse", "--registry", reg, "--model", "tiny-moda", "--tau", "2", NULL};
-    assert_int_equal(run_cmd(cmd_eval_reuse, tau), 2);
+    assert_int_equal(tiny_run_cmd(cmd_eval_reuse, tau), 2);
     const char *missing[] = {"moda", "eval-reuse", "--model", "tiny-moda", NULL};
-    assert_int_equal(run_cmd(cmd_eval_reuse, missing), 2);
+    assert_int_equal(tiny_run_cmd(cmd_eval_reuse, missing), 2);
     const char *help[] = {"moda", "eval-reuse", "--help", NULL};
-    assert_int_equal(run_cmd(cmd_eval_reuse, help), 0);
+    assert_int_equal(tiny_run_cmd(cmd_eval_reuse, help), 0);
 }
 
 int main(void) {

@@ -19,9 +19,7 @@
 
 /* ---- the class list ------------------------------------------------------ */
 
-/* Index of class `item`: an exact name, else the one name equal to it
- * ignoring case, else a decimal index. -1 with a reason otherwise. */
-static int resolve_class(const char *item, char *const *names, int k, char *why, size_t len) {
+int resolve_class(const char *item, char *const *names, int k, char *why, size_t len) {
     for (int c = 0; c < k; c++)
         if (!strcmp(names[c], item)) return c;
     int found = -1, matches = 0;

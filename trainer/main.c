@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "cmd_compose.h"
 #include "cmd_registry.h"
+#include "cmd_replace.h"
 #include "cmd_reuse.h"
 #include "models.h"
 #include "train.h"
@@ -25,7 +26,8 @@ static void usage(FILE *f) {
             "  decompose   activation rates and module stats of a checkpoint into a registry\n"
             "  inspect     models, classes, module sizes and overlaps in a registry\n"
             "  compose     compose a model's modules for a class subset; optionally store it\n"
-            "  eval-reuse  accuracy of composed models over class subsets\n\n"
+            "  eval-reuse  accuracy of composed models over class subsets\n"
+            "  replace     patch a weak model's class with a strong model's module, calibrated\n\n"
             "Run 'moda <command> --help' for its options.\n");
 }
 
@@ -222,6 +224,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc, argv);
     if (!strcmp(cmd, "compose")) return cmd_compose(argc, argv);
     if (!strcmp(cmd, "eval-reuse")) return cmd_eval_reuse(argc, argv);
+    if (!strcmp(cmd, "replace")) return cmd_replace(argc, argv);
     fprintf(stderr, "moda: unknown command '%s'\n", cmd);
     usage(stderr);
     return EXIT_USAGE;
