@@ -18,10 +18,20 @@
 
 #define PATH_LEN 4096
 #define URL_LEN 4096
-/* No progress for this long (or no connection) fails the download instead
- * of hanging. */
+/* No connection within this long, or no progress for this long, fails
+ * the download instead of hanging; $MODA_REGISTRY_TIMEOUT (seconds) sets
+ * both. */
 #define CONNECT_TIMEOUT_S 15L
 #define STALL_TIMEOUT_S 60L
+
+static void timeouts(long *connect, long *stall) {
+    *connect = CONNECT_TIMEOUT_S;
+    *stall = STALL_TIMEOUT_S;
+    const char *env = getenv("MODA_REGISTRY_TIMEOUT");
+    char *end = NULL;
+    long s = env ? strtol(env, &end, 10) : 0;
+    if (env && *env && !*end && s > 0 && s <= 86400) *connect = *stall = s;
+}
 
 bool registry_is_url(const char *root) {
     return root && (!strncmp(root, "http://", 7) || !strncmp(root, "https://", 8));
@@ -96,9 +106,11 @@ static moda_status fetch(const char *base, const char *rel, size_t limit, fetch_
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+    long connect_s, stall_s;
+    timeouts(&connect_s, &stall_s);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, connect_s);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, STALL_TIMEOUT_S);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall_s);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* safe in threaded programs */
     CURLcode rc = curl_easy_perform(c);
     long http = 0;

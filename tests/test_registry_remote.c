@@ -30,6 +30,10 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *pa
                              const char *version, const char *upload, size_t *upload_len, void **state) {
     (void)cls, (void)method, (void)version, (void)upload, (void)upload_len, (void)state;
     atomic_fetch_add(&requests, 1);
+    if (!strncmp(path, "/stalled/", 9)) { /* the registry again, after 3 s of saying nothing */
+        sleep(3);
+        path += 8;
+    }
     char file[512];
     uint8_t *data = NULL;
     size_t len = 0;
@@ -179,6 +183,21 @@ static void test_unreachable(void **state) {
     assert_int_equal(registry_open("ftp://127.0.0.1/reg", &r, err, sizeof err), MODA_ERR_NOT_FOUND); /* a path */
 }
 
+/* A server that goes quiet for longer than $MODA_REGISTRY_TIMEOUT fails
+ * the open, though it would have answered in the end. */
+static void test_stalled_server(void **state) {
+    (void)state;
+    char err[FILEIO_ERR_LEN] = "", stalled[80];
+    registry *r = NULL;
+    snprintf(stalled, sizeof stalled, "%s/stalled", url);
+    setenv("MODA_REGISTRY_TIMEOUT", "1", 1);
+    moda_status s = registry_open(stalled, &r, err, sizeof err);
+    unsetenv("MODA_REGISTRY_TIMEOUT");
+    assert_int_equal(s, MODA_ERR_IO);
+    assert_null(r);
+    assert_non_null(strstr(err, "/stalled/index.json"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mirror_loads_the_same_model),
@@ -187,6 +206,7 @@ int main(void) {
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_bad_index),
         cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_stalled_server),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
