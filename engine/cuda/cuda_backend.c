@@ -5,7 +5,8 @@
  * composition and decomposition all read and write parameters from host
  * code, and managed memory lets every one of those paths work unchanged;
  * the per-step traffic (inputs, labels, MODA's per-layer matrices) goes
- * through explicit copies instead.
+ * through explicit copies instead. Freed blocks are kept for reuse
+ * (cuda_pool.c), and planned arenas are prefetched to the device.
  *
  * Ops are queued in order on the legacy default stream and return at once.
  * Host code may touch managed memory only after a synchronize: the graph
