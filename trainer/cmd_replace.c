@@ -16,20 +16,6 @@
 #define ERR_LEN 1024
 #define BATCH 256
 
-/* Eval-mode outputs of g over ds, (n, outputs). */
-static moda_status run_outputs(graph *g, const dataset *ds, float *out) {
-    size_t per = (size_t)ds->c * ds->h * ds->w;
-    int k = graph_output(g)->c;
-    MODA_TRY(graph_plan_inference(g, BATCH));
-    for (int off = 0; off < ds->n; off += BATCH) {
-        int b = ds->n - off < BATCH ? ds->n - off : BATCH;
-        MODA_TRY(graph_forward(g, ds->images + (size_t)off * per, b, false));
-        MODA_TRY(g->be->copy_to_host(g->be, out + (size_t)off * k, graph_output(g)->out.data,
-                                     (size_t)b * k * sizeof(float)));
-    }
-    return MODA_OK;
-}
-
 /* One split as both models see it: W's logits with column t, in `patched`,
  * replaced by the output of S's module for the same class. */
 typedef struct split_logits {
@@ -55,6 +41,8 @@ static bool same_input(const model_info *a, const model_info *b) {
     return true;
 }
 
+/* One split of the data through W and S's module (both planned for
+ * BATCH), as each model prepares its input. */
 static moda_status load_split(const registry_model *w, const registry_model *s, graph *module, int t,
                               const char *data_dir, dataset_split which, split_logits *out, char *err, size_t errlen) {
     memset(out, 0, sizeof(*out));
@@ -83,8 +71,8 @@ static moda_status load_split(const registry_model *w, const registry_model *s, 
     if (st == MODA_OK) {
         fprintf(stderr, "%s: %d %s images through %s and %s's module...\n", what, n, what, w->name, s->name);
         memcpy(out->labels, dw.labels, (size_t)n * sizeof(int32_t));
-        st = run_outputs(w->g, &dw, out->weak);
-        if (st == MODA_OK) st = run_outputs(module, sd, mod);
+        st = evaluate_outputs(w->g, &dw, BATCH, out->weak, 0, NULL);
+        if (st == MODA_OK) st = evaluate_outputs(module, sd, BATCH, mod, 0, NULL);
         if (st != MODA_OK) snprintf(err, errlen, "running the models: %s", moda_status_string(st));
     }
     if (st == MODA_OK) {
@@ -168,6 +156,8 @@ moda_status replace_run(const replace_options *o, replace_result *res, char *err
     if (st == MODA_OK) {
         st = compose_plan_make(s.g, &s.r, &ts, 1, o->tau, &p);
         if (st == MODA_OK) st = compose_build(s.g, &p, be, &module);
+        if (st == MODA_OK) st = graph_plan_inference(w.g, BATCH);
+        if (st == MODA_OK) st = graph_plan_inference(module, BATCH);
         if (st != MODA_OK)
             snprintf(err, errlen, "composing %s's module for class %d: %s", s.name, ts, moda_status_string(st));
     }

@@ -72,24 +72,6 @@ static moda_status shared_prefix(const graph *g, const rates *r, float tau, int 
     return MODA_OK;
 }
 
-/* Eval-mode forward over the whole test set in batches: logits (n, K) and,
- * when capture (backend memory) is set, node `node`'s activations (n, its
- * numel). */
-static moda_status run_test_set(graph *g, const dataset *ds, int batch, float *logits, int node, float *capture) {
-    size_t per = (size_t)ds->c * ds->h * ds->w, cap = node_size(&g->nodes[node]);
-    int k = graph_output(g)->c;
-    for (int off = 0; off < ds->n; off += batch) {
-        int b = ds->n - off < batch ? ds->n - off : batch;
-        MODA_TRY(graph_forward(g, ds->images + (size_t)off * per, b, false));
-        MODA_TRY(g->be->copy_to_host(g->be, logits + (size_t)off * k, graph_output(g)->out.data,
-                                     (size_t)b * k * sizeof(float)));
-        if (capture)
-            MODA_TRY(g->be->copy_to_device(g->be, capture + (size_t)off * cap, g->nodes[node].out.data,
-                                         (size_t)b * cap * sizeof(float)));
-    }
-    return MODA_OK;
-}
-
 /* Loads a model and its test set and runs the full model over it. With
  * prefix_tau >= 0 it also finds the composed models' shared prefix at that
  * threshold and keeps its activations. */
@@ -120,7 +102,7 @@ static moda_status load_model(const registry *reg, const char *name, moda_backen
     rm->logits = malloc((size_t)n * k * sizeof(float));
     if (!rm->prefix || !rm->logits) return MODA_ERR_NOMEM;
     if (rm->own_prefix && !rm->cut) MODA_TRY(be->copy_to_device(be, rm->prefix, rm->test.images, prefix_bytes));
-    return run_test_set(g, &rm->test, batch, rm->logits, rm->cut, rm->cut ? rm->prefix : NULL);
+    return evaluate_outputs(g, &rm->test, batch, rm->logits, rm->cut, rm->cut ? rm->prefix : NULL);
 }
 
 /* Accuracy over samples whose label is in T, argmax over T's columns of

@@ -78,6 +78,24 @@ static int argmax(const float *v, int k) {
     return best;
 }
 
+moda_status evaluate_outputs(graph *g, const dataset *ds, int batch, float *out, int node, float *capture) {
+    if (!g || !ds || !out) return MODA_ERR_NULL;
+    if (batch < 1 || batch > g->max_batch || node < 0 || node >= g->n_nodes) return MODA_ERR_ARG;
+    const graph_node *cn = &g->nodes[node];
+    size_t per = (size_t)ds->c * ds->h * ds->w, cap = (size_t)cn->c * cn->h * cn->w;
+    int k = graph_output(g)->c;
+    for (int off = 0; off < ds->n; off += batch) {
+        int b = ds->n - off < batch ? ds->n - off : batch;
+        MODA_TRY(graph_forward(g, ds->images + (size_t)off * per, b, false));
+        MODA_TRY(g->be->copy_to_host(g->be, out + (size_t)off * k, graph_output(g)->out.data,
+                                     (size_t)b * k * sizeof(float)));
+        if (capture)
+            MODA_TRY(g->be->copy_to_device(g->be, capture + (size_t)off * cap, cn->out.data,
+                                           (size_t)b * cap * sizeof(float)));
+    }
+    return MODA_OK;
+}
+
 moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r) {
     if (!g || !ds || !r) return MODA_ERR_NULL;
     if (batch_size > g->max_batch) return MODA_ERR_ARG;

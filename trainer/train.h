@@ -61,4 +61,10 @@ typedef struct eval_result {
 moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r);
 void eval_result_free(eval_result *r);
 
+/* Eval-mode outputs of g for every sample of ds, in order, in batches of
+ * at most `batch` (g planned for it): out (n, outputs) on the host and,
+ * when capture (backend memory) is set, node `node`'s activations (n, its
+ * numel). */
+moda_status evaluate_outputs(graph *g, const dataset *ds, int batch, float *out, int node, float *capture);
+
 #endif
