@@ -131,11 +131,15 @@ static void print_usage(FILE *f, const opt_spec *specs, int n) {
 
 int server_config_parse(int argc, char **argv, server_config *cfg) {
     *cfg = server_config_default();
+    /* Images and orchestrators name the registry in the environment; a
+     * --registry on the command line still wins. */
+    const char *env_registry = getenv("MODA_REGISTRY");
+    if (env_registry && env_registry[0]) cfg->api.registry = env_registry;
     char threads_help[80], workers_help[80];
     snprintf(threads_help, sizeof threads_help, "connection threads; they run light requests (cores: %d)", cfg->threads);
     snprintf(workers_help, sizeof workers_help, "inference worker threads (cores: %d)", cfg->api.workers);
     const opt_spec specs[] = {
-        {"registry", OPT_STRING, &cfg->api.registry, 0, 0, "DIR|URL", "module registry to serve, a directory or http(s) (models)"},
+        {"registry", OPT_STRING, &cfg->api.registry, 0, 0, "DIR|URL", "registry to serve, a directory or http(s) URL ($MODA_REGISTRY, else models)"},
         {"host", OPT_STRING, &cfg->host, 0, 0, "ADDR", "address to bind; 0.0.0.0 or :: for all (127.0.0.1)"},
         {"port", OPT_INT, &cfg->port, 0, 65535, "N", "TCP port; 0 picks a free one (8080)"},
         {"threads", OPT_INT, &cfg->threads, 1, 1024, "N", threads_help},

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # moda-server's command line and lifecycle: --help and usage errors, a bad
-# registry fails with a reason, and a real start on an ephemeral port that
-# reports the port, answers over HTTP, and exits 0 on SIGTERM.
+# registry fails with a reason, MODA_REGISTRY names the registry unless
+# --registry does, and a real start (from MODA_REGISTRY) on an ephemeral
+# port that reports the port, answers over HTTP, and exits 0 on SIGTERM.
 set -u
 server=$1
 registry=$2
@@ -27,10 +28,16 @@ out=$("$server" --registry /nonexistent-registry --port 0 2>&1); rc=$?
 check "bad registry exits 1" $((rc != 1))
 [[ "$out" == *"moda-server:"* ]]
 check "bad registry says why" $?
+out=$(MODA_REGISTRY=/nonexistent-env-registry "$server" --port 0 2>&1); rc=$?
+[[ $rc -eq 1 && "$out" == *"/nonexistent-env-registry"* ]]
+check "MODA_REGISTRY names the registry (rc $rc): $out" $?
+out=$(MODA_REGISTRY="$registry" "$server" --registry /nonexistent-registry --port 0 2>&1); rc=$?
+[[ $rc -eq 1 && "$out" == *"/nonexistent-registry"* ]]
+check "--registry wins over MODA_REGISTRY (rc $rc)" $?
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-"$server" --registry "$registry" --port 0 --threads 2 --workers 2 2>"$log" &
+MODA_REGISTRY="$registry" "$server" --port 0 --threads 2 --workers 2 2>"$log" &
 pid=$!
 port=
 for _ in $(seq 1 600); do # the registry loads first; up to a minute
