@@ -3,7 +3,10 @@
 #   scripts/run.sh demo   install, build, and serve the bundled registry
 #                         (moda-server on 127.0.0.1:8080, foreground)
 #   scripts/run.sh test   install, build, and run every test, then again
-#                         under AddressSanitizer + UndefinedBehaviorSanitizer
+#                         under AddressSanitizer + UndefinedBehaviorSanitizer,
+#                         then the deploy checks in containers: this test
+#                         command and the demo on a fresh Debian 12 root, the
+#                         Docker image, compose.yaml, and the deploy files' lint
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -35,13 +38,14 @@ EOF
   exec build/moda-server --registry models --port 8080
   ;;
 test)
-  scripts/install-deps.sh
+  scripts/install-deps.sh --test
   build build
   (cd build && ctest --output-on-failure -j "$jobs")
   build build-asan -DMODA_SANITIZE=ON
   # oneDNN's JIT code and OpenMP runtime are not instrumented; leak checks
   # stay on for our code.
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs")
+  tests/containers/run.sh build
   ;;
 *)
   echo "usage: scripts/run.sh demo|test" >&2
