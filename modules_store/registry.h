@@ -39,10 +39,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "checkpoint.h"
 #include "compose.h"
 #include "decompose.h"
 #include "graph.h"
+#include "model_info.h"
 #include "sha256.h"
 
 #define REGISTRY_FORMAT 1
