@@ -22,7 +22,7 @@
  * model on slot 0, and not in a request. Not counted in the metrics; a
  * failure shows again, with its reason, on the first request. */
 static void warm_up(api *a) {
-    if (a->store.be->host_memory) return;
+    if (backend_host_memory(a->store.be)) return;
     metrics *m = a->cfg.metrics;
     a->cfg.metrics = NULL;
     for (int i = 0; i < a->store.n; i++) {
@@ -75,7 +75,7 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     /* The workers run on the store's kind of backend: on a GPU the weights
      * stay where they were loaded and every worker reads them there. */
     for (int w = 0; w < cfg->workers; w++)
-        if (!(a->be[w] = backend_new(a->store.be->name, err, errlen))) {
+        if (!(a->be[w] = backend_new(backend_name(a->store.be), err, errlen))) {
             api_free(a);
             return -1;
         }
@@ -95,7 +95,7 @@ void api_free(api *a) {
     free(a);
 }
 
-const char *api_device(const api *a) { return a ? a->store.be->name : ""; }
+const char *api_device(const api *a) { return a ? backend_name(a->store.be) : ""; }
 
 static bool is_infer_path(const char *path) {
     size_t n = strlen(path);

@@ -63,8 +63,8 @@ int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float
         int b = n - off < a->chunk ? n - off : a->chunk;
         s = graph_forward(h, x + (size_t)off * per, b, false);
         if (s == MODA_OK)
-            s = h->be->copy_to_host(h->be, z + (size_t)off * k, graph_output(h)->out.data,
-                                    (size_t)b * k * sizeof(float));
+            s = backend_copy_to_host(h->be, z + (size_t)off * k, graph_output(h)->out.data,
+                                     (size_t)b * k * sizeof(float));
         execs++;
     }
     if (s == MODA_OK && probs) softmax_rows(z, probs, n, k);

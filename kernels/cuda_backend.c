@@ -24,7 +24,7 @@
 #include <cublas_v2.h>
 #include <cudnn.h>
 
-#include "backend.h"
+#include "backend_impl.h"
 #include "cuda_internal.h"
 
 #define CONV_CACHE_MAX 256

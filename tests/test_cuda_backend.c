@@ -21,25 +21,25 @@ typedef struct pair {
 } pair;
 
 static pair pair_new(rng *r, size_t n, float mean, float std) {
-    pair p = {tu_alloc(n), gpu->alloc(gpu, (n ? n : 1) * sizeof(float)), n};
+    pair p = {tu_alloc(n), backend_alloc(gpu, (n ? n : 1) * sizeof(float)), n};
     assert_non_null(p.d);
     if (std > 0)
         rng_fill_normal(r, p.h, n, mean, std);
     else
         for (size_t i = 0; i < n; i++) p.h[i] = mean;
-    assert_int_equal(gpu->copy_to_device(gpu, p.d, p.h, n * sizeof(float)), MODA_OK);
+    assert_int_equal(backend_copy_to_device(gpu, p.d, p.h, n * sizeof(float)), MODA_OK);
     return p;
 }
 
 static void pair_free(pair *p) {
     free(p->h);
-    gpu->free(gpu, p->d);
+    backend_dealloc(gpu, p->d);
 }
 
 /* The GPU's values equal the CPU's within atol + rtol |cpu|. */
 static void pair_check(const pair *p, double atol, double rtol, const char *what) {
     float *got = tu_alloc(p->n);
-    assert_int_equal(gpu->copy_to_host(gpu, got, p->d, p->n * sizeof(float)), MODA_OK);
+    assert_int_equal(backend_copy_to_host(gpu, got, p->d, p->n * sizeof(float)), MODA_OK);
     double r = tu_err_ratio(got, p->h, p->n, atol, rtol);
     free(got);
     if (!(r <= 1.0)) fail_msg("%s: GPU vs CPU error %.3g x tolerance", what, r);
@@ -95,7 +95,7 @@ static void test_conv2d(void **state) {
         /* dw sums n*oh*ow products with cancellation: judge both backends
          * against a double-precision sum, relative to the sum of |terms|. */
         float *dwg = tu_alloc(dw.n);
-        assert_int_equal(gpu->copy_to_host(gpu, dwg, dw.d, dw.n * sizeof(float)), MODA_OK);
+        assert_int_equal(backend_copy_to_host(gpu, dwg, dw.d, dw.n * sizeof(float)), MODA_OK);
         double worst[2] = {0, 0};
         for (int k = 0; k < cc->k; k++)
             for (int ci = 0; ci < cg; ci++)
@@ -184,8 +184,8 @@ static void test_pointwise(void **state) {
         assert_int_equal(add_fwd(be, &ts, &tx, &tx2), MODA_OK);
         assert_int_equal(global_avgpool_fwd(be, &tg, &tx), MODA_OK);
         assert_int_equal(global_avgpool_bwd(be, &tdgx, &tdg), MODA_OK);
-        assert_int_equal(be->axpy(be, dev ? acc.d : acc.h, dev ? x.d : x.h, numel, -0.75f), MODA_OK);
-        assert_int_equal(be->fill(be, dev ? filled.d : filled.h, numel - 3, 2.5f), MODA_OK);
+        assert_int_equal(backend_axpy(be, dev ? acc.d : acc.h, dev ? x.d : x.h, numel, -0.75f), MODA_OK);
+        assert_int_equal(backend_fill(be, dev ? filled.d : filled.h, numel - 3, 2.5f), MODA_OK);
     }
     pair_check(&y, 0, 0, "relu y");
     pair_check(&dx, 0, 0, "relu dx");
@@ -216,12 +216,12 @@ static void test_maxpool2d(void **state) {
             moda_backend *be = dev ? gpu : cpu;
             tensor tx = t4(&x, dev, n, c, h, w), ty = t4(&y, dev, n, c, oh, ow);
             tensor tdy = t4(&dy, dev, n, c, oh, ow), tdx = t4(&dx, dev, n, c, h, w);
-            size_t wsb = be->maxpool2d_ws_bytes(be, &ty);
-            void *ws = be->alloc(be, wsb);
+            size_t wsb = maxpool2d_ws_bytes(be, &ty);
+            void *ws = backend_alloc(be, wsb);
             assert_non_null(ws);
             assert_int_equal(maxpool2d_fwd(be, &ty, ws, &tx, &p), MODA_OK);
             assert_int_equal(maxpool2d_bwd(be, &tdx, &tdy, ws, &p), MODA_OK);
-            be->free(be, ws);
+            backend_dealloc(be, ws);
         }
         pair_check(&y, 0, 0, "maxpool y");
         pair_check(&dx, 1e-6, 1e-6, "maxpool dx");
@@ -252,10 +252,10 @@ static void test_linear_softmax_sgd(void **state) {
         assert_int_equal(linear_bwd(be, &tdx, &tdw, &tdb, &tdy, &tx, &tw), MODA_OK);
         assert_int_equal(softmax_ce_fwd(be, &loss[dev], &tp, &ty, labels), MODA_OK);
         assert_int_equal(softmax_ce_bwd(be, &tdl, &tp, labels, 0.5f), MODA_OK);
-        assert_int_equal(be->sgd_update(be, dev ? w.d : w.h, dev ? v.d : v.h, dev ? dw.d : dw.h, w.n, 0.05f, 0.9f,
+        assert_int_equal(sgd_update(be, dev ? w.d : w.h, dev ? v.d : v.h, dev ? dw.d : dw.h, w.n, 0.05f, 0.9f,
                                         5e-4f, true),
                          MODA_OK);
-        assert_int_equal(be->sgd_update(be, dev ? w2.d : w2.h, dev ? v2.d : v2.h, dev ? dw.d : dw.h, w.n, 0.1f,
+        assert_int_equal(sgd_update(be, dev ? w2.d : w2.h, dev ? v2.d : v2.h, dev ? dw.d : dw.h, w.n, 0.1f,
                                         0.5f, 0.0f, false),
                          MODA_OK);
     }
@@ -286,7 +286,7 @@ static void test_moda_terms(void **state) {
     rng_seed(&r, 17, 0);
     pair z1 = pair_new(&r, (size_t)b * c1, 0.3f, 1), z2 = pair_new(&r, (size_t)b * c2, 0.1f, 1);
     for (int k = 0; k < c2; k++) z2.h[3 * c2 + k] = 0;
-    assert_int_equal(gpu->copy_to_device(gpu, z2.d, z2.h, z2.n * sizeof(float)), MODA_OK);
+    assert_int_equal(backend_copy_to_device(gpu, z2.d, z2.h, z2.n * sizeof(float)), MODA_OK);
     pair g1 = pair_new(&r, z1.n, 0, 0), g2 = pair_new(&r, z2.n, 0, 0);
     moda_scratch sc;
     assert_int_equal(moda_scratch_init(&sc, b, c1), MODA_OK);
@@ -294,10 +294,10 @@ static void test_moda_terms(void **state) {
     assert_int_equal(moda_layer_loss(&sc, z1.h, b, c1, 1, labels, -0.5f, 0.5f, 0.15f, g1.h, &t1), MODA_OK);
     assert_int_equal(moda_layer_loss(&sc, z2.h, b, c2, 1, labels, -0.5f, 0.5f, 0.15f, g2.h, &t2), MODA_OK);
     double sums[3];
-    assert_int_equal(gpu->moda_begin(gpu, labels, b), MODA_OK);
-    assert_int_equal(gpu->moda_layer(gpu, g1.d, z1.d, b, c1, -0.5f, 0.5f, 0.15f), MODA_OK);
-    assert_int_equal(gpu->moda_layer(gpu, g2.d, z2.d, b, c2, -0.5f, 0.5f, 0.15f), MODA_OK);
-    assert_int_equal(gpu->moda_end(gpu, sums), MODA_OK);
+    assert_int_equal(moda_terms_begin(gpu, labels, b), MODA_OK);
+    assert_int_equal(moda_terms_layer(gpu, g1.d, z1.d, b, c1, -0.5f, 0.5f, 0.15f), MODA_OK);
+    assert_int_equal(moda_terms_layer(gpu, g2.d, z2.d, b, c2, -0.5f, 0.5f, 0.15f), MODA_OK);
+    assert_int_equal(moda_terms_end(gpu, sums), MODA_OK);
     assert_float_equal(sums[0], t1.aff + t2.aff, 1e-5);
     assert_float_equal(sums[1], t1.dis + t2.dis, 1e-5);
     assert_float_equal(sums[2], t1.com + t2.com, 1e-5);
@@ -359,7 +359,7 @@ static void train_both(model_arch arch, float width, int input_size, bool moda) 
         assert_int_equal(graph_plan(g[k], batch), MODA_OK);
         float w = moda ? 1.0f : 0.0f;
         assert_int_equal(moda_loss_init(&ml[k], g[k], batch, w, w, 0.3f * w), MODA_OK);
-        probs[k] = be->alloc(be, (size_t)batch * 10 * sizeof(float));
+        probs[k] = backend_alloc(be, (size_t)batch * 10 * sizeof(float));
         assert_non_null(probs[k]);
         logits[k] = tu_alloc((size_t)batch * 10);
     }
@@ -369,7 +369,7 @@ static void train_both(model_arch arch, float width, int input_size, bool moda) 
             assert_int_equal(train_step(g[k], &opt[k], &ml[k], (k == REF ? xr : x) + (size_t)s * batch * per,
                                         y + s * batch, batch, 0.01f, probs[k], logits[k], &ce[k][s]),
                              MODA_OK);
-        assert_int_equal(gpu->synchronize(gpu), MODA_OK);
+        assert_int_equal(backend_synchronize(gpu), MODA_OK);
         /* All gradients as one vector: |gpu - cpu| / |cpu| in the 2-norm. */
         double d = 0, d_ref = 0, norm = 0, unused = 0;
         for (int i = 0; i < g[CPU]->n_params; i++) {
@@ -400,7 +400,7 @@ static void train_both(model_arch arch, float width, int input_size, bool moda) 
     }
     for (int k = 0; k < RUNS; k++) {
         moda_backend *be = k == GPU ? gpu : cpu;
-        be->free(be, probs[k]);
+        backend_dealloc(be, probs[k]);
         free(logits[k]);
         moda_loss_free(&ml[k]);
         sgd_free(&opt[k]);
@@ -431,22 +431,22 @@ static void test_memory_reuse(void **state) {
     moda_backend *gpu = backend_cuda_new(0); /* a fresh pool: nothing kept from other tests */
     assert_non_null(gpu);
     const size_t n = 1 << 18; /* 1 MiB of floats */
-    float *a = gpu->alloc(gpu, n * sizeof(float));
+    float *a = backend_alloc(gpu, n * sizeof(float));
     assert_non_null(a);
-    assert_int_equal(gpu->fill(gpu, a, n, 3.0f), MODA_OK);
-    gpu->free(gpu, a);
-    float *b = gpu->alloc(gpu, (n / 2 + 1) * sizeof(float));
+    assert_int_equal(backend_fill(gpu, a, n, 3.0f), MODA_OK);
+    backend_dealloc(gpu, a);
+    float *b = backend_alloc(gpu, (n / 2 + 1) * sizeof(float));
     assert_ptr_equal(b, a);
-    float *c = gpu->alloc(gpu, n / 8 * sizeof(float));
+    float *c = backend_alloc(gpu, n / 8 * sizeof(float));
     assert_non_null(c);
     assert_ptr_not_equal(c, a);
     for (size_t i = 0; i <= n / 2; i++) b[i] = (float)i; /* host writes straight after reuse */
-    assert_int_equal(gpu->fill(gpu, c, n / 8, 2.0f), MODA_OK);
-    assert_int_equal(gpu->axpy(gpu, b, c, n / 8, 0.5f), MODA_OK);
-    assert_int_equal(gpu->synchronize(gpu), MODA_OK);
+    assert_int_equal(backend_fill(gpu, c, n / 8, 2.0f), MODA_OK);
+    assert_int_equal(backend_axpy(gpu, b, c, n / 8, 0.5f), MODA_OK);
+    assert_int_equal(backend_synchronize(gpu), MODA_OK);
     for (size_t i = 0; i <= n / 2; i++) assert_float_equal(b[i], (float)i + (i < n / 8 ? 1.0f : 0.0f), 0);
-    gpu->free(gpu, b);
-    gpu->free(gpu, c);
+    backend_dealloc(gpu, b);
+    backend_dealloc(gpu, c);
     backend_free(gpu);
 }
 

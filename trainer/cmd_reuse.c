@@ -41,7 +41,7 @@ typedef struct reuse_model {
 } reuse_model;
 
 static void reuse_model_free(reuse_model *rm) {
-    if (rm->own_prefix) rm->be->free(rm->be, rm->prefix);
+    if (rm->own_prefix) backend_dealloc(rm->be, rm->prefix);
     registry_model_free(&rm->m);
     dataset_free(&rm->test);
     free(rm->class_start);
@@ -97,11 +97,11 @@ static moda_status load_model(const registry *reg, const char *name, moda_backen
     if (prefix_tau >= 0) MODA_TRY(shared_prefix(g, &rm->m.r, prefix_tau, n, &rm->cut));
     rm->prefix_numel = node_size(&g->nodes[rm->cut]);
     size_t prefix_bytes = (size_t)n * rm->prefix_numel * sizeof(float);
-    rm->own_prefix = rm->cut || !be->host_memory;
-    rm->prefix = rm->own_prefix ? be->alloc(be, prefix_bytes) : rm->test.images;
+    rm->own_prefix = rm->cut || !backend_host_memory(be);
+    rm->prefix = rm->own_prefix ? backend_alloc(be, prefix_bytes) : rm->test.images;
     rm->logits = malloc((size_t)n * k * sizeof(float));
     if (!rm->prefix || !rm->logits) return MODA_ERR_NOMEM;
-    if (rm->own_prefix && !rm->cut) MODA_TRY(be->copy_to_device(be, rm->prefix, rm->test.images, prefix_bytes));
+    if (rm->own_prefix && !rm->cut) MODA_TRY(backend_copy_to_device(be, rm->prefix, rm->test.images, prefix_bytes));
     return evaluate_outputs(g, &rm->test, batch, rm->logits, rm->cut, rm->cut ? rm->prefix : NULL);
 }
 
@@ -296,11 +296,11 @@ static moda_status eval_subset(reuse_job *j, int t, moda_backend *be, worker_buf
         if (!b) break;
         const float *in = mo->prefix + (size_t)wb->run_at[0] * per; /* one run: read in place */
         for (int r = 0, at = 0; runs > 1 && s == MODA_OK && r < runs; at += wb->run_len[r++])
-            s = be->copy_to_device(be, wb->x + (size_t)at * per, mo->prefix + (size_t)wb->run_at[r] * per,
-                                   (size_t)wb->run_len[r] * per * sizeof(float));
+            s = backend_copy_to_device(be, wb->x + (size_t)at * per, mo->prefix + (size_t)wb->run_at[r] * per,
+                                       (size_t)wb->run_len[r] * per * sizeof(float));
         if (runs > 1) in = wb->x;
         if (s == MODA_OK) s = graph_forward_from(g, mo->cut, in, b);
-        if (s == MODA_OK) s = be->copy_to_host(be, wb->logits, graph_output(g)->out.data, (size_t)b * nt * sizeof(float));
+        if (s == MODA_OK) s = backend_copy_to_host(be, wb->logits, graph_output(g)->out.data, (size_t)b * nt * sizeof(float));
         for (int i = 0; s == MODA_OK && i < b; i++) {
             const float *row = wb->logits + (size_t)i * nt;
             int best = 0;
@@ -330,7 +330,7 @@ static void *reuse_worker(void *arg) {
     char why[256] = "";
     moda_backend *be = backend_new(j->device, why, sizeof why);
     worker_buf wb = {
-        .x = be ? be->alloc(be, (size_t)j->batch * mo->prefix_numel * sizeof(float)) : NULL,
+        .x = be ? backend_alloc(be, (size_t)j->batch * mo->prefix_numel * sizeof(float)) : NULL,
         .logits = malloc((size_t)j->batch * j->k * sizeof(float)),
         .want = malloc((size_t)j->batch * sizeof(int)),
         .run_at = malloc((size_t)j->k * sizeof(int)),
@@ -360,7 +360,7 @@ static void *reuse_worker(void *arg) {
         atomic_store(&j->failed, true);
         pthread_mutex_unlock(&j->lock);
     }
-    if (be) be->free(be, wb.x);
+    if (be) backend_dealloc(be, wb.x);
     free(wb.logits);
     free(wb.want);
     free(wb.run_at);
@@ -480,7 +480,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     char err[ERR_LEN] = "";
     moda_backend *be = backend_new(device, err, sizeof err);
     /* One GPU: subsets one after another, unless asked otherwise. */
-    if (threads == -1) threads = be && !be->host_memory ? 1 : omp_get_max_threads();
+    if (threads == -1) threads = be && !backend_host_memory(be) ? 1 : omp_get_max_threads();
     registry *reg = NULL;
     reuse_model mo = {0}, st = {0};
     size_row *rows = NULL;
@@ -507,7 +507,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     bool live = isatty(fileno(stderr));
     double t0 = progress_now();
     if (s == MODA_OK) {
-        reuse_job job = {.mo = &mo, .device = be->name, .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
+        reuse_job job = {.mo = &mo, .device = backend_name(be), .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
                          .tau = tau, .res = res, .live = live, .t0 = t0, .last_report = t0};
         for (int t = 0; t < count; t++) job.classes_total += sizes[t];
         s = run_subsets(&job, threads < count ? threads : count, err, sizeof err);
@@ -530,7 +530,7 @@ int cmd_eval_reuse(int argc, char **argv) {
         double sum[5] = {0};
         const graph_node *cut = &mo.m.g->nodes[mo.cut];
         printf("%s (tau %.2f), %d subsets%s, %.1f s on %d %s workers\n", model, tau, count,
-               n_random ? " (random)" : "", progress_now() - t0, threads < count ? threads : count, be->name);
+               n_random ? " (random)" : "", progress_now() - t0, threads < count ? threads : count, backend_name(be));
         if (mo.cut)
             printf("every module keeps nodes 1-%d (through %s%s%s), computed once for the test set\n", mo.cut,
                    node_kind_name(cut->kind), cut->name[0] ? " " : "", cut->name);
