@@ -8,13 +8,12 @@
 #include <strings.h>
 
 #include "args.h"
+#include "cli.h"
 #include "compose.h"
 #include "progress.h"
 #include "registry.h"
 #include "train.h"
 
-#define EXIT_USAGE 2
-#define ERR_LEN 1024
 #define LIST_NAMES_MAX 20 /* an unknown class lists the model's classes up to this many */
 
 /* ---- the class list ------------------------------------------------------ */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "cli.h"
 #include "compose.h"
 #include "fileio.h"
 #include "progress.h"
@@ -16,8 +17,6 @@
 #include "rng.h"
 #include "train.h"
 
-#define EXIT_USAGE 2
-#define ERR_LEN 1024
 #define MAX_ALL_CLASSES 16 /* "all" subsets only up to 2^16 of them */
 #define MAX_THREADS 256
 /* Largest cache of shared-prefix activations; beyond it composed models
