@@ -14,6 +14,7 @@
 #include "fileio.h"
 #include "progress.h"
 #include "registry.h"
+#include "report.h"
 #include "rng.h"
 #include "train.h"
 
@@ -131,24 +132,17 @@ static moda_status write_outputs(const char *dir, const char *model, float tau, 
                                  bool have_st, char *err, size_t errlen) {
     char path[1200];
     MODA_TRY(fileio_mkdir_p(dir, err, errlen));
-    /* CSV */
-    size_t cap = 4096 + (size_t)k * 160;
-    char *buf = malloc(cap);
-    if (!buf) return MODA_ERR_NOMEM;
-    size_t len = (size_t)snprintf(buf, cap, "subset_size,tasks,composed_acc,full_moda_acc,full_st_acc,size_ratio,flops_ratio\n");
+    report_text csv = {0}, svg = {0};
+    report_text_printf(&csv, "subset_size,tasks,composed_acc,full_moda_acc,full_st_acc,size_ratio,flops_ratio\n");
     for (int s = 2; s <= k; s++) {
         if (!rows[s].tasks) continue;
         char st_acc[32] = ""; /* empty without a standard-trained model */
         if (have_st) snprintf(st_acc, sizeof st_acc, "%.4f", 100 * rows[s].full_st);
-        len += (size_t)snprintf(buf + len, cap - len, "%d,%d,%.4f,%.4f,%s,%.4f,%.4f\n", s, rows[s].tasks,
-                                100 * rows[s].composed, 100 * rows[s].full_moda, st_acc, rows[s].size, rows[s].flops);
+        report_text_printf(&csv, "%d,%d,%.4f,%.4f,%s,%.4f,%.4f\n", s, rows[s].tasks, 100 * rows[s].composed,
+                           100 * rows[s].full_moda, st_acc, rows[s].size, rows[s].flops);
     }
     snprintf(path, sizeof path, "%s/reuse.csv", dir);
-    moda_status st = fileio_write_atomic(path, buf, len, err, errlen);
-    if (st != MODA_OK) {
-        free(buf);
-        return st;
-    }
+    MODA_TRY(report_text_write(&csv, path, err, errlen));
     /* SVG: accuracy (left axis, %) and size ratio (right axis, %) against subset size. */
     double lo = 100, hi = 0;
     for (int s = 2; s <= k; s++)
@@ -163,49 +157,44 @@ static moda_status write_outputs(const char *dir, const char *model, float tau, 
     hi = hi < 99.5 ? hi + 0.5 : 100;
     double x0 = 70, y0 = 50, w = 560, h = 300;
 #define PX(s) (x0 + (double)((s) - 2) / (k > 2 ? k - 2 : 1) * w)
-    len = (size_t)snprintf(buf, cap,
-                           "<svg xmlns='http://www.w3.org/2000/svg' width='760' height='450' font-family='sans-serif'>\n"
-                           "<rect width='100%%' height='100%%' fill='white'/>\n"
-                           "<text x='380' y='25' font-size='15' text-anchor='middle'>%s: reuse accuracy and composed "
-                           "size (tau %.2f)</text>\n<rect x='%g' y='%g' width='%g' height='%g' fill='none' stroke='#888'/>\n",
-                           model, tau, x0, y0, w, h);
+    report_text_printf(&svg,
+                       "<svg xmlns='http://www.w3.org/2000/svg' width='760' height='450' font-family='sans-serif'>\n"
+                       "<rect width='100%%' height='100%%' fill='white'/>\n"
+                       "<text x='380' y='25' font-size='15' text-anchor='middle'>%s: reuse accuracy and composed "
+                       "size (tau %.2f)</text>\n<rect x='%g' y='%g' width='%g' height='%g' fill='none' stroke='#888'/>\n",
+                       model, tau, x0, y0, w, h);
     for (int t = 0; t <= 4; t++) {
         double v = lo + (hi - lo) * t / 4, y = y0 + h - (v - lo) / (hi - lo) * h;
-        len += (size_t)snprintf(buf + len, cap - len,
-                                "<text x='%g' y='%.1f' font-size='11' text-anchor='end'>%.1f%%</text>\n"
-                                "<text x='%g' y='%.1f' font-size='11' fill='#2ca02c'>%.0f%%</text>\n",
-                                x0 - 4, y + 4, v, x0 + w + 4, y + 4, 100.0 * t / 4);
+        report_text_printf(&svg,
+                           "<text x='%g' y='%.1f' font-size='11' text-anchor='end'>%.1f%%</text>\n"
+                           "<text x='%g' y='%.1f' font-size='11' fill='#2ca02c'>%.0f%%</text>\n",
+                           x0 - 4, y + 4, v, x0 + w + 4, y + 4, 100.0 * t / 4);
     }
     const char *names[4] = {"composed (MODA)", "full MODA, sliced", "full ST, sliced", "composed size"};
     const char *colors[4] = {"#d62728", "#1f77b4", "#ff7f0e", "#2ca02c"};
     for (int series = 0; series < 4; series++) {
         if (series == 2 && !have_st) continue;
-        len += (size_t)snprintf(buf + len, cap - len, "<polyline fill='none' stroke='%s' stroke-width='2' points='",
-                                colors[series]);
+        report_text_printf(&svg, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[series]);
         for (int s = 2; s <= k; s++) {
             if (!rows[s].tasks) continue;
             double v = series == 0 ? rows[s].composed : series == 1 ? rows[s].full_moda
                                                    : series == 2 ? rows[s].full_st : rows[s].size;
             double y = series == 3 ? y0 + h - v * h : y0 + h - (100 * v - lo) / (hi - lo) * h;
-            len += (size_t)snprintf(buf + len, cap - len, "%.1f,%.1f ", PX(s), y);
+            report_text_printf(&svg, "%.1f,%.1f ", PX(s), y);
         }
         /* The legend sits in one row under the axis label. */
-        len += (size_t)snprintf(buf + len, cap - len,
-                                "'/>\n<text x='%g' y='%g' font-size='12' fill='%s'>%s</text>\n", x0 + 145 * series,
-                                y0 + h + 62, colors[series], names[series]);
+        report_text_printf(&svg, "'/>\n<text x='%g' y='%g' font-size='12' fill='%s'>%s</text>\n",
+                           x0 + 145 * series, y0 + h + 62, colors[series], names[series]);
     }
     for (int s = 2; s <= k; s += (k > 20 ? k / 10 : 1))
-        len += (size_t)snprintf(buf + len, cap - len,
-                                "<text x='%.1f' y='%g' font-size='11' text-anchor='middle'>%d</text>\n", PX(s),
-                                y0 + h + 16, s);
-    len += (size_t)snprintf(buf + len, cap - len,
-                            "<text x='%g' y='%g' font-size='12' text-anchor='middle'>classes in the task</text>\n</svg>\n",
-                            x0 + w / 2, y0 + h + 36);
+        report_text_printf(&svg, "<text x='%.1f' y='%g' font-size='11' text-anchor='middle'>%d</text>\n", PX(s),
+                           y0 + h + 16, s);
+    report_text_printf(&svg,
+                       "<text x='%g' y='%g' font-size='12' text-anchor='middle'>classes in the task</text>\n</svg>\n",
+                       x0 + w / 2, y0 + h + 36);
 #undef PX
     snprintf(path, sizeof path, "%s/reuse.svg", dir);
-    st = len < cap ? fileio_write_atomic(path, buf, len, err, errlen) : MODA_ERR_NOMEM;
-    free(buf);
-    return st;
+    return report_text_write(&svg, path, err, errlen);
 }
 
 /* What one subset's composed model did, and how long it took. */
