@@ -74,11 +74,13 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     }
     /* The workers run on the store's kind of backend: on a GPU the weights
      * stay where they were loaded and every worker reads them there. */
-    for (int w = 0; w < cfg->workers; w++)
+    for (int w = 0; w < cfg->workers; w++) {
         if (!(a->be[w] = backend_new(backend_name(a->store.be), err, errlen))) {
             api_free(a);
             return -1;
         }
+        backend_set_threads(a->be[w], a->cfg.intra_threads);
+    }
     warm_up(a);
     atomic_store(&a->ready, true);
     *out = a;

@@ -1,7 +1,6 @@
 /* Inference on a pinned entry: each worker runs its own handle on the
  * entry's weights (a graph is single-threaded), created on first use. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -54,8 +53,6 @@ int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float
     if (!h) return api_error_set(err, "internal", "cannot plan %s for inference", e->id);
     float *z = logits ? logits : malloc((size_t)n * k * sizeof(float));
     if (!z) return api_error_set(err, "internal", "out of memory");
-    /* The thread count is per thread: set it on this worker's own. */
-    omp_set_num_threads(a->cfg.intra_threads > 0 ? a->cfg.intra_threads : 1);
     double t0 = now_us();
     moda_status s = MODA_OK;
     int execs = 0;

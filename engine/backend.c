@@ -1,6 +1,7 @@
 /* Choosing a backend by name, the CUDA entry points of a build without
  * CUDA, and the thin wrappers through which code outside the engine
  * reaches the vtable. */
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -76,6 +77,14 @@ bool backend_host_memory(const moda_backend *be) { return be && be->host_memory;
 bool backend_supports_op(moda_backend *be, backend_op op) {
     if (!be || op < 0 || op >= BACKEND_OP_COUNT_) return false;
     return be->supports_op ? be->supports_op(be, op) : true;
+}
+
+void backend_set_threads(moda_backend *be, int threads) {
+    if (be) be->threads = threads > 0 ? threads : 0;
+}
+
+void backend_bind_threads(moda_backend *be) {
+    if (be->threads > 0 && omp_get_max_threads() != be->threads) omp_set_num_threads(be->threads);
 }
 
 void *backend_alloc(moda_backend *be, size_t bytes) { return be ? be->alloc(be, bytes) : NULL; }

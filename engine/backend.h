@@ -97,6 +97,10 @@ bool backend_host_memory(const moda_backend *be);
  * op that is not declared is a bug the parity test reports. */
 bool backend_supports_op(moda_backend *be, backend_op op);
 
+/* OpenMP threads that ops run with on whichever thread uses be (0:
+ * OpenMP's default). Set once, when the backend is created. */
+void backend_set_threads(moda_backend *be, int threads);
+
 /* Memory in the backend's address space; NULL when out of memory. */
 void *backend_alloc(moda_backend *be, size_t bytes);
 void backend_dealloc(moda_backend *be, void *p); /* accepts NULL */

@@ -17,6 +17,9 @@ struct moda_backend {
      * pointer. false (CUDA): ops read only memory from alloc(), so host
      * buffers are copied in, and hot host-side reads use copy_to_host. */
     bool host_memory;
+    /* OpenMP threads for the ops run with this backend, set once by
+     * backend_set_threads; 0: OpenMP's default. */
+    int threads;
 
     void (*destroy)(moda_backend *be);
     /* Optional, NULL: every op is run. Otherwise false for each op the
@@ -109,5 +112,10 @@ struct moda_backend {
                               float w_com);
     moda_status (*moda_end)(moda_backend *be, double sums[3]);
 };
+
+/* Make the calling thread run ops with be->threads OpenMP threads (the
+ * count is per thread in OpenMP); a no-op once it does. The graph calls it
+ * before each pass. */
+void backend_bind_threads(moda_backend *be);
 
 #endif

@@ -454,6 +454,7 @@ static moda_status forward_node(graph *g, graph_node *n, bool train) {
 
 /* Nodes first.. in order, at the batch size set in g->batch. */
 static moda_status forward_nodes(graph *g, int first, bool train) {
+    backend_bind_threads(g->be);
     for (int i = first; i < g->n_nodes; i++) {
         graph_node *nd = &g->nodes[i];
         /* A flatten owns no buffer: its activations sit in its input's. */
@@ -581,6 +582,7 @@ moda_status graph_backward(graph *g, graph_grad_hook hook, void *ctx) {
     if (!g) return MODA_ERR_NULL;
     if (!g->batch || !g->trained_forward || g->inference_only) return MODA_ERR_STATE;
     MODA_TRY(graph_alloc_grads(g));
+    backend_bind_threads(g->be);
     memset(g->grad_ready, 0, (size_t)g->n_nodes * sizeof(bool));
     g->grad_ready[g->output] = true;
     for (int i = g->n_nodes - 1; i >= 1; i--) {

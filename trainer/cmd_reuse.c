@@ -313,10 +313,10 @@ static moda_status eval_subset(reuse_job *j, int t, moda_backend *be, worker_buf
  * composed layer between them. */
 static void *reuse_worker(void *arg) {
     reuse_job *j = arg;
-    omp_set_num_threads(1);
     const reuse_model *mo = j->mo;
     char why[256] = "";
     moda_backend *be = backend_new(j->device, why, sizeof why);
+    backend_set_threads(be, 1);
     worker_buf wb = {
         .x = be ? backend_alloc(be, (size_t)j->batch * mo->prefix_numel * sizeof(float)) : NULL,
         .logits = malloc((size_t)j->batch * j->k * sizeof(float)),
