@@ -176,12 +176,12 @@ static void case_batchnorm2d(run *c, const void *params) {
 enum { PW_N = 3, PW_C = 5, PW_H = 7, PW_W = 6 };
 #define PW_NUMEL ((size_t)PW_N * PW_C * PW_H * PW_W)
 
+static tensor pw_map(float *data) { return tensor_4d(data, PW_N, PW_C, PW_H, PW_W); }
+
 static void case_relu(run *c, const void *params) {
     (void)params;
-    tensor x = tensor_4d(input(c, PW_NUMEL, 0, 1), PW_N, PW_C, PW_H, PW_W);
-    tensor dy = tensor_4d(input(c, PW_NUMEL, 0, 1), PW_N, PW_C, PW_H, PW_W);
-    tensor y = tensor_4d(output(c, "y", PW_NUMEL), PW_N, PW_C, PW_H, PW_W);
-    tensor dx = tensor_4d(output(c, "dx", PW_NUMEL), PW_N, PW_C, PW_H, PW_W);
+    tensor x = pw_map(input(c, PW_NUMEL, 0, 1)), dy = pw_map(input(c, PW_NUMEL, 0, 1));
+    tensor y = pw_map(output(c, "y", PW_NUMEL)), dx = pw_map(output(c, "dx", PW_NUMEL));
     RUN_OP(c, relu_fwd(c->be, &y, &x));
     RUN_OP(c, relu_bwd(c->be, &dx, &dy, &y));
 }
@@ -190,13 +190,13 @@ static void case_relu(run *c, const void *params) {
  * here with add's forward. */
 static void case_add_flatten(run *c, const void *params) {
     (void)params;
-    tensor a = tensor_4d(input(c, PW_NUMEL, 0, 1), PW_N, PW_C, PW_H, PW_W);
-    tensor b = tensor_4d(input(c, PW_NUMEL, 0, 1), PW_N, PW_C, PW_H, PW_W);
-    tensor y = tensor_4d(output(c, "a + b", PW_NUMEL), PW_N, PW_C, PW_H, PW_W);
-    tensor da = tensor_4d(output(c, "da", PW_NUMEL), PW_N, PW_C, PW_H, PW_W);
-    tensor db = tensor_4d(output(c, "db", PW_NUMEL), PW_N, PW_C, PW_H, PW_W);
+    tensor a = pw_map(input(c, PW_NUMEL, 0, 1));
+    tensor b = pw_map(input(c, PW_NUMEL, 0, 1));
+    tensor y = pw_map(output(c, "a + b", PW_NUMEL));
+    tensor da = pw_map(output(c, "da", PW_NUMEL));
+    tensor db = pw_map(output(c, "db", PW_NUMEL));
     tensor flat = tensor_2d(output(c, "flatten y", PW_NUMEL), PW_N, PW_C * PW_H * PW_W);
-    tensor unflat = tensor_4d(output(c, "flatten dx", PW_NUMEL), PW_N, PW_C, PW_H, PW_W);
+    tensor unflat = pw_map(output(c, "flatten dx", PW_NUMEL));
     RUN_OP(c, add_fwd(c->be, &y, &a, &b));
     RUN_OP(c, add_bwd(c->be, &da, &db, &y));
     RUN_OP(c, flatten_fwd(c->be, &flat, &a));
@@ -205,10 +205,10 @@ static void case_add_flatten(run *c, const void *params) {
 
 static void case_global_avgpool(run *c, const void *params) {
     (void)params;
-    tensor x = tensor_4d(input(c, PW_NUMEL, 0, 1), PW_N, PW_C, PW_H, PW_W);
+    tensor x = pw_map(input(c, PW_NUMEL, 0, 1));
     tensor dy = tensor_2d(input(c, (size_t)PW_N * PW_C, 0, 1), PW_N, PW_C);
     tensor y = tensor_2d(output(c, "y", (size_t)PW_N * PW_C), PW_N, PW_C);
-    tensor dx = tensor_4d(output(c, "dx", PW_NUMEL), PW_N, PW_C, PW_H, PW_W);
+    tensor dx = pw_map(output(c, "dx", PW_NUMEL));
     RUN_OP(c, global_avgpool_fwd(c->be, &y, &x));
     RUN_OP(c, global_avgpool_bwd(c->be, &dx, &dy));
 }
