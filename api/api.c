@@ -23,18 +23,15 @@
  * failure shows again, with its reason, on the first request. */
 static void warm_up(api *a) {
     if (backend_host_memory(a->store.be)) return;
-    metrics *m = a->cfg.metrics;
-    a->cfg.metrics = NULL;
     for (int i = 0; i < a->store.n; i++) {
         api_entry *e = a->store.models[i].full;
         size_t per = (size_t)e->info.channels * e->info.height * e->info.width;
         float *x = calloc(per, sizeof(float)), *z = malloc((size_t)e->info.n_classes * sizeof(float));
         api_error ignored = {0};
-        if (x && z) (void)api_infer_run(a, 0, e, x, 1, z, NULL, &ignored);
+        if (x && z) (void)api_infer_run(a, 0, e, x, 1, z, NULL, NULL, &ignored);
         free(x);
         free(z);
     }
-    a->cfg.metrics = m;
 }
 
 int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {

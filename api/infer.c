@@ -46,7 +46,7 @@ static void softmax_rows(const float *logits, float *probs, int n, int k) {
 }
 
 int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
-                  api_error *err) {
+                  metrics *m, api_error *err) {
     const int k = e->info.n_classes;
     const size_t per = (size_t)e->info.channels * e->info.height * e->info.width;
     graph *h = worker_handle(a, worker, e, n < a->chunk ? n : a->chunk);
@@ -68,7 +68,6 @@ int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float
     double us = now_us() - t0;
     if (z != logits) free(z);
     if (s != MODA_OK) return api_error_set(err, "internal", "inference on %s: %s", e->id, moda_status_string(s));
-    metrics *m = a->cfg.metrics;
     metrics_add(m, METRIC_INFERENCE_COUNT, e->id, NULL, n);
     metrics_add(m, METRIC_EXEC_COUNT, e->id, NULL, execs);
     metrics_add(m, METRIC_COMPUTE_DURATION_US, e->id, NULL, us);
