@@ -22,19 +22,16 @@
  * model on slot 0, and not in a request. Not counted in the metrics; a
  * failure shows again, with its reason, on the first request. */
 static void warm_up(api *a) {
-    if (a->store.be->host_memory) return;
-    metrics *m = a->cfg.metrics;
-    a->cfg.metrics = NULL;
+    if (backend_host_memory(a->store.be)) return;
     for (int i = 0; i < a->store.n; i++) {
         api_entry *e = a->store.models[i].full;
         size_t per = (size_t)e->info.channels * e->info.height * e->info.width;
         float *x = calloc(per, sizeof(float)), *z = malloc((size_t)e->info.n_classes * sizeof(float));
         api_error ignored = {0};
-        if (x && z) (void)api_infer_run(a, 0, e, x, 1, z, NULL, &ignored);
+        if (x && z) (void)api_infer_run(a, 0, e, x, 1, z, NULL, NULL, &ignored);
         free(x);
         free(z);
     }
-    a->cfg.metrics = m;
 }
 
 int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
@@ -74,11 +71,13 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     }
     /* The workers run on the store's kind of backend: on a GPU the weights
      * stay where they were loaded and every worker reads them there. */
-    for (int w = 0; w < cfg->workers; w++)
-        if (!(a->be[w] = backend_new(a->store.be->name, err, errlen))) {
+    for (int w = 0; w < cfg->workers; w++) {
+        if (!(a->be[w] = backend_new(backend_name(a->store.be), err, errlen))) {
             api_free(a);
             return -1;
         }
+        backend_set_threads(a->be[w], a->cfg.intra_threads);
+    }
     warm_up(a);
     atomic_store(&a->ready, true);
     *out = a;
@@ -95,16 +94,22 @@ void api_free(api *a) {
     free(a);
 }
 
-const char *api_device(const api *a) { return a ? a->store.be->name : ""; }
+const char *api_device(const api *a) { return a ? backend_name(a->store.be) : ""; }
 
-static bool is_infer_path(const char *path) {
-    size_t n = strlen(path);
-    return !strcmp(path, "/v1/infer") ||
-           (!strncmp(path, "/v2/models/", 11) && n > 17 && !strcmp(path + n - 6, "/infer"));
+bool api_infer_route(const char *path, char *model, size_t size) {
+    if (size) model[0] = '\0';
+    if (!strcmp(path, "/v1/infer")) return true;
+    const char *prefix = "/v2/models/", *suffix = "/infer";
+    size_t np = strlen(prefix), ns = strlen(suffix), n = strlen(path);
+    if (n <= np + ns || strncmp(path, prefix, np) || strcmp(path + n - ns, suffix)) return false;
+    const char *name = path + np;
+    if (size) snprintf(model, size, "%.*s", (int)strcspn(name, "/"), name);
+    return true;
 }
 
 bool api_request_is_light(const api *a, const api_request *req) {
-    if (!a || !req || !req->method || !req->path || strcmp(req->method, "POST") || !is_infer_path(req->path))
+    if (!a || !req || !req->method || !req->path || strcmp(req->method, "POST") ||
+        !api_infer_route(req->path, NULL, 0))
         return false;
     if (req->body_len > API_LIGHT_BODY || !a->min_sample_bytes) return false;
     double samples = ceil((double)req->body_len / (double)a->min_sample_bytes);
@@ -183,6 +188,12 @@ static void route_error(api_response *resp, const char *path, const char *code, 
     api_error_set(&e, code, "%s", msg);
     if (is_v2(path)) api_response_error_v2(resp, &e);
     else api_response_error(resp, &e);
+}
+
+void api_response_refusal(api_response *resp, const char *path, const char *code, const char *message) {
+    api_response_free(resp);
+    route_error(resp, path, code, message);
+    resp->is_inference = api_infer_route(path, resp->model, sizeof resp->model);
 }
 
 void api_handle(api *a, int worker, const api_request *req, api_response *resp) {

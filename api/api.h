@@ -63,6 +63,9 @@ typedef struct api_response {
 } api_response;
 
 void api_response_free(api_response *r); /* accepts NULL; leaves *r zeroed */
+/* Add a response header (both strings copied); false when the table is full
+ * or out of memory. */
+bool api_response_add_header(api_response *resp, const char *key, const char *value);
 
 typedef struct api_config {
     const char *registry;  /* registry root directory */
@@ -101,6 +104,17 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp);
 #define API_LIGHT_BODY ((size_t)16 << 10)
 #define API_LIGHT_MACS 4e6
 bool api_request_is_light(const api *a, const api_request *req);
+
+/* Whether path is an inference route (POST /v1/infer or
+ * /v2/models/{name}/infer), with the model it names in model ("" for
+ * /v1/infer, whose model is in the body). */
+bool api_infer_route(const char *path, char *model, size_t size);
+
+/* An error answered without api_handle (the server's own refusals: body
+ * too large, overloaded, shutting down, /metrics): code's status from the
+ * API's one table, the error shape of path's protocol, and the fields the
+ * server's metrics read (model, is_inference, error_code). */
+void api_response_refusal(api_response *resp, const char *path, const char *code, const char *message);
 
 /* Readiness, as /v2/health/ready reports it: true after api_new, false once
  * the server starts shutting down. */

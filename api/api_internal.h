@@ -9,7 +9,7 @@
  *   const api_entry_info *mi = api_entry_info_of(e);
  *   api_input in;  api_input_from_json(data, shape, API_DTYPE_FLOAT32, api_max_batch(a), &in, &err)
  *   float *x;      api_input_prepare(mi, &in, &x, &err)        (n, C, H, W)
- *   api_infer_run(a, worker, e, x, in.n, logits, probs, &err)  (n, K') each
+ *   api_infer_run(a, worker, e, x, in.n, logits, probs, m, &err)  (n, K') each
  *   api_entry_release(a, e);   free(x);  api_input_free(&in);
  */
 #ifndef MODA_API_INTERNAL_H
@@ -109,10 +109,11 @@ int api_input_prepare(const api_entry_info *mi, const api_input *in, float **x, 
  * eval mode, in chunks, on this worker's own handle. logits and probs
  * (either may be NULL): caller-allocated (n, K'); probabilities are a
  * softmax computed in double. Records METRIC_INFERENCE_COUNT,
- * METRIC_EXEC_COUNT and METRIC_COMPUTE_DURATION_US under the entry's id.
- * Error: internal. */
+ * METRIC_EXEC_COUNT and METRIC_COMPUTE_DURATION_US under the entry's id
+ * in m (NULL: nowhere, for a pass that serves no request). Error:
+ * internal. */
 int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
-                  api_error *err);
+                  metrics *m, api_error *err);
 
 /* ---- limits and state ----------------------------------------------------- */
 

@@ -42,8 +42,4 @@ void api_response_error_v2(api_response *resp, const api_error *e);
 void api_response_errorf_v2(api_response *resp, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Add a response header (both strings copied); false when the table is full
- * or out of memory. */
-bool api_response_add_header(api_response *resp, const char *key, const char *value);
-
 #endif

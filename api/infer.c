@@ -1,7 +1,6 @@
 /* Inference on a pinned entry: each worker runs its own handle on the
  * entry's weights (a graph is single-threaded), created on first use. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -47,15 +46,13 @@ static void softmax_rows(const float *logits, float *probs, int n, int k) {
 }
 
 int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
-                  api_error *err) {
+                  metrics *m, api_error *err) {
     const int k = e->info.n_classes;
     const size_t per = (size_t)e->info.channels * e->info.height * e->info.width;
     graph *h = worker_handle(a, worker, e, n < a->chunk ? n : a->chunk);
     if (!h) return api_error_set(err, "internal", "cannot plan %s for inference", e->id);
     float *z = logits ? logits : malloc((size_t)n * k * sizeof(float));
     if (!z) return api_error_set(err, "internal", "out of memory");
-    /* The thread count is per thread: set it on this worker's own. */
-    omp_set_num_threads(a->cfg.intra_threads > 0 ? a->cfg.intra_threads : 1);
     double t0 = now_us();
     moda_status s = MODA_OK;
     int execs = 0;
@@ -63,15 +60,14 @@ int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float
         int b = n - off < a->chunk ? n - off : a->chunk;
         s = graph_forward(h, x + (size_t)off * per, b, false);
         if (s == MODA_OK)
-            s = h->be->copy_to_host(h->be, z + (size_t)off * k, graph_output(h)->out.data,
-                                    (size_t)b * k * sizeof(float));
+            s = backend_copy_to_host(h->be, z + (size_t)off * k, graph_output(h)->out.data,
+                                     (size_t)b * k * sizeof(float));
         execs++;
     }
     if (s == MODA_OK && probs) softmax_rows(z, probs, n, k);
     double us = now_us() - t0;
     if (z != logits) free(z);
     if (s != MODA_OK) return api_error_set(err, "internal", "inference on %s: %s", e->id, moda_status_string(s));
-    metrics *m = a->cfg.metrics;
     metrics_add(m, METRIC_INFERENCE_COUNT, e->id, NULL, n);
     metrics_add(m, METRIC_EXEC_COUNT, e->id, NULL, execs);
     metrics_add(m, METRIC_COMPUTE_DURATION_US, e->id, NULL, us);

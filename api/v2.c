@@ -90,7 +90,7 @@ static void run_infer(api *a, int worker, api_entry *entry, const char *name, co
         size_t nk = (size_t)in.n * (size_t)mi->n_classes;
         logits = malloc(nk * sizeof(float));
         probs = malloc(nk * sizeof(float));
-        rc = logits && probs ? api_infer_run(a, worker, entry, x, in.n, logits, probs, &e)
+        rc = logits && probs ? api_infer_run(a, worker, entry, x, in.n, logits, probs, api_metrics(a), &e)
                              : api_error_set(&e, "internal", "out of memory");
     }
     if (rc)

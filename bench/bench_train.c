@@ -149,7 +149,7 @@ int main(int argc, char **argv) {
           "moda_loss_init");
 
     const size_t per = (size_t)IN_CHANNELS * INPUT_SIZE * INPUT_SIZE;
-    float *probs = be->alloc(be, (size_t)batch * NUM_CLASSES * sizeof(float)); /* an op's output */
+    float *probs = backend_alloc(be, (size_t)batch * NUM_CLASSES * sizeof(float)); /* an op's output */
     if (!probs) check(MODA_ERR_NOMEM, "probs");
     float *logits = xmalloc((size_t)batch * NUM_CLASSES * sizeof(float));
     float *x;
@@ -198,15 +198,15 @@ int main(int argc, char **argv) {
                "\"moda\": %s, \"device\": \"%s\", \"seconds\": %.4f, \"ms_per_step\": %.2f, "
                "\"images_per_s\": %.2f, \"last_loss\": %.4f}\n",
                arch_name, (double)width, IN_CHANNELS, INPUT_SIZE, NUM_CLASSES, params, batch, steps, warmup,
-               moda ? "true" : "false", be->name, secs, secs / steps * 1e3, ips, (double)ce);
+               moda ? "true" : "false", backend_name(be), secs, secs / steps * 1e3, ips, (double)ce);
     else
         printf("%s width %g: %zu parameters, batch %d, %d steps in %.2f s (%.1f ms/step): %.1f images/s%s on %s\n",
                arch_name, (double)width, params, batch, steps, secs, secs / steps * 1e3, ips,
-               moda ? " (MODA loss)" : "", be->name);
+               moda ? " (MODA loss)" : "", backend_name(be));
     fflush(stdout);
 
     free(x);
-    be->free(be, probs);
+    backend_dealloc(be, probs);
     free(logits);
     free(y);
     moda_loss_free(&ml);

@@ -1,9 +1,11 @@
-/* Choosing a backend by name, and the CUDA entry points of a build
- * without CUDA. */
+/* Choosing a backend by name, the CUDA entry points of a build without
+ * CUDA, and the thin wrappers through which code outside the engine
+ * reaches the vtable. */
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "backend.h"
+#include "backend_impl.h"
 
 #ifndef MODA_HAVE_CUDA
 moda_backend *backend_cuda_new(int device) {
@@ -39,4 +41,85 @@ moda_backend *backend_new(const char *name, char *err, size_t errlen) {
 
 void backend_free(moda_backend *be) {
     if (be) be->destroy(be);
+}
+
+static const char *const OP_NAMES[BACKEND_OP_COUNT_] = {
+    [BACKEND_OP_FILL] = "fill",
+    [BACKEND_OP_AXPY] = "axpy",
+    [BACKEND_OP_CONV2D_FWD] = "conv2d_fwd",
+    [BACKEND_OP_CONV2D_BWD] = "conv2d_bwd",
+    [BACKEND_OP_BATCHNORM2D_FWD_TRAIN] = "batchnorm2d_fwd_train",
+    [BACKEND_OP_BATCHNORM2D_FWD_EVAL] = "batchnorm2d_fwd_eval",
+    [BACKEND_OP_BATCHNORM2D_BWD] = "batchnorm2d_bwd",
+    [BACKEND_OP_RELU_FWD] = "relu_fwd",
+    [BACKEND_OP_RELU_BWD] = "relu_bwd",
+    [BACKEND_OP_MAXPOOL2D_FWD] = "maxpool2d_fwd",
+    [BACKEND_OP_MAXPOOL2D_BWD] = "maxpool2d_bwd",
+    [BACKEND_OP_GLOBAL_AVGPOOL_FWD] = "global_avgpool_fwd",
+    [BACKEND_OP_GLOBAL_AVGPOOL_BWD] = "global_avgpool_bwd",
+    [BACKEND_OP_LINEAR_FWD] = "linear_fwd",
+    [BACKEND_OP_LINEAR_BWD] = "linear_bwd",
+    [BACKEND_OP_ADD_FWD] = "add_fwd",
+    [BACKEND_OP_SOFTMAX_CE_FWD] = "softmax_ce_fwd",
+    [BACKEND_OP_SOFTMAX_CE_BWD] = "softmax_ce_bwd",
+    [BACKEND_OP_SGD_UPDATE] = "sgd_update",
+    [BACKEND_OP_MODA_TERMS] = "moda_terms",
+};
+
+const char *backend_op_name(backend_op op) {
+    return op >= 0 && op < BACKEND_OP_COUNT_ && OP_NAMES[op] ? OP_NAMES[op] : "?";
+}
+
+const char *backend_name(const moda_backend *be) { return be ? be->name : ""; }
+
+bool backend_host_memory(const moda_backend *be) { return be && be->host_memory; }
+
+bool backend_supports_op(moda_backend *be, backend_op op) {
+    if (!be || op < 0 || op >= BACKEND_OP_COUNT_) return false;
+    return be->supports_op ? be->supports_op(be, op) : true;
+}
+
+void backend_set_threads(moda_backend *be, int threads) {
+    if (be) be->threads = threads > 0 ? threads : 0;
+}
+
+void backend_bind_threads(moda_backend *be) {
+    if (be->threads > 0 && omp_get_max_threads() != be->threads) omp_set_num_threads(be->threads);
+}
+
+void *backend_alloc(moda_backend *be, size_t bytes) { return be ? be->alloc(be, bytes) : NULL; }
+
+void backend_dealloc(moda_backend *be, void *p) {
+    if (be && p) be->free(be, p);
+}
+
+moda_status backend_copy_to_device(moda_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!be) return MODA_ERR_NULL;
+    return be->copy_to_device(be, dst, src, bytes);
+}
+
+moda_status backend_copy_to_host(moda_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!be) return MODA_ERR_NULL;
+    return be->copy_to_host(be, dst, src, bytes);
+}
+
+moda_status backend_synchronize(moda_backend *be) { return be ? be->synchronize(be) : MODA_ERR_NULL; }
+
+moda_status backend_sync_for_host(moda_backend *be) {
+    if (!be) return MODA_ERR_NULL;
+    return be->host_memory ? MODA_OK : be->synchronize(be);
+}
+
+void backend_prefetch(moda_backend *be, const void *p, size_t bytes) {
+    if (be && be->prefetch) be->prefetch(be, p, bytes);
+}
+
+moda_status backend_fill(moda_backend *be, float *y, size_t n, float value) {
+    if (!be || (n && !y)) return MODA_ERR_NULL;
+    return be->fill(be, y, n, value);
+}
+
+moda_status backend_axpy(moda_backend *be, float *y, const float *x, size_t n, float alpha) {
+    if (!be || (n && (!y || !x))) return MODA_ERR_NULL;
+    return be->axpy(be, y, x, n, alpha);
 }

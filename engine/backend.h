@@ -1,4 +1,7 @@
-/* Backend vtable: every op the engine runs goes through one of these.
+/* Backends: where tensors live and ops run. Code outside the engine holds
+ * an opaque moda_backend and calls the functions below and the validated
+ * ops in ops.h; the vtable behind them is in backend_impl.h, for the
+ * engine and the backends themselves.
  *
  * Conventions (shared by every backend):
  * - Argument order: outputs, inputs, then parameters. Tensors are NCHW
@@ -40,102 +43,35 @@ typedef struct batchnorm_params {
 
 typedef struct moda_backend moda_backend;
 
-struct moda_backend {
-    const char *name;
-    void *ctx; /* backend-private state, owned */
-    /* true: tensors live in plain host memory and ops accept any host
-     * pointer. false (CUDA): ops read only memory from alloc(), so host
-     * buffers are copied in, and hot host-side reads use copy_to_host. */
-    bool host_memory;
+/* The ops of the vtable, one per entry point a backend implements. A
+ * backend runs every one of them unless it declares one unsupported (see
+ * backend_supports_op); tests/test_backend_ops.c checks each against the
+ * CPU backend. */
+typedef enum backend_op {
+    BACKEND_OP_FILL,
+    BACKEND_OP_AXPY,
+    BACKEND_OP_CONV2D_FWD,
+    BACKEND_OP_CONV2D_BWD,
+    BACKEND_OP_BATCHNORM2D_FWD_TRAIN,
+    BACKEND_OP_BATCHNORM2D_FWD_EVAL,
+    BACKEND_OP_BATCHNORM2D_BWD,
+    BACKEND_OP_RELU_FWD,
+    BACKEND_OP_RELU_BWD,
+    BACKEND_OP_MAXPOOL2D_FWD,
+    BACKEND_OP_MAXPOOL2D_BWD,
+    BACKEND_OP_GLOBAL_AVGPOOL_FWD,
+    BACKEND_OP_GLOBAL_AVGPOOL_BWD,
+    BACKEND_OP_LINEAR_FWD,
+    BACKEND_OP_LINEAR_BWD,
+    BACKEND_OP_ADD_FWD,
+    BACKEND_OP_SOFTMAX_CE_FWD,
+    BACKEND_OP_SOFTMAX_CE_BWD,
+    BACKEND_OP_SGD_UPDATE,
+    BACKEND_OP_MODA_TERMS, /* moda_begin, moda_layer, moda_end */
+    BACKEND_OP_COUNT_
+} backend_op;
 
-    void (*destroy)(moda_backend *be);
-
-    /* Memory in the backend's address space. */
-    void *(*alloc)(moda_backend *be, size_t bytes);
-    void (*free)(moda_backend *be, void *p);
-    /* to/from host: plain copies for the CPU backend. */
-    moda_status (*copy_to_device)(moda_backend *be, void *dst, const void *src, size_t bytes);
-    moda_status (*copy_to_host)(moda_backend *be, void *dst, const void *src, size_t bytes);
-    moda_status (*synchronize)(moda_backend *be);
-    /* Optional, NULL where alloc() memory already sits where ops run. A
-     * hint that [p, p + bytes) is about to be used by ops: CUDA moves the
-     * managed pages there in bulk instead of page fault by page fault. */
-    void (*prefetch)(moda_backend *be, const void *p, size_t bytes);
-
-    /* Elementwise helpers used by the graph and optimiser. */
-    moda_status (*fill)(moda_backend *be, float *y, size_t n, float value);
-    moda_status (*axpy)(moda_backend *be, float *y, const float *x, size_t n, float alpha); /* y += alpha*x */
-
-    /* y = conv(x, w) + b.  x (N,C,H,W), w (K, C/groups, kh, kw), b (K) or NULL. */
-    moda_status (*conv2d_fwd)(moda_backend *be, tensor *y, const tensor *x, const tensor *w,
-                              const tensor *b, const conv2d_params *p);
-    moda_status (*conv2d_bwd)(moda_backend *be, tensor *dx, tensor *dw, tensor *db, const tensor *dy,
-                              const tensor *x, const tensor *w, const conv2d_params *p);
-
-    /* Train mode: normalise with batch statistics, write them to
-     * save_mean/save_var (biased variance, (C)), and update running_mean and
-     * running_var (unbiased variance, as PyTorch does). */
-    moda_status (*batchnorm2d_fwd_train)(moda_backend *be, tensor *y, tensor *save_mean, tensor *save_var,
-                                         tensor *running_mean, tensor *running_var, const tensor *x,
-                                         const tensor *gamma, const tensor *beta, const batchnorm_params *p);
-    /* Eval mode: normalise with running statistics. */
-    moda_status (*batchnorm2d_fwd_eval)(moda_backend *be, tensor *y, const tensor *x, const tensor *gamma,
-                                        const tensor *beta, const tensor *running_mean,
-                                        const tensor *running_var, const batchnorm_params *p);
-    moda_status (*batchnorm2d_bwd)(moda_backend *be, tensor *dx, tensor *dgamma, tensor *dbeta,
-                                   const tensor *dy, const tensor *x, const tensor *gamma,
-                                   const tensor *save_mean, const tensor *save_var,
-                                   const batchnorm_params *p);
-
-    /* y = max(x, 0); backward uses the forward output y. Any shape. */
-    moda_status (*relu_fwd)(moda_backend *be, tensor *y, const tensor *x);
-    moda_status (*relu_bwd)(moda_backend *be, tensor *dx, const tensor *dy, const tensor *y);
-
-    /* Max pooling. `ws` is an opaque workspace of maxpool2d_ws_bytes bytes
-     * written by forward and read by backward. Padding never wins a max. */
-    size_t (*maxpool2d_ws_bytes)(moda_backend *be, const tensor *y);
-    moda_status (*maxpool2d_fwd)(moda_backend *be, tensor *y, void *ws, const tensor *x,
-                                 const pool2d_params *p);
-    moda_status (*maxpool2d_bwd)(moda_backend *be, tensor *dx, const tensor *dy, const void *ws,
-                                 const pool2d_params *p);
-
-    /* (N,C,H,W) -> (N,C): spatial mean. */
-    moda_status (*global_avgpool_fwd)(moda_backend *be, tensor *y, const tensor *x);
-    moda_status (*global_avgpool_bwd)(moda_backend *be, tensor *dx, const tensor *dy);
-
-    /* y = x w^T + b.  x (N,I), w (O,I), b (O) or NULL. */
-    moda_status (*linear_fwd)(moda_backend *be, tensor *y, const tensor *x, const tensor *w,
-                              const tensor *b);
-    moda_status (*linear_bwd)(moda_backend *be, tensor *dx, tensor *dw, tensor *db, const tensor *dy,
-                              const tensor *x, const tensor *w);
-
-    /* y = a + b (same shapes). */
-    moda_status (*add_fwd)(moda_backend *be, tensor *y, const tensor *a, const tensor *b);
-
-    /* Mean softmax cross-entropy over the batch. logits (N,K), labels
-     * int32 (N) in [0,K). probs (N,K) is written for the backward pass and
-     * *loss is a host float. Backward: dlogits = scale * (probs - onehot)/N. */
-    moda_status (*softmax_ce_fwd)(moda_backend *be, float *loss, tensor *probs, const tensor *logits,
-                                  const int32_t *labels);
-    moda_status (*softmax_ce_bwd)(moda_backend *be, tensor *dlogits, const tensor *probs,
-                                  const int32_t *labels, float scale);
-
-    /* SGD step on n values: with nesterov, v = mu*v + g + wd*p;
-     * p -= lr*(g + wd*p + mu*v); without, p -= lr*v (PyTorch's formulas). */
-    moda_status (*sgd_update)(moda_backend *be, float *param, float *velocity, const float *grad,
-                              size_t n, float lr, float momentum, float weight_decay, bool nesterov);
-
-    /* Optional (NULL: the host computes them, see moda_loss.c): MODA's
-     * terms in the backend. begin takes the batch's labels (host) and
-     * clears the sums; layer takes z (B x C, backend memory), adds the
-     * layer's affinity, dispersion and compactness to the sums and, with gz
-     * non-NULL, writes w_aff dA/dz + w_dis dD/dz + w_com dC/dz (B x C)
-     * into gz; end reads the sums over layers to the host. */
-    moda_status (*moda_begin)(moda_backend *be, const int32_t *labels, int n);
-    moda_status (*moda_layer)(moda_backend *be, float *gz, const float *z, int b, int c, float w_aff, float w_dis,
-                              float w_com);
-    moda_status (*moda_end)(moda_backend *be, double sums[3]);
-};
+const char *backend_op_name(backend_op op); /* "conv2d_fwd", ...; "?" when out of range */
 
 /* The oneDNN CPU backend; always available. NULL on failure. */
 moda_backend *backend_cpu_new(void);
@@ -147,14 +83,42 @@ bool backend_cuda_available(void); /* built with CUDA and a GPU is present */
  * cpu). NULL with a message in err when the name is unknown or the backend
  * cannot start. */
 moda_backend *backend_new(const char *name, char *err, size_t errlen);
-/* A backend with memory of its own queues its ops: wait for them before
- * host code reads the results (logits, activations, parameters). */
-static inline moda_status backend_sync_for_host(moda_backend *be) {
-    return be->host_memory ? MODA_OK : be->synchronize(be);
-}
-
 /* Whether backend_new knows the name (a command-line check: usage error). */
 bool backend_name_known(const char *name);
 void backend_free(moda_backend *be); /* accepts NULL */
+
+const char *backend_name(const moda_backend *be); /* "cpu", "cuda" */
+/* true: tensors live in plain host memory and ops accept any host pointer.
+ * false (CUDA): ops read only memory from backend_alloc, so host buffers
+ * are copied in with backend_copy_to_device. */
+bool backend_host_memory(const moda_backend *be);
+/* Whether the backend runs op. An op it does not run is declared so (an
+ * optional one such as the MODA terms then runs on the host); a missing
+ * op that is not declared is a bug the parity test reports. */
+bool backend_supports_op(moda_backend *be, backend_op op);
+
+/* OpenMP threads that ops run with on whichever thread uses be (0:
+ * OpenMP's default). Set once, when the backend is created. */
+void backend_set_threads(moda_backend *be, int threads);
+
+/* Memory in the backend's address space; NULL when out of memory. */
+void *backend_alloc(moda_backend *be, size_t bytes);
+void backend_dealloc(moda_backend *be, void *p); /* accepts NULL */
+/* Copies between host and backend memory (plain copies on the CPU). */
+moda_status backend_copy_to_device(moda_backend *be, void *dst, const void *src, size_t bytes);
+moda_status backend_copy_to_host(moda_backend *be, void *dst, const void *src, size_t bytes);
+/* Wait for every queued op. */
+moda_status backend_synchronize(moda_backend *be);
+/* A backend with memory of its own queues its ops: wait for them before
+ * host code reads the results (logits, activations, parameters). */
+moda_status backend_sync_for_host(moda_backend *be);
+/* A hint that [p, p + bytes) is about to be used by ops; a no-op where
+ * memory already sits where ops run. */
+void backend_prefetch(moda_backend *be, const void *p, size_t bytes);
+
+/* Elementwise helpers on n floats of backend memory: y = value, and
+ * y += alpha * x. */
+moda_status backend_fill(moda_backend *be, float *y, size_t n, float value);
+moda_status backend_axpy(moda_backend *be, float *y, const float *x, size_t n, float alpha);
 
 #endif

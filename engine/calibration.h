@@ -1,4 +1,4 @@
-/* The calibration layer of module replacement (DESIGN.md section 2): a
+/* The calibration layer of module replacement (docs/design.md section 2): a
  * K x K linear map with bias on a model's K logits, trained with
  * cross-entropy while the models that produce the logits stay frozen. It
  * learns how a module from another model, put in place of one logit,

@@ -1,4 +1,4 @@
-/* Composition of class modules (DESIGN.md section 4).
+/* Composition of class modules (docs/design.md section 3).
  *
  * Every node output has a channel space; spaces are tied by union-find:
  * BN, ReLU, pooling and residual adds keep their input's space, a
@@ -54,7 +54,7 @@ moda_status compose_build(const graph *g, const compose_plan *p, moda_backend *b
  * composed model can itself be decomposed and composed again. */
 moda_status compose_rates(const graph *g, const rates *r, const compose_plan *p, const graph *composed, rates *out);
 
-/* Module metrics at threshold tau (DESIGN.md section 2): size of each
+/* Module metrics at threshold tau (docs/design.md section 2): size of each
  * single-class module and the overlap of each pair, as fractions of the
  * full model's trainable parameters, plus per-layer overlap. */
 typedef struct module_stats {

@@ -1,19 +1,19 @@
 /* CIFAR-10 / CIFAR-100 binary readers. A record is label byte(s) then
  * 3072 pixel bytes, channel-major (R plane, G plane, B plane, 32x32 each),
  * which is already the NCHW layout we store. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "dataset.h"
 #include "fileio.h"
+#include "gz_reader.h"
 
 #define CIFAR_SIDE 32
 #define CIFAR_PIXELS (3 * CIFAR_SIDE * CIFAR_SIDE)
 #define CIFAR_MAX_FILES 5
+#define CIFAR_BATCH_BYTES ((size_t)(CIFAR_PIXELS + 2) * 10000) /* one official batch file */
 
 static const char *const cifar10_names[10] = {
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -54,58 +54,6 @@ static const cifar_format cifar100 = {
     .names_file = "fine_label_names.txt",
     .names = NULL,
 };
-
-/* Whole file into memory; gzip-compressed files are accepted too. */
-static moda_status read_file(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen) {
-    *out = NULL;
-    *len = 0;
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f) {
-        fileio_errf(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
-        return MODA_ERR_IO;
-    }
-    gzbuffer(f, 1u << 18);
-    size_t cap = (size_t)(CIFAR_PIXELS + 2) * 10000, n = 0; /* one official batch */
-    unsigned char *buf = malloc(cap);
-    moda_status st = MODA_OK;
-    for (;;) {
-        if (!buf) {
-            fileio_errf(err, errlen, "%s: out of memory", path);
-            st = MODA_ERR_NOMEM;
-            break;
-        }
-        if (n == cap) {
-            unsigned char *grown = realloc(buf, cap * 2);
-            if (!grown) {
-                free(buf);
-                buf = NULL;
-                continue;
-            }
-            buf = grown;
-            cap *= 2;
-        }
-        size_t want = cap - n < (1u << 30) ? cap - n : (1u << 30);
-        int r = gzread(f, buf + n, (unsigned)want);
-        if (r < 0) {
-            int code;
-            const char *msg = gzerror(f, &code);
-            fileio_errf(err, errlen, "%s: corrupt gzip data: %s", path, msg ? msg : "unknown error");
-            st = MODA_ERR_FORMAT;
-            break;
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    gzclose(f);
-    if (st != MODA_OK) {
-        free(buf);
-        return st;
-    }
-    *out = buf;
-    *len = n;
-    return MODA_OK;
-}
 
 static int path_join(char *out, size_t outlen, const char *a, const char *b, const char *c) {
     int len = c ? snprintf(out, outlen, "%s/%s/%s", a, b, c) : snprintf(out, outlen, "%s/%s", a, b);
@@ -152,7 +100,7 @@ static moda_status load_cifar(dataset *ds, const cifar_format *fmt, const char *
             st = MODA_ERR_ARG;
             goto done;
         }
-        if ((st = read_file(path, &raw[fi], &len[fi], err, errlen)) != MODA_OK) goto done;
+        if ((st = gz_read_whole(path, CIFAR_BATCH_BYTES, &raw[fi], &len[fi], err, errlen)) != MODA_OK) goto done;
         if (len[fi] == 0 || len[fi] % rec != 0) {
             fileio_errf(err, errlen, "%s: size %zu bytes is not a positive multiple of the %zu-byte %s record", path,
                     len[fi], rec, fmt->kind);

@@ -1,15 +1,13 @@
-/* IDX reader (MNIST, Fashion-MNIST). zlib's gz* functions read gzip and,
- * transparently, uncompressed files, so one path serves both. */
-#include <errno.h>
+/* IDX reader (MNIST, Fashion-MNIST), gzip-compressed or not. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "dataset.h"
 #include "fileio.h"
+#include "gz_reader.h"
 
 #define IDX_MAGIC_IMAGES 0x00000803u /* unsigned byte, 3 dims */
 #define IDX_MAGIC_LABELS 0x00000801u /* unsigned byte, 1 dim */
@@ -19,53 +17,22 @@ static const char *const fashion_names[10] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 };
 
-/* Reads up to n bytes; *got says how many arrived before EOF. A gzip
- * error (corrupt stream) is MODA_ERR_FORMAT with zlib's message. */
-static moda_status gz_read_all(gzFile f, const char *path, void *buf, size_t n, size_t *got, char *err,
-                               size_t errlen) {
-    unsigned char *p = buf;
-    *got = 0;
-    while (*got < n) {
-        size_t want = n - *got;
-        if (want > (1u << 30)) want = 1u << 30;
-        int r = gzread(f, p + *got, (unsigned)want);
-        if (r < 0) {
-            int code;
-            const char *msg = gzerror(f, &code);
-            fileio_errf(err, errlen, "%s: corrupt gzip data: %s", path, msg ? msg : "unknown error");
-            return MODA_ERR_FORMAT;
-        }
-        if (r == 0) break;
-        *got += (size_t)r;
-    }
-    return MODA_OK;
-}
-
 typedef struct idx_file {
-    gzFile f;
+    gz_reader in;
     const char *path;
     uint32_t dims[3];
 } idx_file;
 
-static void idx_close(idx_file *x) {
-    if (x->f) gzclose(x->f);
-    x->f = NULL;
-}
+static void idx_close(idx_file *x) { gz_reader_close(&x->in); }
 
 /* Opens path and reads the magic and dims; ndim is implied by the magic. */
 static moda_status idx_open(idx_file *x, const char *path, uint32_t magic, int ndim, char *err, size_t errlen) {
     memset(x, 0, sizeof *x);
     x->path = path;
-    errno = 0;
-    x->f = gzopen(path, "rb");
-    if (!x->f) {
-        fileio_errf(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
-        return MODA_ERR_IO;
-    }
-    gzbuffer(x->f, 1u << 18);
+    MODA_TRY(gz_reader_open(&x->in, path, err, errlen));
     unsigned char hdr[16];
     size_t need = 4 + 4 * (size_t)ndim, got;
-    moda_status st = gz_read_all(x->f, path, hdr, 4, &got, err, errlen);
+    moda_status st = gz_reader_read(&x->in, hdr, 4, &got, err, errlen);
     if (st != MODA_OK) goto fail;
     if (got < 4) {
         fileio_errf(err, errlen, "%s: truncated header (%zu of %zu bytes)", path, got, need);
@@ -78,7 +45,7 @@ static moda_status idx_open(idx_file *x, const char *path, uint32_t magic, int n
         st = MODA_ERR_FORMAT;
         goto fail;
     }
-    if ((st = gz_read_all(x->f, path, hdr + 4, need - 4, &got, err, errlen)) != MODA_OK) goto fail;
+    if ((st = gz_reader_read(&x->in, hdr + 4, need - 4, &got, err, errlen)) != MODA_OK) goto fail;
     if (got < need - 4) {
         fileio_errf(err, errlen, "%s: truncated header (%zu of %zu bytes)", path, got + 4, need);
         st = MODA_ERR_FORMAT;
@@ -110,13 +77,13 @@ fail:
 static moda_status idx_read_payload(idx_file *x, unsigned char *buf, size_t n, const char *what, char *err,
                                     size_t errlen) {
     size_t got;
-    MODA_TRY(gz_read_all(x->f, x->path, buf, n, &got, err, errlen));
+    MODA_TRY(gz_reader_read(&x->in, buf, n, &got, err, errlen));
     if (got < n) {
         fileio_errf(err, errlen, "%s: truncated: %zu of %zu bytes of %s", x->path, got, n, what);
         return MODA_ERR_FORMAT;
     }
     unsigned char extra;
-    MODA_TRY(gz_read_all(x->f, x->path, &extra, 1, &got, err, errlen));
+    MODA_TRY(gz_reader_read(&x->in, &extra, 1, &got, err, errlen));
     if (got) {
         fileio_errf(err, errlen, "%s: unexpected data after %u %s", x->path, (unsigned)x->dims[0], what);
         return MODA_ERR_FORMAT;

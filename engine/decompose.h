@@ -1,5 +1,5 @@
 /* Decomposition: per-class activation rates of every tracked unit, and the
- * class masks derived from them (DESIGN.md section 2).
+ * class masks derived from them (docs/design.md section 2).
  *
  * Tracked layers are the model's ReLU nodes, in graph order. A unit is a
  * channel of a conv-layer ReLU (active for a sample when its spatial mean

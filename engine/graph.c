@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_impl.h"
 #include "ops.h"
 
 const char *node_kind_name(node_kind k) {
@@ -335,6 +336,9 @@ static moda_status plan_slab(graph *g, int max_batch, bool grads) {
             if (numel > largest) largest = numel;
             size_t ws_floats = 0;
             if (n->kind == NODE_MAXPOOL2D) {
+                /* Sized before any data exists, so not through the op
+                 * wrapper, which wants a complete tensor; the shape is the
+                 * node's own, checked when the node was added. */
                 tensor y = node_tensor(n, NULL, max_batch);
                 ws_floats = (g->be->maxpool2d_ws_bytes(g->be, &y) + sizeof(float) - 1) / sizeof(float);
             }
@@ -356,22 +360,20 @@ static moda_status plan_slab(graph *g, int max_batch, bool grads) {
         }
         if (pass == 0) {
             if (grads) bytes += arena_bytes_for(largest);
-            if (!g->be->host_memory) bytes += arena_bytes_for(in_numel);
+            if (!backend_host_memory(g->be)) bytes += arena_bytes_for(in_numel);
             MODA_TRY(arena_init_on(&g->act_slab, g->be, bytes));
         }
     }
     g->scratch = grads ? arena_alloc(&g->act_slab, largest) : NULL;
     /* A backend that cannot read host memory gets the input copied in. */
-    g->input_buf = g->be->host_memory ? NULL : arena_alloc(&g->act_slab, in_numel);
+    g->input_buf = backend_host_memory(g->be) ? NULL : arena_alloc(&g->act_slab, in_numel);
     MODA_ASSERT(g->scratch || !grads);
     g->max_batch = max_batch;
     /* Planning comes after the parameters are written and before the
      * first pass: the moment to move both to where the ops run. */
-    if (g->be->prefetch) {
-        g->be->prefetch(g->be, g->act_slab.base, g->act_slab.capacity);
-        g->be->prefetch(g->be, g->param_slab.base, g->param_slab.capacity);
-        g->be->prefetch(g->be, g->grad_slab.base, g->grad_slab.capacity);
-    }
+    backend_prefetch(g->be, g->act_slab.base, g->act_slab.capacity);
+    backend_prefetch(g->be, g->param_slab.base, g->param_slab.capacity);
+    backend_prefetch(g->be, g->grad_slab.base, g->grad_slab.capacity);
     return MODA_OK;
 }
 
@@ -452,6 +454,7 @@ static moda_status forward_node(graph *g, graph_node *n, bool train) {
 
 /* Nodes first.. in order, at the batch size set in g->batch. */
 static moda_status forward_nodes(graph *g, int first, bool train) {
+    backend_bind_threads(g->be);
     for (int i = first; i < g->n_nodes; i++) {
         graph_node *nd = &g->nodes[i];
         /* A flatten owns no buffer: its activations sit in its input's. */
@@ -473,7 +476,7 @@ moda_status graph_forward(graph *g, const float *x, int n, bool train) {
     /* The input node reads the caller's buffer in place (nothing writes it),
      * or a copy where the backend cannot read host memory. */
     if (g->input_buf) {
-        MODA_TRY(g->be->copy_to_device(g->be, g->input_buf, x, (size_t)n * node_numel(&g->nodes[0]) * sizeof(float)));
+        MODA_TRY(backend_copy_to_device(g->be, g->input_buf, x, (size_t)n * node_numel(&g->nodes[0]) * sizeof(float)));
         x = g->input_buf;
     }
     g->nodes[0].out = node_tensor(&g->nodes[0], (float *)x, n);
@@ -499,7 +502,7 @@ moda_status graph_forward_from(graph *g, int node, const float *act, int n) {
     graph_node *from = &g->nodes[node];
     float *data = from->kind == NODE_FLATTEN ? g->nodes[from->in[0]].out.data : from->out.data;
     from->out = node_tensor(from, data, n);
-    MODA_TRY(g->be->copy_to_device(g->be, data, act, (size_t)n * node_numel(from) * sizeof(float)));
+    MODA_TRY(backend_copy_to_device(g->be, data, act, (size_t)n * node_numel(from) * sizeof(float)));
     return forward_nodes(g, node + 1, false);
 }
 
@@ -512,7 +515,7 @@ static tensor grad_target(graph *g, int j) {
 
 static moda_status grad_commit(graph *g, int j) {
     graph_node *in = &g->nodes[j];
-    if (g->grad_ready[j]) return g->be->axpy(g->be, in->grad.data, g->scratch, tensor_numel(&in->grad), 1.0f);
+    if (g->grad_ready[j]) return backend_axpy(g->be, in->grad.data, g->scratch, tensor_numel(&in->grad), 1.0f);
     g->grad_ready[j] = true;
     return MODA_OK;
 }
@@ -579,6 +582,7 @@ moda_status graph_backward(graph *g, graph_grad_hook hook, void *ctx) {
     if (!g) return MODA_ERR_NULL;
     if (!g->batch || !g->trained_forward || g->inference_only) return MODA_ERR_STATE;
     MODA_TRY(graph_alloc_grads(g));
+    backend_bind_threads(g->be);
     memset(g->grad_ready, 0, (size_t)g->n_nodes * sizeof(bool));
     g->grad_ready[g->output] = true;
     for (int i = g->n_nodes - 1; i >= 1; i--) {

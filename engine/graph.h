@@ -89,7 +89,7 @@ typedef struct graph {
     int batch;          /* samples in the last forward pass */
     bool trained_forward; /* last forward ran in train mode */
     float *scratch;     /* fan-in gradients, largest activation; NULL when inference_only */
-    float *input_buf;   /* the input, copied in; only where !be->host_memory */
+    float *input_buf;   /* the input, copied in; only where the backend has memory of its own */
     bool inference_only; /* planned without activation gradients */
     bool shares_params;  /* a graph_share() handle: parameter values belong to another graph */
     bool *grad_ready;   /* per node, during backward; owned */

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops.h"
+
 #define MODA_NORM_EPS 1e-12f
 
 moda_status moda_scratch_init(moda_scratch *sc, int max_b, int max_c) {
@@ -142,27 +144,27 @@ static moda_status device_layer_loss(moda_loss *m, graph *g, graph_node *n, floa
     const float *zsrc = n->out.data;
     if (hw > 1) {
         tensor z = tensor_2d(m->dev_z, b, c);
-        MODA_TRY(be->global_avgpool_fwd(be, &z, &n->out));
+        MODA_TRY(global_avgpool_fwd(be, &z, &n->out));
         zsrc = m->dev_z;
     }
-    if (be->moda_layer) {
+    if (backend_supports_op(be, BACKEND_OP_MODA_TERMS)) {
         /* Terms on the backend: nothing comes back until the last layer. */
         memset(out, 0, sizeof(*out));
-        if (!m->begun) MODA_TRY(be->moda_begin(be, m->labels, b));
+        if (!m->begun) MODA_TRY(moda_terms_begin(be, m->labels, b));
         m->begun = true;
-        MODA_TRY(be->moda_layer(be, want_grad ? m->dev_gz : NULL, zsrc, b, c, w_aff, w_dis, w_com));
+        MODA_TRY(moda_terms_layer(be, want_grad ? m->dev_gz : NULL, zsrc, b, c, w_aff, w_dis, w_com));
     } else {
-        MODA_TRY(be->copy_to_host(be, m->scratch.z, zsrc, bc * sizeof(float)));
+        MODA_TRY(backend_copy_to_host(be, m->scratch.z, zsrc, bc * sizeof(float)));
         MODA_TRY(terms_from_z(&m->scratch, b, c, m->labels, w_aff, w_dis, w_com, want_grad, out));
-        if (want_grad) MODA_TRY(be->copy_to_device(be, m->dev_gz, m->scratch.gz, bc * sizeof(float)));
+        if (want_grad) MODA_TRY(backend_copy_to_device(be, m->dev_gz, m->scratch.gz, bc * sizeof(float)));
     }
     if (want_grad) {
         if (hw == 1) {
-            MODA_TRY(be->axpy(be, n->grad.data, m->dev_gz, bc, 1.0f));
+            MODA_TRY(backend_axpy(be, n->grad.data, m->dev_gz, bc, 1.0f));
         } else {
             tensor dz = tensor_2d(m->dev_gz, b, c), spread = tensor_4d(m->dev_spread, b, c, n->h, n->w);
-            MODA_TRY(be->global_avgpool_bwd(be, &spread, &dz));
-            MODA_TRY(be->axpy(be, n->grad.data, m->dev_spread, bc * hw, 1.0f));
+            MODA_TRY(global_avgpool_bwd(be, &spread, &dz));
+            MODA_TRY(backend_axpy(be, n->grad.data, m->dev_spread, bc * hw, 1.0f));
         }
     }
     return MODA_OK;
@@ -200,11 +202,11 @@ moda_status moda_loss_init(moda_loss *m, const graph *g, int max_batch, float al
         if ((size_t)n->c * n->h * n->w > max_numel) max_numel = (size_t)n->c * n->h * n->w;
     }
     moda_status s = moda_scratch_init(&m->scratch, max_batch, max_c);
-    if (s == MODA_OK && !g->be->host_memory) {
+    if (s == MODA_OK && !backend_host_memory(g->be)) {
         m->be = g->be;
-        m->dev_z = m->be->alloc(m->be, (size_t)max_batch * max_c * sizeof(float));
-        m->dev_gz = m->be->alloc(m->be, (size_t)max_batch * max_c * sizeof(float));
-        m->dev_spread = m->be->alloc(m->be, (size_t)max_batch * max_numel * sizeof(float));
+        m->dev_z = backend_alloc(m->be, (size_t)max_batch * max_c * sizeof(float));
+        m->dev_gz = backend_alloc(m->be, (size_t)max_batch * max_c * sizeof(float));
+        m->dev_spread = backend_alloc(m->be, (size_t)max_batch * max_numel * sizeof(float));
         if (!m->dev_z || !m->dev_gz || !m->dev_spread) s = MODA_ERR_NOMEM;
     }
     if (s != MODA_OK) moda_loss_free(m);
@@ -217,9 +219,9 @@ void moda_loss_free(moda_loss *m) {
     m->layer_of_node = NULL;
     moda_scratch_free(&m->scratch);
     if (m->be) {
-        m->be->free(m->be, m->dev_z);
-        m->be->free(m->be, m->dev_gz);
-        m->be->free(m->be, m->dev_spread);
+        backend_dealloc(m->be, m->dev_z);
+        backend_dealloc(m->be, m->dev_gz);
+        backend_dealloc(m->be, m->dev_spread);
     }
     m->be = NULL;
     m->dev_z = m->dev_gz = m->dev_spread = NULL;
@@ -251,7 +253,7 @@ moda_status moda_loss_hook(graph *g, int node, void *ctx) {
     /* d/d(act) of alpha(1 - a)/L + beta d/L + gamma c/L. */
     /* With every weight 0 (standard training) the terms are only measured. */
     bool active = m->alpha > 0 || m->beta > 0 || m->gamma > 0;
-    if (g->be->host_memory)
+    if (backend_host_memory(g->be))
         MODA_TRY(moda_layer_loss(&m->scratch, n->out.data, g->batch, n->c, n->h * n->w, m->labels,
                                  -m->alpha * inv_l, m->beta * inv_l, m->gamma * inv_l, active ? n->grad.data : NULL,
                                  &t));
@@ -262,7 +264,7 @@ moda_status moda_loss_hook(graph *g, int node, void *ctx) {
     m->sum_com += t.com;
     if (m->begun && ++m->seen == m->n_reaching) {
         double sums[3];
-        MODA_TRY(g->be->moda_end(g->be, sums));
+        MODA_TRY(moda_terms_end(g->be, sums));
         m->sum_aff = sums[0];
         m->sum_dis = sums[1];
         m->sum_com = sums[2];

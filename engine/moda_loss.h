@@ -1,4 +1,4 @@
-/* MODA's three activation losses (DESIGN.md section 2), computed on the
+/* MODA's three activation losses (docs/design.md section 2), computed on the
  * output of every ReLU during the backward pass and fused into its gradient:
  *
  *   z_i   = per-sample activation vector (conv: spatial mean per channel)

@@ -295,7 +295,7 @@ moda_status model_init(graph *g, const model_config *cfg, uint64_t seed) {
             case FILL_NORMAL: rng_fill_normal(&gen, host, cnt, r.a, r.b); break;
             case FILL_UNIFORM: rng_fill_uniform(&gen, host, cnt, r.a, r.b); break;
             }
-            s = g->be->copy_to_device(g->be, p->data, host, cnt * sizeof *host);
+            s = backend_copy_to_device(g->be, p->data, host, cnt * sizeof *host);
         }
     }
     free(host);

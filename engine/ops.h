@@ -27,6 +27,7 @@ moda_status batchnorm2d_bwd(moda_backend *be, tensor *dx, tensor *dgamma, tensor
 moda_status relu_fwd(moda_backend *be, tensor *y, const tensor *x);
 moda_status relu_bwd(moda_backend *be, tensor *dx, const tensor *dy, const tensor *y);
 
+/* Workspace bytes for output y; 0 when y is not a valid 4-D tensor. */
 size_t maxpool2d_ws_bytes(moda_backend *be, const tensor *y);
 moda_status maxpool2d_fwd(moda_backend *be, tensor *y, void *ws, const tensor *x, const pool2d_params *p);
 moda_status maxpool2d_bwd(moda_backend *be, tensor *dx, const tensor *dy, const void *ws,
@@ -52,5 +53,20 @@ moda_status softmax_ce_fwd(moda_backend *be, float *loss, tensor *probs, const t
                            const int32_t *labels);
 moda_status softmax_ce_bwd(moda_backend *be, tensor *dlogits, const tensor *probs, const int32_t *labels,
                            float scale);
+
+/* One SGD step on n values (PyTorch's formulas; see backend_impl.h):
+ * param and velocity are updated in place from grad. */
+moda_status sgd_update(moda_backend *be, float *param, float *velocity, const float *grad, size_t n, float lr,
+                       float momentum, float weight_decay, bool nesterov);
+
+/* MODA's terms computed by the backend, where it declares
+ * BACKEND_OP_MODA_TERMS (see backend_impl.h for the contract): begin
+ * takes the batch's labels (host), each layer adds z's (b x c, backend
+ * memory) terms and writes their gradient into gz (NULL: none), end reads
+ * the sums over layers (affinity, dispersion, compactness) to the host. */
+moda_status moda_terms_begin(moda_backend *be, const int32_t *labels, int n);
+moda_status moda_terms_layer(moda_backend *be, float *gz, const float *z, int b, int c, float w_aff, float w_dis,
+                             float w_com);
+moda_status moda_terms_end(moda_backend *be, double sums[3]);
 
 #endif

@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "ops.h"
+
 moda_status sgd_init(sgd *opt, graph *g, float momentum, float weight_decay, bool nesterov) {
     if (!opt || !g) return MODA_ERR_NULL;
     if (!g->finalized) return MODA_ERR_STATE;
@@ -41,7 +43,7 @@ moda_status sgd_step(sgd *opt, graph *g, float lr) {
     for (int i = 0; i < g->n_params; i++) {
         graph_param *p = &g->params[i];
         if (!p->trainable) continue;
-        MODA_TRY(g->be->sgd_update(g->be, p->data, opt->velocity[i], p->grad, graph_param_numel(p), lr,
+        MODA_TRY(sgd_update(g->be, p->data, opt->velocity[i], p->grad, graph_param_numel(p), lr,
                                    opt->momentum, opt->weight_decay, opt->nesterov));
     }
     /* Host code (checkpoints, composition) may read the parameters next. */

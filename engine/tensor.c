@@ -56,7 +56,7 @@ moda_status arena_init_on(arena *a, struct moda_backend *be, size_t bytes) {
     a->base = NULL;
     a->be = be;
     if (a->capacity == 0) return MODA_OK;
-    a->base = be ? be->alloc(be, a->capacity) : aligned_alloc(ARENA_ALIGN, a->capacity);
+    a->base = be ? backend_alloc(be, a->capacity) : aligned_alloc(ARENA_ALIGN, a->capacity);
     if (!a->base) {
         a->capacity = 0;
         return MODA_ERR_NOMEM;
@@ -66,8 +66,8 @@ moda_status arena_init_on(arena *a, struct moda_backend *be, size_t bytes) {
         return MODA_OK;
     }
     /* Host code writes initial values next: the fill must be done first. */
-    moda_status s = be->fill(be, (float *)a->base, a->capacity / sizeof(float), 0.0f);
-    if (s == MODA_OK) s = be->synchronize(be);
+    moda_status s = backend_fill(be, (float *)a->base, a->capacity / sizeof(float), 0.0f);
+    if (s == MODA_OK) s = backend_synchronize(be);
     if (s != MODA_OK) arena_free(a);
     return s;
 }
@@ -77,7 +77,7 @@ moda_status arena_init(arena *a, size_t bytes) { return arena_init_on(a, NULL, b
 void arena_free(arena *a) {
     if (!a) return;
     if (a->be)
-        a->be->free(a->be, a->base);
+        backend_dealloc(a->be, a->base);
     else
         free(a->base);
     a->base = NULL;

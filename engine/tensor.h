@@ -43,7 +43,7 @@ typedef struct arena {
 #define ARENA_ALIGN 64
 
 moda_status arena_init(arena *a, size_t bytes); /* zero-filled */
-/* The same in a backend's memory (be->alloc); be NULL is arena_init. */
+/* The same in a backend's memory (backend_alloc); be NULL is arena_init. */
 moda_status arena_init_on(arena *a, struct moda_backend *be, size_t bytes);
 void arena_free(arena *a);                      /* accepts NULL */
 /* n floats, 64-byte aligned; NULL when the slab is exhausted. */

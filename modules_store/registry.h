@@ -1,4 +1,4 @@
-/* The model registry on disk (DESIGN.md section 5):
+/* The model registry on disk (docs/design.md section 6):
  *
  *   <root>/index.json                {"format":1,"models":[{"name","manifest","sha256"}]}
  *   <root>/<model>/manifest.json     architecture and its graph, input shape and
@@ -24,7 +24,7 @@
  * registry, unknown model) or MODA_ERR_IO (unreadable file) with a message
  * "<file>: <problem>".
  *
- * A composed model (DESIGN.md section 4) is stored like any other, with an
+ * A composed model (docs/design.md section 3) is stored like any other, with an
  * "origin" object in its manifest: the parent model's name and manifest
  * sha256, the parent's class index of each output, and tau. Its
  * architecture fields are the parent's (num_classes: its own), and since
@@ -39,10 +39,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "checkpoint.h"
 #include "compose.h"
 #include "decompose.h"
 #include "graph.h"
+#include "model_info.h"
 #include "sha256.h"
 
 #define REGISTRY_FORMAT 1

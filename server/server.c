@@ -12,7 +12,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -129,46 +128,6 @@ static void log_escape(char *dst, size_t size, const char *src) {
         }
     }
     dst[o] = '\0';
-}
-
-static bool is_v2_path(const char *path) { return !strncmp(path, "/v2/", 4) || !strcmp(path, "/v2"); }
-
-/* Whether path is an inference route, and the model it names ("" for
- * /v1/infer, whose model is in the body): the server labels its own
- * failures of inference requests (413, 503) like the API's. */
-static bool infer_route(const char *path, char *model, size_t size) {
-    model[0] = '\0';
-    if (!strcmp(path, "/v1/infer")) return true;
-    const char *prefix = "/v2/models/", *suffix = "/infer";
-    size_t np = strlen(prefix), ns = strlen(suffix), n = strlen(path);
-    if (n <= np + ns || strncmp(path, prefix, np) || strcmp(path + n - ns, suffix)) return false;
-    const char *name = path + np;
-    size_t len = strcspn(name, "/");
-    snprintf(model, size, "%.*s", (int)len, name);
-    return true;
-}
-
-/* An error response as the API would write it: {"error":{"code","message"}}
- * on /v1 routes, {"error": message} on /v2 routes (the protocol's shape).
- * code is a static string. */
-static void set_error(api_response *r, const char *path, int status, const char *code, const char *message) {
-    api_response_free(r);
-    json_t *root = json_object();
-    if (is_v2_path(path)) {
-        json_object_set_new(root, "error", json_string(message));
-    } else {
-        json_t *e = json_object();
-        json_object_set_new(e, "code", json_string(code));
-        json_object_set_new(e, "message", json_string(message));
-        json_object_set_new(root, "error", e);
-    }
-    r->body = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    r->body_len = r->body ? strlen(r->body) : 0;
-    r->status = status;
-    snprintf(r->content_type, sizeof r->content_type, "application/json");
-    r->error_code = code;
-    r->is_inference = infer_route(path, r->model, sizeof r->model);
 }
 
 /* ---- request state ---- */
@@ -301,7 +260,7 @@ static enum MHD_Result send_response(request *rq) {
     server *s = rq->srv;
     api_response *r = &rq->resp;
     if (r->status < 100 || r->status > 599)
-        set_error(r, rq->path, 500, "internal", "the request produced no valid response");
+        api_response_refusal(r, rq->path, "internal", "the request produced no valid response");
     struct MHD_Response *mr = NULL;
     if (r->body && r->body_len) {
         mr = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
@@ -335,18 +294,13 @@ static enum MHD_Result send_response(request *rq) {
 static void answer_metrics(request *rq) {
     api_response *r = &rq->resp;
     if (strcmp(rq->method, "GET") && strcmp(rq->method, "HEAD")) {
-        set_error(r, rq->path, 405, "method_not_allowed", "/metrics answers GET");
-        r->headers[0] = (api_kv){strdup("Allow"), strdup("GET, HEAD")};
-        r->n_headers = r->headers[0].key && r->headers[0].value ? 1 : 0;
-        if (!r->n_headers) {
-            free(r->headers[0].key);
-            free(r->headers[0].value);
-        }
+        api_response_refusal(r, rq->path, "method_not_allowed", "/metrics answers GET");
+        api_response_add_header(r, "Allow", "GET, HEAD");
         return;
     }
     char *text = metrics_render(rq->srv->metrics);
     if (!text) {
-        set_error(r, rq->path, 500, "internal", "out of memory");
+        api_response_refusal(r, rq->path, "internal", "out of memory");
         return;
     }
     api_response_free(r);
@@ -389,7 +343,7 @@ static void job_run(void *ctx, int worker, void *job) {
 static void job_reject(void *ctx, void *job) {
     (void)ctx;
     request *rq = job;
-    set_error(&rq->resp, rq->path, 503, "not_ready", "the server is shutting down");
+    api_response_refusal(&rq->resp, rq->path, "not_ready", "the server is shutting down");
     job_finish(rq);
 }
 
@@ -416,7 +370,7 @@ static enum MHD_Result dispatch(request *rq) {
     bool closing = s->closing;
     pthread_mutex_unlock(&s->mu);
     if (closing) {
-        set_error(&rq->resp, rq->path, 503, "not_ready", "the server is shutting down");
+        api_response_refusal(&rq->resp, rq->path, "not_ready", "the server is shutting down");
         return send_response(rq);
     }
     const api_request req = request_view(rq);
@@ -431,7 +385,7 @@ static enum MHD_Result dispatch(request *rq) {
     if (!closing) s->n_suspended++;
     pthread_mutex_unlock(&s->mu);
     if (closing) {
-        set_error(&rq->resp, rq->path, 503, "not_ready", "the server is shutting down");
+        api_response_refusal(&rq->resp, rq->path, "not_ready", "the server is shutting down");
         return send_response(rq);
     }
     /* Suspend before the push: a worker may resume as soon as it has the job. */
@@ -439,7 +393,7 @@ static enum MHD_Result dispatch(request *rq) {
     rq->t_enqueue = now_us();
     MHD_suspend_connection(rq->conn);
     if (!workq_push(s->q, rq)) {
-        set_error(&rq->resp, rq->path, 503, "overloaded", "too many requests are waiting; retry later");
+        api_response_refusal(&rq->resp, rq->path, "overloaded", "too many requests are waiting; retry later");
         job_finish(rq);
     }
     return MHD_YES;
@@ -475,7 +429,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         unsigned long long n = cl ? strtoull(cl, &end, 10) : 0;
         if (cl && end != cl && (errno == ERANGE || n > s->cfg.max_body)) {
             rq->too_large = true;
-            set_error(&rq->resp, rq->path, 413, "body_too_large", "the request body exceeds the server's limit");
+            api_response_refusal(&rq->resp, rq->path, "body_too_large", "the request body exceeds the server's limit");
             return send_response(rq);
         }
         /* A declared length sizes the buffer once (MHD enforces it). */
@@ -499,7 +453,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return send_response(rq);
     }
     if (rq->too_large) {
-        set_error(&rq->resp, rq->path, 413, "body_too_large", "the request body exceeds the server's limit");
+        api_response_refusal(&rq->resp, rq->path, "body_too_large", "the request body exceeds the server's limit");
         return send_response(rq);
     }
     if (!strcmp(rq->path, "/metrics")) {

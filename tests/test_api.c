@@ -364,8 +364,8 @@ static void test_tau0_all_classes_is_full_model(void **state) {
     assert_true(api_entry_info_of(e)->composed);
     assert_false(api_entry_info_of(full)->composed);
     assert_int_equal(api_entry_info_of(e)->params, graph_param_count(parent.g));
-    assert_int_equal(api_infer_run(a, 0, e, x, n, got, NULL, &err), 0);
-    assert_int_equal(api_infer_run(a, 0, full, x, n, got_full, NULL, &err), 0);
+    assert_int_equal(api_infer_run(a, 0, e, x, n, got, NULL, api_metrics(a), &err), 0);
+    assert_int_equal(api_infer_run(a, 0, full, x, n, got_full, NULL, api_metrics(a), &err), 0);
     assert_memory_equal(got, got_full, sizeof got);
     assert_close(got, want, (size_t)n * K, 1e-5, 1e-5);
     api_entry_release(a, e);
@@ -786,7 +786,7 @@ static void test_composed_registry_model(void **state) {
     api_error ae = {0};
     float logits[2 * 3];
     assert_int_equal(api_entry_resolve(b, 0, "bags", &e, &ae), 0);
-    assert_int_equal(api_infer_run(b, 0, e, x, 2, logits, NULL, &ae), 0);
+    assert_int_equal(api_infer_run(b, 0, e, x, 2, logits, NULL, api_metrics(b), &ae), 0);
     assert_close(logits, z, 6, 1e-5, 1e-5);
     api_entry_release(b, e);
 
@@ -803,7 +803,7 @@ static void test_composed_registry_model(void **state) {
     json_decref(got);
     api_response_free(&resp);
     assert_int_equal(api_entry_resolve(b, 0, "bags~2-0~0.9", &e, &ae), 0);
-    assert_int_equal(api_infer_run(b, 0, e, x, 2, logits, NULL, &ae), 0);
+    assert_int_equal(api_infer_run(b, 0, e, x, 2, logits, NULL, api_metrics(b), &ae), 0);
     assert_close(logits, graph_output(c2)->out.data, 4, 1e-5, 1e-5);
     api_entry_release(b, e);
 

@@ -457,7 +457,7 @@ static void engine_run(graph *g, const float *x, int n, float *logits, float *pr
     assert_int_equal(graph_forward(g, x, n, false), MODA_OK);
     graph_node *o = graph_output(g);
     int k = o->c;
-    assert_int_equal(g->be->copy_to_host(g->be, logits, o->out.data, (size_t)n * k * sizeof(float)), MODA_OK);
+    assert_int_equal(backend_copy_to_host(g->be, logits, o->out.data, (size_t)n * k * sizeof(float)), MODA_OK);
     for (int i = 0; i < n; i++) {
         const float *l = logits + (size_t)i * k;
         double mx = l[0], sum = 0;

@@ -181,7 +181,7 @@ static void test_pinned_entry_survives(void **state) {
     rng rg;
     rng_seed(&rg, 9, 1);
     float *x = tu_randn(&rg, 2 * PIXELS, 1.0f), logits[2 * 3];
-    assert_int_equal(api_infer_run(f.a, 0, pa, x, 2, logits, NULL, &err), 0);
+    assert_int_equal(api_infer_run(f.a, 0, pa, x, 2, logits, NULL, api_metrics(f.a), &err), 0);
     float want[2 * 3];
     free(reference_probs_of(&parent, be, A_CLS, 3, 0.9f, x, 2, want));
     assert_close(logits, want, 6, 1e-5, 1e-5);
@@ -238,7 +238,7 @@ static void test_delete(void **state) {
     assert_int_equal(delete_id(&f, A_ID), 404);
     assert_true(metric(&f, METRIC_CACHE_BYTES_USED, NULL) == (double)one);
     float x[PIXELS] = {0}, logits[3];
-    assert_int_equal(api_infer_run(f.a, 0, pa, x, 1, logits, NULL, &err), 0);
+    assert_int_equal(api_infer_run(f.a, 0, pa, x, 1, logits, NULL, api_metrics(f.a), &err), 0);
     assert_false(compose(&f, 0, A_JSON, NULL, NULL));
     api_entry_release(f.a, pa);
     assert_true(metric(&f, METRIC_CACHE_BYTES_USED, NULL) == (double)one);

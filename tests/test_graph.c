@@ -172,7 +172,7 @@ static moda_status add_hook(graph *g, int node, void *vctx) {
     h->calls++;
     if (node != h->node) return MODA_OK;
     graph_node *nd = &g->nodes[node];
-    return g->be->axpy(g->be, nd->grad.data, h->extra, tensor_numel(&nd->grad), 1.0f);
+    return backend_axpy(g->be, nd->grad.data, h->extra, tensor_numel(&nd->grad), 1.0f);
 }
 
 static double hooked_loss(void *vctx) {

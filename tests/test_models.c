@@ -54,7 +54,7 @@ static float *param_values(const graph *g, const char *name, size_t *n) {
     const graph_param *p = param(g, name);
     *n = graph_param_numel(p);
     float *h = tu_alloc(*n);
-    assert_int_equal(be->copy_to_host(be, h, p->data, *n * sizeof *h), MODA_OK);
+    assert_int_equal(backend_copy_to_host(be, h, p->data, *n * sizeof *h), MODA_OK);
     return h;
 }
 
@@ -433,9 +433,9 @@ static void check_forward(model_arch a, int in_c, int size) {
     rng_seed(&r, 99, 1);
     size_t in_n = (size_t)n * in_c * size * size;
     float *host = tu_randn(&r, in_n, 1.0f);
-    float *x = be->alloc(be, in_n * sizeof *x);
+    float *x = backend_alloc(be, in_n * sizeof *x);
     assert_non_null(x);
-    assert_int_equal(be->copy_to_device(be, x, host, in_n * sizeof *x), MODA_OK);
+    assert_int_equal(backend_copy_to_device(be, x, host, in_n * sizeof *x), MODA_OK);
 
     float *logits = tu_alloc((size_t)n * classes);
     for (int train = 0; train < 2; train++) {
@@ -445,8 +445,8 @@ static void check_forward(model_arch a, int in_c, int size) {
         assert_int_equal(out->out.ndim, 2);
         assert_int_equal(out->out.shape[0], n);
         assert_int_equal(out->out.shape[1], classes);
-        assert_int_equal(be->copy_to_host(be, logits, out->out.data, (size_t)n * classes * sizeof *logits),
-                         MODA_OK);
+        assert_int_equal(backend_copy_to_host(be, logits, out->out.data, (size_t)n * classes * sizeof *logits),
+                                              MODA_OK);
         double mag = 0.0;
         for (int i = 0; i < n * classes; i++) {
             if (!isfinite(logits[i])) fail_msg("%s: logit %d is %g", model_arch_name(a), i, (double)logits[i]);
@@ -455,7 +455,7 @@ static void check_forward(model_arch a, int in_c, int size) {
         assert_true(mag > 0.0);
     }
     free(logits);
-    be->free(be, x);
+    backend_dealloc(be, x);
     free(host);
     graph_free(g);
 }

@@ -8,13 +8,12 @@
 #include <strings.h>
 
 #include "args.h"
+#include "cli.h"
 #include "compose.h"
 #include "progress.h"
 #include "registry.h"
 #include "train.h"
 
-#define EXIT_USAGE 2
-#define ERR_LEN 1024
 #define LIST_NAMES_MAX 20 /* an unknown class lists the model's classes up to this many */
 
 /* ---- the class list ------------------------------------------------------ */
@@ -113,7 +112,7 @@ static moda_status reuse_accuracy(graph *c, const dataset *test, const int *cls,
         if (!b) break;
         s = graph_forward(c, x, b, false);
         if (s == MODA_OK)
-            s = c->be->copy_to_host(c->be, logits, graph_output(c)->out.data, (size_t)b * nt * sizeof(float));
+            s = backend_copy_to_host(c->be, logits, graph_output(c)->out.data, (size_t)b * nt * sizeof(float));
         for (int r = 0; s == MODA_OK && r < b; r++) {
             const float *row = logits + (size_t)r * nt;
             int best = 0;

@@ -10,14 +10,12 @@
 
 #include "args.h"
 #include "checkpoint.h"
+#include "cli.h"
 #include "compose.h"
 #include "decompose.h"
 #include "progress.h"
 #include "registry.h"
 #include "train.h"
-
-#define EXIT_USAGE 2
-#define ERR_LEN 1024
 
 /* ---- moda decompose ------------------------------------------------------ */
 

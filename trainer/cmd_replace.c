@@ -6,14 +6,13 @@
 
 #include "args.h"
 #include "calibration.h"
+#include "cli.h"
 #include "cmd_compose.h"
 #include "compose.h"
 #include "progress.h"
 #include "registry.h"
 #include "train.h"
 
-#define EXIT_USAGE 2
-#define ERR_LEN 1024
 #define BATCH 256
 
 /* One split as both models see it: W's logits with column t, in `patched`,

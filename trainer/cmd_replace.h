@@ -1,4 +1,4 @@
-/* `moda replace`: module replacement (DESIGN.md section 2) as an
+/* `moda replace`: module replacement (docs/design.md section 2) as an
  * experiment. One class of a weak model is patched with a strong model's
  * module for the same class and a calibration layer is trained on top;
  * the command reports what that does to test accuracy. argv[1] is the

@@ -9,15 +9,15 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "cli.h"
 #include "compose.h"
 #include "fileio.h"
 #include "progress.h"
 #include "registry.h"
+#include "report.h"
 #include "rng.h"
 #include "train.h"
 
-#define EXIT_USAGE 2
-#define ERR_LEN 1024
 #define MAX_ALL_CLASSES 16 /* "all" subsets only up to 2^16 of them */
 #define MAX_THREADS 256
 /* Largest cache of shared-prefix activations; beyond it composed models
@@ -41,7 +41,7 @@ typedef struct reuse_model {
 } reuse_model;
 
 static void reuse_model_free(reuse_model *rm) {
-    if (rm->own_prefix) rm->be->free(rm->be, rm->prefix);
+    if (rm->own_prefix) backend_dealloc(rm->be, rm->prefix);
     registry_model_free(&rm->m);
     dataset_free(&rm->test);
     free(rm->class_start);
@@ -97,11 +97,11 @@ static moda_status load_model(const registry *reg, const char *name, moda_backen
     if (prefix_tau >= 0) MODA_TRY(shared_prefix(g, &rm->m.r, prefix_tau, n, &rm->cut));
     rm->prefix_numel = node_size(&g->nodes[rm->cut]);
     size_t prefix_bytes = (size_t)n * rm->prefix_numel * sizeof(float);
-    rm->own_prefix = rm->cut || !be->host_memory;
-    rm->prefix = rm->own_prefix ? be->alloc(be, prefix_bytes) : rm->test.images;
+    rm->own_prefix = rm->cut || !backend_host_memory(be);
+    rm->prefix = rm->own_prefix ? backend_alloc(be, prefix_bytes) : rm->test.images;
     rm->logits = malloc((size_t)n * k * sizeof(float));
     if (!rm->prefix || !rm->logits) return MODA_ERR_NOMEM;
-    if (rm->own_prefix && !rm->cut) MODA_TRY(be->copy_to_device(be, rm->prefix, rm->test.images, prefix_bytes));
+    if (rm->own_prefix && !rm->cut) MODA_TRY(backend_copy_to_device(be, rm->prefix, rm->test.images, prefix_bytes));
     return evaluate_outputs(g, &rm->test, batch, rm->logits, rm->cut, rm->cut ? rm->prefix : NULL);
 }
 
@@ -132,24 +132,17 @@ static moda_status write_outputs(const char *dir, const char *model, float tau, 
                                  bool have_st, char *err, size_t errlen) {
     char path[1200];
     MODA_TRY(fileio_mkdir_p(dir, err, errlen));
-    /* CSV */
-    size_t cap = 4096 + (size_t)k * 160;
-    char *buf = malloc(cap);
-    if (!buf) return MODA_ERR_NOMEM;
-    size_t len = (size_t)snprintf(buf, cap, "subset_size,tasks,composed_acc,full_moda_acc,full_st_acc,size_ratio,flops_ratio\n");
+    report_text csv = {0}, svg = {0};
+    report_text_printf(&csv, "subset_size,tasks,composed_acc,full_moda_acc,full_st_acc,size_ratio,flops_ratio\n");
     for (int s = 2; s <= k; s++) {
         if (!rows[s].tasks) continue;
         char st_acc[32] = ""; /* empty without a standard-trained model */
         if (have_st) snprintf(st_acc, sizeof st_acc, "%.4f", 100 * rows[s].full_st);
-        len += (size_t)snprintf(buf + len, cap - len, "%d,%d,%.4f,%.4f,%s,%.4f,%.4f\n", s, rows[s].tasks,
-                                100 * rows[s].composed, 100 * rows[s].full_moda, st_acc, rows[s].size, rows[s].flops);
+        report_text_printf(&csv, "%d,%d,%.4f,%.4f,%s,%.4f,%.4f\n", s, rows[s].tasks, 100 * rows[s].composed,
+                           100 * rows[s].full_moda, st_acc, rows[s].size, rows[s].flops);
     }
     snprintf(path, sizeof path, "%s/reuse.csv", dir);
-    moda_status st = fileio_write_atomic(path, buf, len, err, errlen);
-    if (st != MODA_OK) {
-        free(buf);
-        return st;
-    }
+    MODA_TRY(report_text_write(&csv, path, err, errlen));
     /* SVG: accuracy (left axis, %) and size ratio (right axis, %) against subset size. */
     double lo = 100, hi = 0;
     for (int s = 2; s <= k; s++)
@@ -164,49 +157,44 @@ static moda_status write_outputs(const char *dir, const char *model, float tau, 
     hi = hi < 99.5 ? hi + 0.5 : 100;
     double x0 = 70, y0 = 50, w = 560, h = 300;
 #define PX(s) (x0 + (double)((s) - 2) / (k > 2 ? k - 2 : 1) * w)
-    len = (size_t)snprintf(buf, cap,
-                           "<svg xmlns='http://www.w3.org/2000/svg' width='760' height='450' font-family='sans-serif'>\n"
-                           "<rect width='100%%' height='100%%' fill='white'/>\n"
-                           "<text x='380' y='25' font-size='15' text-anchor='middle'>%s: reuse accuracy and composed "
-                           "size (tau %.2f)</text>\n<rect x='%g' y='%g' width='%g' height='%g' fill='none' stroke='#888'/>\n",
-                           model, tau, x0, y0, w, h);
+    report_text_printf(&svg,
+                       "<svg xmlns='http://www.w3.org/2000/svg' width='760' height='450' font-family='sans-serif'>\n"
+                       "<rect width='100%%' height='100%%' fill='white'/>\n"
+                       "<text x='380' y='25' font-size='15' text-anchor='middle'>%s: reuse accuracy and composed "
+                       "size (tau %.2f)</text>\n<rect x='%g' y='%g' width='%g' height='%g' fill='none' stroke='#888'/>\n",
+                       model, tau, x0, y0, w, h);
     for (int t = 0; t <= 4; t++) {
         double v = lo + (hi - lo) * t / 4, y = y0 + h - (v - lo) / (hi - lo) * h;
-        len += (size_t)snprintf(buf + len, cap - len,
-                                "<text x='%g' y='%.1f' font-size='11' text-anchor='end'>%.1f%%</text>\n"
-                                "<text x='%g' y='%.1f' font-size='11' fill='#2ca02c'>%.0f%%</text>\n",
-                                x0 - 4, y + 4, v, x0 + w + 4, y + 4, 100.0 * t / 4);
+        report_text_printf(&svg,
+                           "<text x='%g' y='%.1f' font-size='11' text-anchor='end'>%.1f%%</text>\n"
+                           "<text x='%g' y='%.1f' font-size='11' fill='#2ca02c'>%.0f%%</text>\n",
+                           x0 - 4, y + 4, v, x0 + w + 4, y + 4, 100.0 * t / 4);
     }
     const char *names[4] = {"composed (MODA)", "full MODA, sliced", "full ST, sliced", "composed size"};
     const char *colors[4] = {"#d62728", "#1f77b4", "#ff7f0e", "#2ca02c"};
     for (int series = 0; series < 4; series++) {
         if (series == 2 && !have_st) continue;
-        len += (size_t)snprintf(buf + len, cap - len, "<polyline fill='none' stroke='%s' stroke-width='2' points='",
-                                colors[series]);
+        report_text_printf(&svg, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[series]);
         for (int s = 2; s <= k; s++) {
             if (!rows[s].tasks) continue;
             double v = series == 0 ? rows[s].composed : series == 1 ? rows[s].full_moda
                                                    : series == 2 ? rows[s].full_st : rows[s].size;
             double y = series == 3 ? y0 + h - v * h : y0 + h - (100 * v - lo) / (hi - lo) * h;
-            len += (size_t)snprintf(buf + len, cap - len, "%.1f,%.1f ", PX(s), y);
+            report_text_printf(&svg, "%.1f,%.1f ", PX(s), y);
         }
         /* The legend sits in one row under the axis label. */
-        len += (size_t)snprintf(buf + len, cap - len,
-                                "'/>\n<text x='%g' y='%g' font-size='12' fill='%s'>%s</text>\n", x0 + 145 * series,
-                                y0 + h + 62, colors[series], names[series]);
+        report_text_printf(&svg, "'/>\n<text x='%g' y='%g' font-size='12' fill='%s'>%s</text>\n",
+                           x0 + 145 * series, y0 + h + 62, colors[series], names[series]);
     }
     for (int s = 2; s <= k; s += (k > 20 ? k / 10 : 1))
-        len += (size_t)snprintf(buf + len, cap - len,
-                                "<text x='%.1f' y='%g' font-size='11' text-anchor='middle'>%d</text>\n", PX(s),
-                                y0 + h + 16, s);
-    len += (size_t)snprintf(buf + len, cap - len,
-                            "<text x='%g' y='%g' font-size='12' text-anchor='middle'>classes in the task</text>\n</svg>\n",
-                            x0 + w / 2, y0 + h + 36);
+        report_text_printf(&svg, "<text x='%.1f' y='%g' font-size='11' text-anchor='middle'>%d</text>\n", PX(s),
+                           y0 + h + 16, s);
+    report_text_printf(&svg,
+                       "<text x='%g' y='%g' font-size='12' text-anchor='middle'>classes in the task</text>\n</svg>\n",
+                       x0 + w / 2, y0 + h + 36);
 #undef PX
     snprintf(path, sizeof path, "%s/reuse.svg", dir);
-    st = len < cap ? fileio_write_atomic(path, buf, len, err, errlen) : MODA_ERR_NOMEM;
-    free(buf);
-    return st;
+    return report_text_write(&svg, path, err, errlen);
 }
 
 /* What one subset's composed model did, and how long it took. */
@@ -296,11 +284,11 @@ static moda_status eval_subset(reuse_job *j, int t, moda_backend *be, worker_buf
         if (!b) break;
         const float *in = mo->prefix + (size_t)wb->run_at[0] * per; /* one run: read in place */
         for (int r = 0, at = 0; runs > 1 && s == MODA_OK && r < runs; at += wb->run_len[r++])
-            s = be->copy_to_device(be, wb->x + (size_t)at * per, mo->prefix + (size_t)wb->run_at[r] * per,
-                                   (size_t)wb->run_len[r] * per * sizeof(float));
+            s = backend_copy_to_device(be, wb->x + (size_t)at * per, mo->prefix + (size_t)wb->run_at[r] * per,
+                                       (size_t)wb->run_len[r] * per * sizeof(float));
         if (runs > 1) in = wb->x;
         if (s == MODA_OK) s = graph_forward_from(g, mo->cut, in, b);
-        if (s == MODA_OK) s = be->copy_to_host(be, wb->logits, graph_output(g)->out.data, (size_t)b * nt * sizeof(float));
+        if (s == MODA_OK) s = backend_copy_to_host(be, wb->logits, graph_output(g)->out.data, (size_t)b * nt * sizeof(float));
         for (int i = 0; s == MODA_OK && i < b; i++) {
             const float *row = wb->logits + (size_t)i * nt;
             int best = 0;
@@ -325,12 +313,12 @@ static moda_status eval_subset(reuse_job *j, int t, moda_backend *be, worker_buf
  * composed layer between them. */
 static void *reuse_worker(void *arg) {
     reuse_job *j = arg;
-    omp_set_num_threads(1);
     const reuse_model *mo = j->mo;
     char why[256] = "";
     moda_backend *be = backend_new(j->device, why, sizeof why);
+    backend_set_threads(be, 1);
     worker_buf wb = {
-        .x = be ? be->alloc(be, (size_t)j->batch * mo->prefix_numel * sizeof(float)) : NULL,
+        .x = be ? backend_alloc(be, (size_t)j->batch * mo->prefix_numel * sizeof(float)) : NULL,
         .logits = malloc((size_t)j->batch * j->k * sizeof(float)),
         .want = malloc((size_t)j->batch * sizeof(int)),
         .run_at = malloc((size_t)j->k * sizeof(int)),
@@ -360,7 +348,7 @@ static void *reuse_worker(void *arg) {
         atomic_store(&j->failed, true);
         pthread_mutex_unlock(&j->lock);
     }
-    if (be) be->free(be, wb.x);
+    if (be) backend_dealloc(be, wb.x);
     free(wb.logits);
     free(wb.want);
     free(wb.run_at);
@@ -480,7 +468,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     char err[ERR_LEN] = "";
     moda_backend *be = backend_new(device, err, sizeof err);
     /* One GPU: subsets one after another, unless asked otherwise. */
-    if (threads == -1) threads = be && !be->host_memory ? 1 : omp_get_max_threads();
+    if (threads == -1) threads = be && !backend_host_memory(be) ? 1 : omp_get_max_threads();
     registry *reg = NULL;
     reuse_model mo = {0}, st = {0};
     size_row *rows = NULL;
@@ -507,7 +495,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     bool live = isatty(fileno(stderr));
     double t0 = progress_now();
     if (s == MODA_OK) {
-        reuse_job job = {.mo = &mo, .device = be->name, .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
+        reuse_job job = {.mo = &mo, .device = backend_name(be), .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
                          .tau = tau, .res = res, .live = live, .t0 = t0, .last_report = t0};
         for (int t = 0; t < count; t++) job.classes_total += sizes[t];
         s = run_subsets(&job, threads < count ? threads : count, err, sizeof err);
@@ -530,7 +518,7 @@ int cmd_eval_reuse(int argc, char **argv) {
         double sum[5] = {0};
         const graph_node *cut = &mo.m.g->nodes[mo.cut];
         printf("%s (tau %.2f), %d subsets%s, %.1f s on %d %s workers\n", model, tau, count,
-               n_random ? " (random)" : "", progress_now() - t0, threads < count ? threads : count, be->name);
+               n_random ? " (random)" : "", progress_now() - t0, threads < count ? threads : count, backend_name(be));
         if (mo.cut)
             printf("every module keeps nodes 1-%d (through %s%s%s), computed once for the test set\n", mo.cut,
                    node_kind_name(cut->kind), cut->name[0] ? " " : "", cut->name);

@@ -7,14 +7,13 @@
 
 #include "args.h"
 #include "checkpoint.h"
+#include "cli.h"
 #include "cmd_compose.h"
 #include "cmd_registry.h"
 #include "cmd_replace.h"
 #include "cmd_reuse.h"
 #include "models.h"
 #include "train.h"
-
-#define EXIT_USAGE 2
 
 static void usage(FILE *f) {
     fprintf(f,

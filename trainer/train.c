@@ -87,11 +87,11 @@ moda_status evaluate_outputs(graph *g, const dataset *ds, int batch, float *out,
     for (int off = 0; off < ds->n; off += batch) {
         int b = ds->n - off < batch ? ds->n - off : batch;
         MODA_TRY(graph_forward(g, ds->images + (size_t)off * per, b, false));
-        MODA_TRY(g->be->copy_to_host(g->be, out + (size_t)off * k, graph_output(g)->out.data,
-                                     (size_t)b * k * sizeof(float)));
+        MODA_TRY(backend_copy_to_host(g->be, out + (size_t)off * k, graph_output(g)->out.data,
+                                      (size_t)b * k * sizeof(float)));
         if (capture)
-            MODA_TRY(g->be->copy_to_device(g->be, capture + (size_t)off * cap, cn->out.data,
-                                           (size_t)b * cap * sizeof(float)));
+            MODA_TRY(backend_copy_to_device(g->be, capture + (size_t)off * cap, cn->out.data,
+                                            (size_t)b * cap * sizeof(float)));
     }
     return MODA_OK;
 }
@@ -107,7 +107,7 @@ moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r
     size_t per = (size_t)ds->c * ds->h * ds->w;
     float *x = malloc((size_t)batch_size * per * sizeof(float));
     float *logits = malloc((size_t)batch_size * k * sizeof(float));
-    float *probs = g->be->alloc(g->be, (size_t)batch_size * k * sizeof(float)); /* an op's output */
+    float *probs = backend_alloc(g->be, (size_t)batch_size * k * sizeof(float)); /* an op's output */
     int32_t *y = malloc((size_t)batch_size * sizeof(int32_t));
     dataset_iter it;
     moda_status s = (!r->correct || !r->total || !x || !logits || !probs || !y) ? MODA_ERR_NOMEM
@@ -123,7 +123,7 @@ moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r
             s = graph_forward(g, x, n, false);
             if (s == MODA_OK) s = softmax_ce_fwd(g->be, &loss, &tp, &graph_output(g)->out, y);
             if (s == MODA_OK)
-                s = g->be->copy_to_host(g->be, logits, graph_output(g)->out.data, (size_t)n * k * sizeof(float));
+                s = backend_copy_to_host(g->be, logits, graph_output(g)->out.data, (size_t)n * k * sizeof(float));
             if (s != MODA_OK) break;
             loss_sum += (double)loss * n;
             for (int i = 0; i < n; i++) {
@@ -139,7 +139,7 @@ moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r
     }
     free(x);
     free(logits);
-    if (probs) g->be->free(g->be, probs);
+    if (probs) backend_dealloc(g->be, probs);
     free(y);
     if (s != MODA_OK) eval_result_free(r);
     return s;
@@ -310,7 +310,7 @@ static void run_free(run *r) {
     moda_loss_free(&r->moda);
     dataset_free(&r->train);
     dataset_free(&r->test);
-    if (r->probs) r->be->free(r->be, r->probs);
+    if (r->probs) backend_dealloc(r->be, r->probs);
     backend_free(r->be);
     free(r->history);
     free(r->x);
@@ -340,7 +340,7 @@ moda_status train_step(graph *g, sgd *opt, moda_loss *moda, const float *x, cons
     tensor tp = tensor_2d(probs, n, k);
     MODA_TRY(graph_forward(g, x, n, true));
     MODA_TRY(softmax_ce_fwd(g->be, ce, &tp, &out->out, y));
-    MODA_TRY(g->be->copy_to_host(g->be, logits, out->out.data, (size_t)n * k * sizeof(float)));
+    MODA_TRY(backend_copy_to_host(g->be, logits, out->out.data, (size_t)n * k * sizeof(float)));
     MODA_TRY(softmax_ce_bwd(g->be, &out->grad, &tp, y, 1.0f));
     moda_loss_begin(moda, y, n);
     MODA_TRY(graph_backward(g, moda_loss_hook, moda));
@@ -472,7 +472,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
     int k = r.train.num_classes;
     size_t per = (size_t)r.train.c * r.train.h * r.train.w;
     r.x = malloc((size_t)r.o.batch_size * per * sizeof(float));
-    r.probs = r.be->alloc(r.be, (size_t)r.o.batch_size * k * sizeof(float)); /* an op's output */
+    r.probs = backend_alloc(r.be, (size_t)r.o.batch_size * k * sizeof(float)); /* an op's output */
     r.logits = malloc((size_t)r.o.batch_size * k * sizeof(float));
     r.y = malloc((size_t)r.o.batch_size * sizeof(int32_t));
     if (!r.x || !r.probs || !r.logits || !r.y) {
@@ -486,7 +486,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
         fprintf(r.o.log, "%s %s: %s (width %g), %zu parameters, %d train / %d test images, %d classes, %s, on %s\n",
                 cli->resume ? "resuming" : "training", r.o.out_dir, r.o.arch, r.o.width, graph_param_count(r.g),
                 r.train.n, r.test.n, k, r.o.alpha > 0 || r.o.beta > 0 || r.o.gamma > 0 ? "modular (MODA)" : "standard",
-                r.be->name);
+                backend_name(r.be));
     int ran = 0;
     for (int epoch = r.epochs_done; epoch < r.o.epochs; epoch++) {
         double t0 = progress_now();

@@ -89,6 +89,13 @@ static moda_status cpu_synchronize(moda_backend *be) {
     return MODA_OK;
 }
 
+/* The MODA terms are the one optional op: with host memory the engine
+ * computes them on the host (moda_loss.c) at no copying cost. */
+static bool cpu_supports_op(moda_backend *be, backend_op op) {
+    (void)be;
+    return op != BACKEND_OP_MODA_TERMS;
+}
+
 static void cpu_destroy(moda_backend *be) {
     cpu_ctx *c = cpu_ctx_of(be);
     if (c) {
@@ -118,6 +125,7 @@ moda_backend *backend_cpu_new(void) {
         .ctx = c,
         .host_memory = true,
         .destroy = cpu_destroy,
+        .supports_op = cpu_supports_op,
         .alloc = cpu_alloc,
         .free = cpu_free,
         .copy_to_device = cpu_copy,

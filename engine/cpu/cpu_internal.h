@@ -5,7 +5,7 @@
 
 #include <dnnl.h>
 
-#include "backend.h"
+#include "backend_impl.h"
 
 /* Primitive cache: an op builds its primitives (and any reorders and
  * blocked-layout buffers they need) once per distinct key, e.g. the op id

@@ -2,6 +2,8 @@
 
 #include "ops.h"
 
+#include "backend_impl.h"
+
 static moda_status bn_params_check(const batchnorm_params *p) {
     if (!p) return MODA_ERR_NULL;
     if (!(p->eps > 0.0f) || !isfinite(p->eps)) return MODA_ERR_ARG;

@@ -2,6 +2,8 @@
  * x (N,C,H,W), w (K, C/groups, kh, kw), b (K) or NULL, y (N,K,Ho,Wo). */
 #include "ops.h"
 
+#include "backend_impl.h"
+
 int conv_out_size(int in, int k, int stride, int pad) {
     if (in <= 0 || k <= 0 || stride <= 0 || pad < 0) return 0;
     /* 64-bit so huge paddings cannot overflow; C division truncates toward

@@ -1,5 +1,7 @@
 #include "ops.h"
 
+#include "backend_impl.h"
+
 /* flat must be (N, C*H*W) for the 4-D map. */
 static moda_status flatten_check(const tensor *flat, const tensor *map) {
     MODA_TRY(tensor_check(flat));

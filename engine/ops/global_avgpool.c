@@ -1,5 +1,7 @@
 #include "ops.h"
 
+#include "backend_impl.h"
+
 /* pooled must be (N, C) for the 4-D map. */
 static moda_status gap_check(const tensor *pooled, const tensor *map) {
     MODA_TRY(tensor_check(pooled));

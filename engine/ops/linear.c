@@ -1,5 +1,7 @@
 #include "ops.h"
 
+#include "backend_impl.h"
+
 /* x (N,I), w (O,I): the two rank-2 operands every linear call needs. */
 static moda_status linear_check_xw(const tensor *x, const tensor *w) {
     MODA_TRY(tensor_check(x));

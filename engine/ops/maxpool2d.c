@@ -2,6 +2,8 @@
 
 #include "ops.h"
 
+#include "backend_impl.h"
+
 static moda_status pool_params_check(const pool2d_params *p) {
     if (!p) return MODA_ERR_NULL;
     if (p->kh < 1 || p->kw < 1 || p->stride_h < 1 || p->stride_w < 1) return MODA_ERR_ARG;

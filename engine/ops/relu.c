@@ -1,5 +1,7 @@
 #include "ops.h"
 
+#include "backend_impl.h"
+
 moda_status relu_fwd(moda_backend *be, tensor *y, const tensor *x) {
     if (!be) return MODA_ERR_NULL;
     MODA_TRY(tensor_check(y));

@@ -2,6 +2,8 @@
 
 #include "ops.h"
 
+#include "backend_impl.h"
+
 /* t is (N,K) like ref, and every label is a class index in [0,K). */
 static moda_status ce_check(const tensor *t, const tensor *ref, const int32_t *labels) {
     MODA_TRY(tensor_check(t));

@@ -124,7 +124,7 @@ def dump(model, path, seed):
 
 
 def moda_terms(acts, labels):
-    """The three MODA terms averaged over layers, as DESIGN.md section 2."""
+    """The three MODA terms averaged over layers, as docs/design.md section 2."""
     same = labels[:, None] == labels[None, :]
     upper = torch.triu(torch.ones_like(same), diagonal=1)
     aff, dis, com = [], [], []

@@ -8,27 +8,12 @@
 
 #include <stdbool.h>
 
-#include "dataset.h"
 #include "graph.h"
-#include "models.h"
+#include "model_info.h"
 #include "optim.h"
 
 #define CHECKPOINT_FORMAT 1
 #define CHECKPOINT_MAX_BYTES ((size_t)4 << 30)
-
-/* What a model needs beyond its weights: architecture and preprocessing. */
-typedef struct model_info {
-    model_config model;
-    char dataset[64];  /* e.g. "fashion-mnist" */
-    int pad;           /* zero border added to each side of the raw images */
-    int channels;      /* = model.in_channels */
-    float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
-    char **class_names; /* (model.num_classes), owned */
-} model_info;
-
-void model_info_free(model_info *mi); /* accepts NULL */
-/* Copy mean/std/pad/class names from a prepared (normalised) dataset. */
-moda_status model_info_from_dataset(model_info *mi, const dataset *ds);
 
 /* Write g's parameters, opt's momentum (NULL: none) and the metadata JSON
  * (a complete JSON object, see train.c) to path, atomically. */

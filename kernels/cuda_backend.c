@@ -24,7 +24,7 @@
 #include <cublas_v2.h>
 #include <cudnn.h>
 
-#include "backend.h"
+#include "backend_impl.h"
 #include "cuda_internal.h"
 
 #define CONV_CACHE_MAX 256
@@ -56,6 +56,7 @@ typedef struct cuda_ctx {
     int device;
     cuda_pool *pool; /* every alloc() */
     bool tf32;
+    bool sync_every_op; /* MODA_CUDA_SYNC=1: find a failing kernel */
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     void *ws; /* cuDNN workspace, device memory */
@@ -100,12 +101,10 @@ static moda_status cuda_fail(const char *what, const char *why) {
         if (e_ != CUBLAS_STATUS_SUCCESS) return cuda_fail(#call, cublasGetStatusString(e_)); \
     } while (0)
 
-static bool sync_every_op;
-
 /* Launch errors surface here; execution errors at the next synchronize. */
-static moda_status done(void) {
+static moda_status done(moda_backend *be) {
     CUDA_TRY(cudaGetLastError());
-    if (sync_every_op) CUDA_TRY(cudaDeviceSynchronize());
+    if (ctx_of(be)->sync_every_op) CUDA_TRY(cudaDeviceSynchronize());
     return MODA_OK;
 }
 
@@ -160,7 +159,7 @@ static moda_status tmp_floats(cuda_ctx *c, size_t n, float **out) {
 static moda_status cu_fill(moda_backend *be, float *y, size_t n, float v) {
     (void)be;
     CUDA_TRY(cuda_k_fill(y, n, v));
-    return done();
+    return done(be);
 }
 
 static moda_status cu_axpy(moda_backend *be, float *y, const float *x, size_t n, float alpha) {
@@ -171,37 +170,37 @@ static moda_status cu_axpy(moda_backend *be, float *y, const float *x, size_t n,
         CUBLAS_TRY(cublasSaxpy(c->blas, m, &alpha, x + off, 1, y + off, 1));
         off += (size_t)m;
     }
-    return done();
+    return done(be);
 }
 
 static moda_status cu_relu_fwd(moda_backend *be, tensor *y, const tensor *x) {
     (void)be;
     CUDA_TRY(cuda_k_relu_fwd(y->data, x->data, tensor_numel(x)));
-    return done();
+    return done(be);
 }
 
 static moda_status cu_relu_bwd(moda_backend *be, tensor *dx, const tensor *dy, const tensor *y) {
     (void)be;
     CUDA_TRY(cuda_k_relu_bwd(dx->data, dy->data, y->data, tensor_numel(y)));
-    return done();
+    return done(be);
 }
 
 static moda_status cu_add_fwd(moda_backend *be, tensor *y, const tensor *a, const tensor *b) {
     (void)be;
     CUDA_TRY(cuda_k_add(y->data, a->data, b->data, tensor_numel(y)));
-    return done();
+    return done(be);
 }
 
 static moda_status cu_gap_fwd(moda_backend *be, tensor *y, const tensor *x) {
     (void)be;
     CUDA_TRY(cuda_k_gap_fwd(y->data, x->data, x->shape[0] * x->shape[1], x->shape[2] * x->shape[3]));
-    return done();
+    return done(be);
 }
 
 static moda_status cu_gap_bwd(moda_backend *be, tensor *dx, const tensor *dy) {
     (void)be;
     CUDA_TRY(cuda_k_gap_bwd(dx->data, dy->data, dx->shape[0] * dx->shape[1], dx->shape[2] * dx->shape[3]));
-    return done();
+    return done(be);
 }
 
 static size_t cu_maxpool_ws_bytes(moda_backend *be, const tensor *y) {
@@ -214,7 +213,7 @@ static moda_status cu_maxpool_fwd(moda_backend *be, tensor *y, void *ws, const t
     CUDA_TRY(cuda_k_maxpool_fwd(y->data, ws, x->data, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
                                 y->shape[2], y->shape[3], p->kh, p->kw, p->stride_h, p->stride_w, p->pad_h,
                                 p->pad_w));
-    return done();
+    return done(be);
 }
 
 static moda_status cu_maxpool_bwd(moda_backend *be, tensor *dx, const tensor *dy, const void *ws,
@@ -224,7 +223,7 @@ static moda_status cu_maxpool_bwd(moda_backend *be, tensor *dx, const tensor *dy
     CUDA_TRY(cuda_k_fill(dx->data, tensor_numel(dx), 0.0f));
     CUDA_TRY(cuda_k_maxpool_bwd(dx->data, dy->data, ws, dx->shape[0] * dx->shape[1], dx->shape[2] * dx->shape[3],
                                 dy->shape[2] * dy->shape[3]));
-    return done();
+    return done(be);
 }
 
 static moda_status labels_to_device(cuda_ctx *c, const int32_t *labels, int n) {
@@ -256,7 +255,7 @@ static moda_status cu_softmax_ce_fwd(moda_backend *be, float *loss, tensor *prob
     double total = 0.0;
     for (int i = 0; i < n; i++) total += c->host_row_loss[i];
     *loss = (float)(total / n);
-    return done();
+    return done(be);
 }
 
 static moda_status cu_softmax_ce_bwd(moda_backend *be, tensor *dlogits, const tensor *probs,
@@ -265,14 +264,14 @@ static moda_status cu_softmax_ce_bwd(moda_backend *be, tensor *dlogits, const te
     int n = probs->shape[0], k = probs->shape[1];
     MODA_TRY(labels_to_device(c, labels, n));
     CUDA_TRY(cuda_k_softmax_ce_bwd(dlogits->data, probs->data, c->labels, n, k, scale / (float)n));
-    return done();
+    return done(be);
 }
 
 static moda_status cu_sgd(moda_backend *be, float *param, float *velocity, const float *grad, size_t n, float lr,
                           float momentum, float weight_decay, bool nesterov) {
     (void)be;
     CUDA_TRY(cuda_k_sgd(param, velocity, grad, n, lr, momentum, weight_decay, nesterov));
-    return done();
+    return done(be);
 }
 
 /* ---- linear (cuBLAS) ----------------------------------------------------
@@ -286,7 +285,7 @@ static moda_status cu_linear_fwd(moda_backend *be, tensor *y, const tensor *x, c
     CUBLAS_TRY(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w->data, in, x->data, in, &zero,
                            y->data, out));
     if (b) CUDA_TRY(cuda_k_add_row_bias(y->data, b->data, n, out));
-    return done();
+    return done(be);
 }
 
 static moda_status cu_linear_bwd(moda_backend *be, tensor *dx, tensor *dw, tensor *db, const tensor *dy,
@@ -309,7 +308,7 @@ static moda_status cu_linear_bwd(moda_backend *be, tensor *dx, tensor *dw, tenso
         CUDA_TRY(cuda_k_fill(ones, (size_t)n, 1.0f));
         CUBLAS_TRY(cublasSgemv(c->blas, CUBLAS_OP_N, out, n, &one, dy->data, out, ones, 1, &zero, db->data, 1));
     }
-    return done();
+    return done(be);
 }
 
 /* ---- convolution (cuDNN) ----------------------------------------------- */
@@ -433,7 +432,7 @@ static moda_status cu_conv2d_fwd(moda_backend *be, tensor *y, const tensor *x, c
     CUDNN_TRY(cudnnConvolutionForward(c->dnn, &one, d->x, x->data, d->w, w->data, d->conv, a->fwd, c->ws,
                                       a->fwd_ws, &zero, d->y, y->data));
     if (b) CUDNN_TRY(cudnnAddTensor(c->dnn, &one, d->b, b->data, &one, d->y, y->data));
-    return done();
+    return done(be);
 }
 
 static moda_status cu_conv2d_bwd(moda_backend *be, tensor *dx, tensor *dw, tensor *db, const tensor *dy,
@@ -455,7 +454,7 @@ static moda_status cu_conv2d_bwd(moda_backend *be, tensor *dx, tensor *dw, tenso
                                                  a->bwd_filter, c->ws, a->bwd_filter_ws, &zero, d->w, dw->data));
     }
     if (db) CUDNN_TRY(cudnnConvolutionBackwardBias(c->dnn, &one, d->y, dy->data, &zero, d->b, db->data));
-    return done();
+    return done(be);
 }
 
 /* ---- batch norm (cuDNN, spatial mode) ------------------------------------ */
@@ -498,7 +497,7 @@ static moda_status cu_bn_fwd_train(moda_backend *be, tensor *y, tensor *save_mea
     if (s == MODA_OK && cuda_k_invstd_to_var(save_var->data, save_var->data, ch, p->eps) != cudaSuccess)
         s = cuda_fail("batch norm", "variance kernel failed");
     bn_desc_free(&d);
-    return s == MODA_OK ? done() : s;
+    return s == MODA_OK ? done(be) : s;
 }
 
 static moda_status cu_bn_fwd_eval(moda_backend *be, tensor *y, const tensor *x, const tensor *gamma,
@@ -514,7 +513,7 @@ static moda_status cu_bn_fwd_eval(moda_backend *be, tensor *y, const tensor *x, 
                                                 running_var->data, p->eps) != CUDNN_STATUS_SUCCESS)
         s = cuda_fail("cudnnBatchNormalizationForwardInference", "failed");
     bn_desc_free(&d);
-    return s == MODA_OK ? done() : s;
+    return s == MODA_OK ? done(be) : s;
 }
 
 static moda_status cu_bn_bwd(moda_backend *be, tensor *dx, tensor *dgamma, tensor *dbeta, const tensor *dy,
@@ -539,7 +538,7 @@ static moda_status cu_bn_bwd(moda_backend *be, tensor *dx, tensor *dgamma, tenso
                                         save_mean->data, invstd) != CUDNN_STATUS_SUCCESS)
         s = cuda_fail("cudnnBatchNormalizationBackward", "failed");
     bn_desc_free(&d);
-    return s == MODA_OK ? done() : s;
+    return s == MODA_OK ? done(be) : s;
 }
 
 /* ---- MODA terms ---------------------------------------------------------
@@ -590,7 +589,7 @@ static moda_status cu_moda_layer(moda_backend *be, float *gz, const float *z, in
                                gz, ch));
         CUDA_TRY(cuda_k_moda_dz(gz, c->mz_zn, c->mz_norm, b, ch, w_com / (float)bc));
     }
-    return done();
+    return done(be);
 }
 
 static moda_status cu_moda_end(moda_backend *be, double sums[3]) {
@@ -643,7 +642,7 @@ moda_backend *backend_cuda_new(int device) {
     c->device = device;
     const char *tf32 = getenv("MODA_CUDA_TF32"), *sync = getenv("MODA_CUDA_SYNC");
     c->tf32 = tf32 && strcmp(tf32, "1") == 0;
-    sync_every_op = sync && strcmp(sync, "1") == 0;
+    c->sync_every_op = sync && strcmp(sync, "1") == 0;
     c->algos = calloc(CONV_CACHE_MAX, sizeof(*c->algos));
     size_t free_bytes = 0, total_bytes = 0;
     if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) cudaGetLastError();

@@ -1,0 +1,24 @@
+/* What a model needs beyond its weights to be rebuilt and fed: its
+ * architecture, its input preprocessing and its class names. Checkpoints
+ * and the registry both store it. */
+#ifndef MODA_MODEL_INFO_H
+#define MODA_MODEL_INFO_H
+
+#include "dataset.h"
+#include "models.h"
+#include "status.h"
+
+typedef struct model_info {
+    model_config model;
+    char dataset[64];  /* e.g. "fashion-mnist" */
+    int pad;           /* zero border added to each side of the raw images */
+    int channels;      /* = model.in_channels */
+    float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
+    char **class_names; /* (model.num_classes), owned */
+} model_info;
+
+void model_info_free(model_info *mi); /* accepts NULL */
+/* Copy mean/std/pad/class names from a prepared (normalised) dataset. */
+moda_status model_info_from_dataset(model_info *mi, const dataset *ds);
+
+#endif
