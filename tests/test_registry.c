@@ -194,7 +194,7 @@ static void put_tensor_file(const char *reg, const char *name, const char *file,
 static void expect_load_error(const char *reg, const char *name, moda_status want, const char *n1, const char *n2) {
     char err[1024] = "";
     registry *r = NULL;
-    moda_status s = registry_open(reg, &r, err, sizeof err);
+    moda_status s = registry_open(reg, NULL, &r, err, sizeof err);
     if (s == MODA_OK) {
         moda_backend *be = backend_cpu_new();
         registry_model m;
@@ -265,7 +265,7 @@ static void round_trip(fixture *f) {
     write_model(reg, "model-1", f, 0.9125);
 
     registry *r = NULL;
-    if (registry_open(reg, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (registry_open(reg, NULL, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(registry_count(r), 1);
     assert_string_equal(registry_name(r, 0), "model-1");
     assert_null(registry_name(r, 1));
@@ -363,7 +363,7 @@ static void test_index_updates(void **state) {
     write_model(reg, "a", &f, 0.7); /* replaces in place */
 
     registry *r;
-    if (registry_open(reg, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (registry_open(reg, NULL, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(registry_count(r), 2);
     assert_string_equal(registry_name(r, 0), "a");
     assert_string_equal(registry_name(r, 1), "b");
@@ -758,7 +758,7 @@ static void test_manifest_mutations(void **state) {
                          "\"sha256\":\"%s\"}]}",
                          hex);
         write_bytes(idx, text, (size_t)n);
-        assert_int_equal(registry_open(reg, &r, err, sizeof err), MODA_OK);
+        assert_int_equal(registry_open(reg, NULL, &r, err, sizeof err), MODA_OK);
         registry_model m;
         err[0] = '\0';
         moda_status s = registry_load_model(r, "m", f.be, &m, err, sizeof err);
@@ -804,7 +804,7 @@ static void test_concurrent_writers(void **state) {
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
     registry *r;
-    if (registry_open(reg, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (registry_open(reg, NULL, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(registry_count(r), PROCS * EACH);
     registry_close(r);
     fixture_free(&f);
@@ -905,7 +905,7 @@ static void test_cli_decompose_inspect(void **state) {
     assert_int_equal(run_cmd(cmd_decompose, dec), 0);
 
     registry *r;
-    if (registry_open(reg, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (registry_open(reg, NULL, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(registry_count(r), 1);
     assert_string_equal(registry_name(r, 0), "lenet-moda"); /* the run directory's name */
     moda_backend *be = backend_cpu_new();

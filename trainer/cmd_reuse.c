@@ -10,6 +10,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "cli_env.h"
 #include "compose.h"
 #include "fileio.h"
 #include "progress.h"
@@ -210,6 +211,7 @@ typedef struct subset_result {
 typedef struct reuse_job {
     const reuse_model *mo;
     const char *device; /* each worker's backend */
+    const backend_options *backend;
     const int *subsets, *sizes;
     int count, k, batch;
     float tau;
@@ -315,7 +317,7 @@ static void *reuse_worker(void *arg) {
     reuse_job *j = arg;
     const reuse_model *mo = j->mo;
     char why[256] = "";
-    moda_backend *be = backend_new(j->device, why, sizeof why);
+    moda_backend *be = backend_new(j->device, j->backend, why, sizeof why);
     backend_set_threads(be, 1);
     worker_buf wb = {
         .x = be ? backend_alloc(be, (size_t)j->batch * mo->prefix_numel * sizeof(float)) : NULL,
@@ -466,7 +468,9 @@ int cmd_eval_reuse(int argc, char **argv) {
         return help ? 0 : EXIT_USAGE;
     }
     char err[ERR_LEN] = "";
-    moda_backend *be = backend_new(device, err, sizeof err);
+    const registry_remote_options remote = cli_env_registry_options();
+    const backend_options backend = cli_env_backend_options();
+    moda_backend *be = backend_new(device, &backend, err, sizeof err);
     /* One GPU: subsets one after another, unless asked otherwise. */
     if (threads == -1) threads = be && !backend_host_memory(be) ? 1 : omp_get_max_threads();
     registry *reg = NULL;
@@ -474,7 +478,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     size_row *rows = NULL;
     int *subsets = NULL, *sizes = NULL, count = 0;
     subset_result *res = NULL;
-    moda_status s = be ? registry_open(reg_path, &reg, err, sizeof err) : MODA_ERR_BACKEND;
+    moda_status s = be ? registry_open(reg_path, &remote, &reg, err, sizeof err) : MODA_ERR_BACKEND;
     if (s == MODA_OK) s = load_model(reg, model, be, data_dir, batch, tau, &mo, err, sizeof err);
     if (s == MODA_OK && st_model) s = load_model(reg, st_model, be, data_dir, batch, -1, &st, err, sizeof err);
     int k = mo.m.info.model.num_classes;
@@ -495,7 +499,7 @@ int cmd_eval_reuse(int argc, char **argv) {
     bool live = isatty(fileno(stderr));
     double t0 = progress_now();
     if (s == MODA_OK) {
-        reuse_job job = {.mo = &mo, .device = backend_name(be), .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
+        reuse_job job = {.mo = &mo, .device = backend_name(be), .backend = &backend, .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
                          .tau = tau, .res = res, .live = live, .t0 = t0, .last_report = t0};
         for (int t = 0; t < count; t++) job.classes_total += sizes[t];
         s = run_subsets(&job, threads < count ? threads : count, err, sizeof err);

@@ -397,7 +397,7 @@ moda_status train_run(const train_options *cli, char *err, size_t errlen) {
     if (!backend_name_known(device))
         return fileio_fail(err, errlen, MODA_ERR_ARG, "unknown --device '%s' (expected cpu, cuda or auto)", device);
     char why[256] = "";
-    r.be = backend_new(device, why, sizeof why);
+    r.be = backend_new(device, &cli->backend, why, sizeof why);
     if (!r.be) return fileio_fail(err, errlen, MODA_ERR_BACKEND, "%s", why);
 
     if (cli->resume) {
