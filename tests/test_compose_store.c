@@ -633,15 +633,12 @@ static void test_cli(void **state) {
 }
 
 static int setup(void **state) {
-    (void)state;
     snprintf(root, sizeof root, "/tmp/moda-compose-store-XXXXXX");
-    be = backend_cpu_new();
-    return be && mkdtemp(root) ? 0 : -1;
+    return tu_backend_setup_into(state, &be) == 0 && mkdtemp(root) ? 0 : -1;
 }
 
 static int teardown(void **state) {
-    (void)state;
-    backend_free(be);
+    tu_backend_teardown(state);
     return synth_remove_tree(root);
 }
 

@@ -164,15 +164,13 @@ static void test_errors(void **state) {
 }
 
 static int setup(void **state) {
-    (void)state;
-    cpu = backend_cpu_new();
+    if (tu_backend_setup_into(state, &cpu)) return -1;
     gpu = backend_cuda_new(0, NULL);
-    return cpu && gpu ? 0 : -1;
+    return gpu ? 0 : -1;
 }
 
 static int teardown(void **state) {
-    (void)state;
-    backend_free(cpu);
+    tu_backend_teardown(state);
     backend_free(gpu);
     return 0;
 }

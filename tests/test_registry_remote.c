@@ -54,9 +54,8 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *pa
 }
 
 static int setup(void **state) {
-    (void)state;
     snprintf(cache, sizeof cache, "/tmp/moda-remote-XXXXXX");
-    if (!mkdtemp(cache)) return -1;
+    if (!mkdtemp(cache) || tu_backend_setup(state)) return -1;
     mirror_opts = (registry_remote_options){.cache_dir = cache};
     struct sockaddr_in loopback = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, serve, NULL,
@@ -68,7 +67,7 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-    (void)state;
+    tu_backend_teardown(state);
     MHD_stop_daemon(daemon_);
     return synth_remove_tree(cache);
 }
@@ -81,7 +80,6 @@ static void mirrored(char *out, size_t len, const char *path) {
 }
 
 static void test_mirror_loads_the_same_model(void **state) {
-    (void)state;
     char err[FILEIO_ERR_LEN] = "";
     registry *remote = NULL, *local = NULL;
     atomic_store(&requests, 0);
@@ -90,7 +88,7 @@ static void test_mirror_loads_the_same_model(void **state) {
     assert_int_equal(registry_open(MODA_MODELS_DIR, NULL, &local, err, sizeof err), MODA_OK);
     assert_int_equal(registry_count(remote), registry_count(local));
     assert_non_null(strstr(registry_root(remote), cache));
-    moda_backend *be = backend_cpu_new();
+    moda_backend *be = *state;
     registry_model a, b;
     assert_int_equal(registry_load_model(remote, MODEL, be, &a, err, sizeof err), MODA_OK);
     assert_int_equal(registry_load_model(local, MODEL, be, &b, err, sizeof err), MODA_OK);
@@ -107,7 +105,6 @@ static void test_mirror_loads_the_same_model(void **state) {
     assert_non_null(strstr(err, "read-only"));
     registry_model_free(&a);
     registry_model_free(&b);
-    backend_free(be);
     registry_close(remote);
     registry_close(local);
 }
