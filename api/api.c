@@ -46,11 +46,13 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
         return -1;
     }
     a->cfg = *cfg;
-    a->cfg.registry = NULL; /* not kept: the caller's string */
+    a->cfg.registry = NULL; /* not kept: the caller's strings */
+    a->cfg.remote = (registry_remote_options){0};
     if (a->cfg.max_batch < 1) a->cfg.max_batch = API_DEFAULT_MAX_BATCH;
     if (a->cfg.intra_threads < 1) a->cfg.intra_threads = 1;
     a->chunk = a->cfg.max_batch < API_CHUNK_MAX ? a->cfg.max_batch : API_CHUNK_MAX;
-    if (model_store_open(&a->store, cfg->registry, cfg->workers, cfg->device, err, errlen)) {
+    if (model_store_open(&a->store, cfg->registry, &cfg->remote, cfg->workers, cfg->device, &cfg->backend, err,
+                         errlen)) {
         api_free(a);
         return -1;
     }
@@ -72,7 +74,7 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     /* The workers run on the store's kind of backend: on a GPU the weights
      * stay where they were loaded and every worker reads them there. */
     for (int w = 0; w < cfg->workers; w++) {
-        if (!(a->be[w] = backend_new(backend_name(a->store.be), err, errlen))) {
+        if (!(a->be[w] = backend_new(backend_name(a->store.be), &a->cfg.backend, err, errlen))) {
             api_free(a);
             return -1;
         }

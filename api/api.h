@@ -24,7 +24,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "backend.h"
 #include "metrics.h"
+#include "registry.h"
 
 typedef struct api_kv {
     char *key;   /* owned */
@@ -68,13 +70,15 @@ void api_response_free(api_response *r); /* accepts NULL; leaves *r zeroed */
 bool api_response_add_header(api_response *resp, const char *key, const char *value);
 
 typedef struct api_config {
-    const char *registry;  /* registry root directory */
+    const char *registry;  /* registry root directory, or an http(s) URL */
+    registry_remote_options remote; /* how a registry URL is fetched; zeroed: the defaults */
     size_t cache_bytes;    /* composed-model cache budget */
     int workers;           /* threads that will call api_handle, 1.. */
     int intra_threads;     /* OpenMP threads per worker inside ops */
     int max_classes;       /* per compose request (0 = no limit beyond K) */
     int max_batch;         /* samples per inference request */
     const char *device;    /* "cpu", "cuda" or "auto" (a GPU when there is one); NULL = "cpu" */
+    backend_options backend; /* for every backend the API creates; zeroed: the defaults */
     float default_tau;     /* threshold when a request gives none (0.9) */
     metrics *metrics;      /* not owned; may be NULL */
 } api_config;

@@ -7,10 +7,11 @@
 
 #include "entry.h"
 
-int model_store_open(model_store *s, const char *root, int workers, const char *device, char *err, size_t errlen) {
+int model_store_open(model_store *s, const char *root, const registry_remote_options *remote, int workers,
+                     const char *device, const backend_options *backend, char *err, size_t errlen) {
     memset(s, 0, sizeof(*s));
-    if (!(s->be = backend_new(device ? device : "cpu", err, errlen))) return -1;
-    if (registry_open(root, &s->reg, err, errlen) != MODA_OK) {
+    if (!(s->be = backend_new(device ? device : "cpu", backend, err, errlen))) return -1;
+    if (registry_open(root, remote, &s->reg, err, errlen) != MODA_OK) {
         model_store_close(s);
         return -1;
     }

@@ -24,9 +24,12 @@ typedef struct model_store {
     int n;
 } model_store;
 
-/* Open the registry at root and load every model in it, each with its
- * full-model entry for `workers` workers. Returns 0, or -1 with a reason. */
-int model_store_open(model_store *s, const char *root, int workers, const char *device, char *err, size_t errlen);
+/* Open the registry at root (fetched as remote says, when a URL) and load
+ * every model in it onto a backend of `device` created with `backend`,
+ * each with its full-model entry for `workers` workers. Returns 0, or -1
+ * with a reason. */
+int model_store_open(model_store *s, const char *root, const registry_remote_options *remote, int workers,
+                     const char *device, const backend_options *backend, char *err, size_t errlen);
 void model_store_close(model_store *s); /* accepts NULL; leaves *s zeroed */
 
 api_model *model_store_find(const model_store *s, const char *name); /* NULL if unknown */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli_env.h"
 #include "compose.h"
 #include "models.h"
 #include "registry.h"
@@ -79,7 +80,8 @@ int main(int argc, char **argv) {
     if (reg_path || model) {
         char err[1024] = "";
         registry *reg = NULL;
-        s = (reg_path && model) ? registry_open(reg_path, &reg, err, sizeof err) : MODA_ERR_ARG;
+        const registry_remote_options remote = cli_env_registry_options();
+        s = (reg_path && model) ? registry_open(reg_path, &remote, &reg, err, sizeof err) : MODA_ERR_ARG;
         if (s == MODA_OK) s = registry_load_model(reg, model, be, &rm, err, sizeof err);
         registry_close(reg);
         if (s != MODA_OK) {

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli_env.h"
 #include "models.h"
 #include "rng.h"
 #include "train.h"
@@ -131,7 +132,8 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    moda_backend *be = backend_new(device, why, sizeof why);
+    const backend_options opts = cli_env_backend_options();
+    moda_backend *be = backend_new(device, &opts, why, sizeof why);
     if (!be) {
         fprintf(stderr, "%s\n", why);
         return 1;

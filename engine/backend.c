@@ -8,8 +8,9 @@
 #include "backend_impl.h"
 
 #ifndef MODA_HAVE_CUDA
-moda_backend *backend_cuda_new(int device) {
+moda_backend *backend_cuda_new(int device, const backend_options *opts) {
     (void)device;
+    (void)opts;
     return NULL;
 }
 
@@ -20,7 +21,7 @@ bool backend_name_known(const char *name) {
     return name && (strcmp(name, "cpu") == 0 || strcmp(name, "cuda") == 0 || strcmp(name, "auto") == 0);
 }
 
-moda_backend *backend_new(const char *name, char *err, size_t errlen) {
+moda_backend *backend_new(const char *name, const backend_options *opts, char *err, size_t errlen) {
     if (!name || strcmp(name, "auto") == 0) name = backend_cuda_available() ? "cuda" : "cpu";
     moda_backend *be = NULL;
     if (strcmp(name, "cpu") == 0) {
@@ -28,9 +29,10 @@ moda_backend *backend_new(const char *name, char *err, size_t errlen) {
         if (!be) snprintf(err, errlen, "the CPU backend could not start (out of memory?)");
     } else if (strcmp(name, "cuda") == 0) {
 #ifdef MODA_HAVE_CUDA
-        be = backend_cuda_new(0);
+        be = backend_cuda_new(0, opts);
         if (!be) snprintf(err, errlen, "the CUDA backend could not start: no usable GPU, or cuDNN/cuBLAS failed");
 #else
+        (void)opts;
         snprintf(err, errlen, "this build has no CUDA backend (configure with -DMODA_CUDA=ON)");
 #endif
     } else {

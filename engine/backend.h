@@ -73,16 +73,25 @@ typedef enum backend_op {
 
 const char *backend_op_name(backend_op op); /* "conv2d_fwd", ...; "?" when out of range */
 
+/* Settings fixed when a backend is created. The engine reads no
+ * environment: the programs fill these from their configuration (moda and
+ * moda-server from MODA_CUDA_TF32 and MODA_CUDA_SYNC). A NULL pointer or a
+ * zeroed struct gives the defaults; the CPU backend has no settings. */
+typedef struct backend_options {
+    bool cuda_tf32;         /* let cuDNN and cuBLAS use TF32 tensor cores; default full fp32 */
+    bool cuda_sync_each_op; /* synchronise after every op, so a failing kernel shows where it fails */
+} backend_options;
+
 /* The oneDNN CPU backend; always available. NULL on failure. */
 moda_backend *backend_cpu_new(void);
 /* The CUDA backend on GPU `device`; NULL when built without CUDA, when no
  * such GPU exists, or when cuDNN or cuBLAS cannot start. */
-moda_backend *backend_cuda_new(int device);
+moda_backend *backend_cuda_new(int device, const backend_options *opts);
 bool backend_cuda_available(void); /* built with CUDA and a GPU is present */
 /* By name: "cpu", "cuda" (GPU 0) or "auto" (cuda when available, else
  * cpu). NULL with a message in err when the name is unknown or the backend
  * cannot start. */
-moda_backend *backend_new(const char *name, char *err, size_t errlen);
+moda_backend *backend_new(const char *name, const backend_options *opts, char *err, size_t errlen);
 /* Whether backend_new knows the name (a command-line check: usage error). */
 bool backend_name_known(const char *name);
 void backend_free(moda_backend *be); /* accepts NULL */

@@ -12,12 +12,12 @@
  * Host code may touch managed memory only after a synchronize: the graph
  * calls it at the end of every forward and backward pass and the optimiser
  * after its step, and the blocking copies (cudaMemcpy) order themselves.
- * MODA_CUDA_SYNC=1 synchronises after every op instead, to find a failing
- * kernel.
+ * The option cuda_sync_each_op (MODA_CUDA_SYNC=1 for the programs)
+ * synchronises after every op instead, to find a failing kernel.
  *
  * Convolutions run in full fp32 (CUDNN_FMA_MATH) by default, so results
- * agree with the CPU backend to rounding; MODA_CUDA_TF32=1 in the
- * environment lets cuDNN and cuBLAS use TF32 tensor cores instead. */
+ * agree with the CPU backend to rounding; the option cuda_tf32
+ * (MODA_CUDA_TF32=1) lets cuDNN and cuBLAS use TF32 tensor cores instead. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,7 +56,7 @@ typedef struct cuda_ctx {
     int device;
     cuda_pool *pool; /* every alloc() */
     bool tf32;
-    bool sync_every_op; /* MODA_CUDA_SYNC=1: find a failing kernel */
+    bool sync_every_op; /* backend_options.cuda_sync_each_op: find a failing kernel */
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     void *ws; /* cuDNN workspace, device memory */
@@ -626,7 +626,7 @@ bool backend_cuda_available(void) {
     return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-moda_backend *backend_cuda_new(int device) {
+moda_backend *backend_cuda_new(int device, const backend_options *opts) {
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count) return NULL;
     if (cudaSetDevice(device) != cudaSuccess) return NULL;
@@ -640,9 +640,8 @@ moda_backend *backend_cuda_new(int device) {
     be->ctx = c;
     be->destroy = cu_destroy;
     c->device = device;
-    const char *tf32 = getenv("MODA_CUDA_TF32"), *sync = getenv("MODA_CUDA_SYNC");
-    c->tf32 = tf32 && strcmp(tf32, "1") == 0;
-    c->sync_every_op = sync && strcmp(sync, "1") == 0;
+    c->tf32 = opts && opts->cuda_tf32;
+    c->sync_every_op = opts && opts->cuda_sync_each_op;
     c->algos = calloc(CONV_CACHE_MAX, sizeof(*c->algos));
     size_t free_bytes = 0, total_bytes = 0;
     if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) cudaGetLastError();

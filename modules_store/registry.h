@@ -89,19 +89,38 @@ typedef struct registry registry; /* opaque: the root and the validated index */
 
 /* Whether root is an http:// or https:// URL rather than a directory. */
 bool registry_is_url(const char *root);
+
+/* How registries behind a URL are mirrored and fetched. The library reads
+ * no environment: the programs fill this from it (MODA_REGISTRY_CACHE,
+ * XDG_CACHE_HOME, HOME, MODA_REGISTRY_TIMEOUT). A NULL pointer, or a NULL
+ * or empty field, takes the default. The strings are not copied. */
+typedef struct registry_remote_options {
+    const char *cache_dir;  /* mirrors go here; default: <cache_home>/moda/registries */
+    const char *cache_home; /* the user's cache directory; default: <home>/.cache */
+    const char *home;       /* the user's home; default: mirrors go in /tmp/moda-registries */
+    long timeout_s;         /* no connection, or no progress, for this long fails a download;
+                             * 0: 15 s to connect, 60 s without progress */
+} registry_remote_options;
+
+/* timeout_s from its text (MODA_REGISTRY_TIMEOUT): whole seconds from 1 to
+ * 86400; 0 (the defaults) for NULL or anything else. */
+long registry_timeout_parse(const char *text);
+
 /* Bring the local mirror of the registry at url up to date (see
- * registry_remote.c) and put its directory in local: $MODA_REGISTRY_CACHE,
- * else $XDG_CACHE_HOME/moda/registries or ~/.cache/moda/registries, then a
- * directory per URL. Only what changed is downloaded; every file is checked
- * against its sha256 before it is written. Network failures are
- * MODA_ERR_IO, a missing file MODA_ERR_NOT_FOUND, bad content
+ * registry_remote.c) and put its directory in local: the options' cache
+ * directory, then a directory per URL. Only what changed is downloaded;
+ * every file is checked against its sha256 before it is written. Network
+ * failures are MODA_ERR_IO, a missing file MODA_ERR_NOT_FOUND, bad content
  * MODA_ERR_FORMAT, each with "<url>: <problem>". */
-moda_status registry_mirror(const char *url, char *local, size_t local_len, char *err, size_t errlen);
+moda_status registry_mirror(const char *url, const registry_remote_options *remote, char *local, size_t local_len,
+                            char *err, size_t errlen);
 
 /* Read and validate <root>/index.json. MODA_ERR_NOT_FOUND when it does not
- * exist. root may be a URL: registry_open then reads the mirror, which
- * registry_root() names; writing to a URL is refused. */
-moda_status registry_open(const char *root, registry **out, char *err, size_t errlen);
+ * exist. root may be a URL: registry_open then reads the mirror (fetched
+ * as remote says; NULL for the defaults), which registry_root() names;
+ * writing to a URL is refused. */
+moda_status registry_open(const char *root, const registry_remote_options *remote, registry **out, char *err,
+                          size_t errlen);
 void registry_close(registry *reg); /* accepts NULL */
 
 const char *registry_root(const registry *reg);

@@ -11,7 +11,8 @@
 
 #define PATH_LEN 4096
 
-moda_status registry_open(const char *root, registry **out, char *err, size_t errlen) {
+moda_status registry_open(const char *root, const registry_remote_options *remote, registry **out, char *err,
+                          size_t errlen) {
     if (!root || !out) {
         fileio_errf(err, errlen, "registry_open: NULL argument");
         return MODA_ERR_NULL;
@@ -19,7 +20,7 @@ moda_status registry_open(const char *root, registry **out, char *err, size_t er
     *out = NULL;
     char mirror[PATH_LEN];
     if (registry_is_url(root)) { /* read through an up-to-date local copy */
-        MODA_TRY(registry_mirror(root, mirror, sizeof mirror, err, errlen));
+        MODA_TRY(registry_mirror(root, remote, mirror, sizeof mirror, err, errlen));
         root = mirror;
     }
     char index[PATH_LEN];

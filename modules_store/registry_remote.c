@@ -19,34 +19,38 @@
 #define PATH_LEN 4096
 #define URL_LEN 4096
 /* No connection within this long, or no progress for this long, fails
- * the download instead of hanging; $MODA_REGISTRY_TIMEOUT (seconds) sets
- * both. */
+ * the download instead of hanging; the options' timeout_s sets both. */
 #define CONNECT_TIMEOUT_S 15L
 #define STALL_TIMEOUT_S 60L
+#define MAX_TIMEOUT_S 86400L
 
-static void timeouts(long *connect, long *stall) {
+long registry_timeout_parse(const char *text) {
+    char *end = NULL;
+    long s = text ? strtol(text, &end, 10) : 0;
+    return text && *text && !*end && s > 0 && s <= MAX_TIMEOUT_S ? s : 0;
+}
+
+static void timeouts(const registry_remote_options *remote, long *connect, long *stall) {
     *connect = CONNECT_TIMEOUT_S;
     *stall = STALL_TIMEOUT_S;
-    const char *env = getenv("MODA_REGISTRY_TIMEOUT");
-    char *end = NULL;
-    long s = env ? strtol(env, &end, 10) : 0;
-    if (env && *env && !*end && s > 0 && s <= 86400) *connect = *stall = s;
+    if (remote && remote->timeout_s > 0 && remote->timeout_s <= MAX_TIMEOUT_S) *connect = *stall = remote->timeout_s;
 }
 
 bool registry_is_url(const char *root) {
     return root && (!strncmp(root, "http://", 7) || !strncmp(root, "https://", 8));
 }
 
-/* Where the mirror of url lives: $MODA_REGISTRY_CACHE, else
- * $XDG_CACHE_HOME/moda/registries, else ~/.cache/moda/registries, else
+/* Where the mirror of url lives: the cache directory, else
+ * <cache_home>/moda/registries, else <home>/.cache/moda/registries, else
  * /tmp/moda-registries; then the first 16 hex digits of the URL's sha256. */
-static bool mirror_dir(const char *url, char *dir, size_t len) {
+static bool mirror_dir(const char *url, const registry_remote_options *remote, char *dir, size_t len) {
     char base[PATH_LEN];
-    const char *env = getenv("MODA_REGISTRY_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    int n = env && env[0]   ? snprintf(base, sizeof base, "%s", env)
-            : xdg && xdg[0] ? snprintf(base, sizeof base, "%s/moda/registries", xdg)
-            : home && home[0] ? snprintf(base, sizeof base, "%s/.cache/moda/registries", home)
-                              : snprintf(base, sizeof base, "/tmp/moda-registries");
+    const char *cache = remote ? remote->cache_dir : NULL, *cache_home = remote ? remote->cache_home : NULL,
+               *home = remote ? remote->home : NULL;
+    int n = cache && cache[0]             ? snprintf(base, sizeof base, "%s", cache)
+            : cache_home && cache_home[0] ? snprintf(base, sizeof base, "%s/moda/registries", cache_home)
+            : home && home[0]             ? snprintf(base, sizeof base, "%s/.cache/moda/registries", home)
+                                          : snprintf(base, sizeof base, "/tmp/moda-registries");
     size_t n_url = strlen(url);
     while (n_url && url[n_url - 1] == '/') n_url--; /* ".../reg/" is ".../reg" */
     char hex[SHA256_HEX_LEN];
@@ -86,8 +90,17 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg) {
     return add;
 }
 
-/* GET base/rel into *out (caller frees out->data). */
-static moda_status fetch(const char *base, const char *rel, size_t limit, fetch_buf *out, char *err, size_t errlen) {
+/* One mirroring: the registry's URL, the local directory that mirrors it,
+ * and how downloads are bounded. */
+typedef struct mirror_job {
+    const char *url, *local;
+    const registry_remote_options *remote;
+} mirror_job;
+
+/* GET <job's URL>/rel into *out (caller frees out->data). */
+static moda_status fetch(const mirror_job *job, const char *rel, size_t limit, fetch_buf *out, char *err,
+                         size_t errlen) {
+    const char *base = job->url;
     char url[URL_LEN];
     memset(out, 0, sizeof(*out));
     out->limit = limit;
@@ -107,7 +120,7 @@ static moda_status fetch(const char *base, const char *rel, size_t limit, fetch_
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     long connect_s, stall_s;
-    timeouts(&connect_s, &stall_s);
+    timeouts(job->remote, &connect_s, &stall_s);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, connect_s);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall_s);
@@ -143,14 +156,15 @@ static bool have_file(const char *path, const char *sha, uint64_t bytes) {
 
 /* Fetch url/rel unless local/rel already matches, check it against sha
  * and (non-zero) bytes, and write it there atomically. */
-static moda_status sync_file(const char *url, const char *local, const char *rel, const char *sha, uint64_t bytes,
-                             size_t limit, char *err, size_t errlen) {
+static moda_status sync_file(const mirror_job *job, const char *rel, const char *sha, uint64_t bytes, size_t limit,
+                             char *err, size_t errlen) {
+    const char *url = job->url, *local = job->local;
     char path[PATH_LEN];
     if (snprintf(path, sizeof path, "%s/%s", local, rel) >= (int)sizeof path)
         return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", local);
     if (have_file(path, sha, bytes)) return MODA_OK;
     fetch_buf b;
-    MODA_TRY(fetch(url, rel, bytes ? (size_t)bytes : limit, &b, err, errlen));
+    MODA_TRY(fetch(job, rel, bytes ? (size_t)bytes : limit, &b, err, errlen));
     char hex[SHA256_HEX_LEN];
     sha256_hex(b.data, b.len, hex);
     moda_status s = MODA_OK;
@@ -166,13 +180,14 @@ static moda_status sync_file(const char *url, const char *local, const char *rel
 
 /* One model: its manifest (hash from the index), then the data files it
  * lists (hashes and sizes from the manifest). */
-static moda_status sync_model(const char *url, const char *local, const registry_entry *e, char *err, size_t errlen) {
+static moda_status sync_model(const mirror_job *job, const registry_entry *e, char *err, size_t errlen) {
+    const char *local = job->local;
     char dir[PATH_LEN], rel[PATH_LEN];
     if (!registry_path(dir, sizeof dir, local, e->name, NULL) ||
         !registry_path(rel, sizeof rel, e->name, REGISTRY_MANIFEST_FILE, NULL))
         return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", local);
     MODA_TRY(fileio_mkdir_p(dir, err, errlen));
-    MODA_TRY(sync_file(url, local, rel, e->sha256, 0, REGISTRY_MANIFEST_MAX_BYTES, err, errlen));
+    MODA_TRY(sync_file(job, rel, e->sha256, 0, REGISTRY_MANIFEST_MAX_BYTES, err, errlen));
     char path[PATH_LEN];
     if (!registry_path(path, sizeof path, local, rel, NULL))
         return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", local);
@@ -192,28 +207,30 @@ static moda_status sync_model(const char *url, const char *local, const registry
             return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", local);
         if (files[f].bytes > (uint64_t)SIZE_MAX)
             return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: %s is too large", path, files[f].path);
-        s = sync_file(url, local, rel, files[f].sha256, files[f].bytes, 0, err, errlen);
+        s = sync_file(job, rel, files[f].sha256, files[f].bytes, 0, err, errlen);
     }
     return s;
 }
 
-moda_status registry_mirror(const char *url, char *local, size_t local_len, char *err, size_t errlen) {
+moda_status registry_mirror(const char *url, const registry_remote_options *remote, char *local, size_t local_len,
+                            char *err, size_t errlen) {
     if (!registry_is_url(url)) return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: not an http(s) URL", url);
-    if (!mirror_dir(url, local, local_len))
+    if (!mirror_dir(url, remote, local, local_len))
         return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: the mirror's path is too long", url);
     pthread_once(&curl_once, curl_init);
     if (curl_init_status != CURLE_OK)
         return fileio_fail(err, errlen, MODA_ERR_IO, "libcurl: %s", curl_easy_strerror(curl_init_status));
     MODA_TRY(fileio_mkdir_p(local, err, errlen));
+    const mirror_job job = {url, local, remote};
     fetch_buf index;
-    MODA_TRY(fetch(url, REGISTRY_INDEX_FILE, REGISTRY_INDEX_MAX_BYTES, &index, err, errlen));
+    MODA_TRY(fetch(&job, REGISTRY_INDEX_FILE, REGISTRY_INDEX_MAX_BYTES, &index, err, errlen));
     char where[URL_LEN];
     snprintf(where, sizeof where, "%s/%s", url, REGISTRY_INDEX_FILE);
     registry_entry *entries = NULL;
     int n = 0;
     moda_status s = registry_index_parse(index.data ? (const char *)index.data : "", index.len, where, &entries, &n,
                                          err, errlen);
-    for (int i = 0; s == MODA_OK && i < n; i++) s = sync_model(url, local, &entries[i], err, errlen);
+    for (int i = 0; s == MODA_OK && i < n; i++) s = sync_model(&job, &entries[i], err, errlen);
     char path[PATH_LEN];
     if (s == MODA_OK && !registry_path(path, sizeof path, local, REGISTRY_INDEX_FILE, NULL))
         s = fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", local);

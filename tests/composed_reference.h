@@ -14,7 +14,7 @@
 static inline int reference_open(const char *name, registry **reg, moda_backend **be, registry_model *parent) {
     char err[512] = "";
     *be = backend_cpu_new();
-    if (!*be || registry_open(MODA_MODELS_DIR, reg, err, sizeof err) != MODA_OK ||
+    if (!*be || registry_open(MODA_MODELS_DIR, NULL, reg, err, sizeof err) != MODA_OK ||
         registry_load_model(*reg, name, *be, parent, err, sizeof err) != MODA_OK) {
         fprintf(stderr, "registry: %s\n", err);
         return -1;

@@ -428,8 +428,8 @@ static int e2e_setup(void **state) {
                       .max_batch = MAX_BATCH, .default_tau = 0.9f, .metrics = f->m};
     char err[256] = "";
     if (api_new(&cfg, &f->a, err, sizeof err)) fail_msg("api_new: %s", err);
-    f->be = backend_cpu_new();
-    assert_int_equal(registry_open(MODA_MODELS_DIR, &f->reg, err, sizeof err), MODA_OK);
+    f->be = tu_backend_open();
+    assert_int_equal(registry_open(MODA_MODELS_DIR, NULL, &f->reg, err, sizeof err), MODA_OK);
     assert_int_equal(registry_load_model(f->reg, MODEL, f->be, &f->model, err, sizeof err), MODA_OK);
     assert_int_equal(compose_plan_make(f->model.g, &f->model.r, CLASSES, 3, 0.9f, &f->plan), MODA_OK);
     assert_int_equal(compose_build(f->model.g, &f->plan, f->be, &f->composed), MODA_OK);
@@ -447,7 +447,7 @@ static int e2e_teardown(void **state) {
     compose_plan_free(&f->plan);
     registry_model_free(&f->model);
     registry_close(f->reg);
-    backend_free(f->be);
+    tu_backend_close(f->be);
     free(f);
     return 0;
 }

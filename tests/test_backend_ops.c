@@ -499,7 +499,7 @@ static void test_cuda_backend(void **state) {
         print_message("  cuda: built, but no GPU is present: skipped\n");
         skip();
     }
-    moda_backend *gpu = backend_cuda_new(0);
+    moda_backend *gpu = backend_cuda_new(0, NULL);
     assert_non_null(gpu);
     check_result r = check_backend(*state, gpu, "cuda");
     backend_free(gpu);

@@ -10,17 +10,7 @@
 
 static moda_backend *be;
 
-static int setup(void **state) {
-    (void)state;
-    be = backend_cpu_new();
-    return be ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    backend_free(be);
-    return 0;
-}
+static int setup(void **state) { return tu_backend_setup_into(state, &be); }
 
 /* Random nontrivial parameters, BN statistics included. */
 static void randomize(graph *g, uint64_t seed) {
@@ -313,5 +303,5 @@ int main(void) {
         cmocka_unit_test(test_property_vgg16),     cmocka_unit_test(test_property_resnet18),
         cmocka_unit_test(test_property_mobilenet), cmocka_unit_test(test_forward_from_cuts),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_backend_teardown);
 }

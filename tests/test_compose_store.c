@@ -87,7 +87,7 @@ static void write_parent(const char *reg, const char *name, const parent *f) {
 static void load(const char *reg, const char *name, registry_model *m) {
     char err[1024] = "";
     registry *r = NULL;
-    if (registry_open(reg, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (registry_open(reg, NULL, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     if (registry_load_model(r, name, be, m, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     registry_close(r);
 }
@@ -268,7 +268,7 @@ static void round_trip(model_arch arch, float width, int in_c, int k, int size, 
     /* The manifest alone says where it came from. */
     char err[1024];
     registry *r = NULL;
-    assert_int_equal(registry_open(reg, &r, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_open(reg, NULL, &r, err, sizeof err), MODA_OK);
     registry_model only;
     assert_int_equal(registry_read_manifest(r, "sub", &only, err, sizeof err), MODA_OK);
     assert_null(only.g);
@@ -387,7 +387,7 @@ static void expect_load_error(const char *reg, const char *name, const char *nee
     char err[1024] = "", file[400];
     registry *r = NULL;
     registry_model m;
-    assert_int_equal(registry_open(reg, &r, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_open(reg, NULL, &r, err, sizeof err), MODA_OK);
     moda_status s = registry_load_model(r, name, be, &m, err, sizeof err);
     if (s == MODA_OK) registry_model_free(&m);
     assert_null(m.g);
@@ -633,15 +633,12 @@ static void test_cli(void **state) {
 }
 
 static int setup(void **state) {
-    (void)state;
     snprintf(root, sizeof root, "/tmp/moda-compose-store-XXXXXX");
-    be = backend_cpu_new();
-    return be && mkdtemp(root) ? 0 : -1;
+    return tu_backend_setup_into(state, &be) == 0 && mkdtemp(root) ? 0 : -1;
 }
 
 static int teardown(void **state) {
-    (void)state;
-    backend_free(be);
+    tu_backend_teardown(state);
     return synth_remove_tree(root);
 }
 

@@ -160,9 +160,7 @@ static void fill_garbage(float *p, size_t n) {
 }
 
 static void test_against_reference(void **state) {
-    (void)state;
-    moda_backend *be = backend_cpu_new();
-    assert_non_null(be);
+    moda_backend *be = *state;
     for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
         conv_bufs t;
         bufs_init(&t, &cases[ci], 100 + ci);
@@ -202,7 +200,6 @@ static void test_against_reference(void **state) {
         free(rdb);
         bufs_free(&t);
     }
-    backend_free(be);
 }
 
 /* loss = sum(r .* conv(x, w, b)) for the fixed random r stored in dy. */
@@ -219,14 +216,12 @@ static double fd_loss(void *vctx) {
 }
 
 static void test_finite_differences(void **state) {
-    (void)state;
     static const conv_case fd_cases[] = {
         {2, 5, 7, 6, 4, 3, 3, 2, 1, 1, 1},  /* dense, stride 2 */
         {2, 6, 6, 6, 9, 3, 3, 1, 1, 3, 1},  /* grouped */
         {1, 4, 5, 5, 4, 5, 5, 1, 2, 4, 1},  /* depthwise 5x5 */
     };
-    moda_backend *be = backend_cpu_new();
-    assert_non_null(be);
+    moda_backend *be = *state;
     for (size_t ci = 0; ci < sizeof(fd_cases) / sizeof(fd_cases[0]); ci++) {
         conv_bufs t;
         bufs_init(&t, &fd_cases[ci], 7 + ci);
@@ -240,13 +235,10 @@ static void test_finite_differences(void **state) {
         tu_fd_check("db", t.b, t.db, (size_t)t.cc.k, fd_loss, &f, 1e-2f, 2e-3, 1e-2, 40);
         bufs_free(&t);
     }
-    backend_free(be);
 }
 
 static void test_bad_inputs(void **state) {
-    (void)state;
-    moda_backend *be = backend_cpu_new();
-    assert_non_null(be);
+    moda_backend *be = *state;
     const conv_case cc = {2, 4, 6, 6, 8, 3, 3, 1, 1, 2, 1};
     conv_bufs t;
     bufs_init(&t, &cc, 3);
@@ -362,7 +354,6 @@ static void test_bad_inputs(void **state) {
     assert_int_equal(conv_out_size(1, 1, 1, 0x7fffffff), 0); /* overflows int */
 
     bufs_free(&t);
-    backend_free(be);
 }
 
 static void run_all(moda_backend *be, conv_bufs *t) {
@@ -400,9 +391,7 @@ static void snap_free(snapshot *s) {
 }
 
 static void test_cache_reuse(void **state) {
-    (void)state;
-    moda_backend *be = backend_cpu_new();
-    assert_non_null(be);
+    moda_backend *be = *state;
     const cpu_ctx *c = cpu_ctx_of(be);
     conv_bufs a, b;
     bufs_init(&a, &cases[7], 11);
@@ -442,15 +431,15 @@ static void test_cache_reuse(void **state) {
     bufs_free(&a);
     bufs_free(&a2);
     bufs_free(&b);
-    backend_free(be);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_against_reference),
-        cmocka_unit_test(test_finite_differences),
-        cmocka_unit_test(test_bad_inputs),
-        cmocka_unit_test(test_cache_reuse),
+        /* A backend each: the plan cache starts empty in every test. */
+        cmocka_unit_test_setup_teardown(test_against_reference, tu_backend_setup, tu_backend_teardown),
+        cmocka_unit_test_setup_teardown(test_finite_differences, tu_backend_setup, tu_backend_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_inputs, tu_backend_setup, tu_backend_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_reuse, tu_backend_setup, tu_backend_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -133,7 +133,7 @@ static void test_train_steps_agree_mobilenet(void **state) {
  * wasting more than the request, and a reused block works at once. */
 static void test_memory_reuse(void **state) {
     (void)state;
-    moda_backend *gpu = backend_cuda_new(0); /* a fresh pool: nothing kept from other tests */
+    moda_backend *gpu = backend_cuda_new(0, NULL); /* a fresh pool: nothing kept from other tests */
     assert_non_null(gpu);
     const size_t n = 1 << 18; /* 1 MiB of floats */
     float *a = backend_alloc(gpu, n * sizeof(float));
@@ -158,21 +158,19 @@ static void test_memory_reuse(void **state) {
 static void test_errors(void **state) {
     (void)state;
     char err[200] = "";
-    assert_null(backend_new("tpu", err, sizeof err));
+    assert_null(backend_new("tpu", NULL, err, sizeof err));
     assert_non_null(strstr(err, "unknown device"));
-    assert_null(backend_cuda_new(1 << 20)); /* no such GPU */
+    assert_null(backend_cuda_new(1 << 20, NULL)); /* no such GPU */
 }
 
 static int setup(void **state) {
-    (void)state;
-    cpu = backend_cpu_new();
-    gpu = backend_cuda_new(0);
-    return cpu && gpu ? 0 : -1;
+    if (tu_backend_setup_into(state, &cpu)) return -1;
+    gpu = backend_cuda_new(0, NULL);
+    return gpu ? 0 : -1;
 }
 
 static int teardown(void **state) {
-    (void)state;
-    backend_free(cpu);
+    tu_backend_teardown(state);
     backend_free(gpu);
     return 0;
 }

@@ -10,17 +10,7 @@
 
 static moda_backend *be;
 
-static int setup(void **state) {
-    (void)state;
-    be = backend_cpu_new();
-    return be ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    backend_free(be);
-    return 0;
-}
+static int setup(void **state) { return tu_backend_setup_into(state, &be); }
 
 static graph *build_convnet(void) {
     graph *g = graph_new(be, 3, 8, 8);
@@ -137,5 +127,5 @@ int main(void) {
         cmocka_unit_test(test_resblock),
         cmocka_unit_test(test_depthwise),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_backend_teardown);
 }

@@ -8,17 +8,7 @@
 
 static moda_backend *be;
 
-static int setup(void **state) {
-    (void)state;
-    be = backend_cpu_new();
-    return be ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    backend_free(be);
-    return 0;
-}
+static int setup(void **state) { return tu_backend_setup_into(state, &be); }
 
 /* conv-BN-ReLU, a residual block with a 1x1 shortcut, a depthwise conv,
  * maxpool, global pool and linear: every node kind the engine has. */
@@ -338,7 +328,7 @@ static void test_share_and_inference_plan(void **state) {
     float want[20];
     memcpy(want, graph_output(g)->out.data, sizeof(want));
 
-    moda_backend *be2 = backend_cpu_new();
+    moda_backend *be2 = tu_backend_open(); /* a second one */
     assert_non_null(be2);
     graph *s = graph_share(g, be2);
     assert_non_null(s);
@@ -364,7 +354,7 @@ static void test_share_and_inference_plan(void **state) {
     assert_int_equal(graph_plan_inference(g, 4), MODA_OK);
     assert_int_equal(graph_forward(g, x, 4, true), MODA_OK);
     assert_int_equal(graph_backward(g, NULL, NULL), MODA_ERR_STATE);
-    backend_free(be2);
+    tu_backend_close(be2);
     graph_free(g);
     free(x);
 }
@@ -376,5 +366,5 @@ int main(void) {
         cmocka_unit_test(test_sgd_formulas),    cmocka_unit_test(test_tiny_network_learns),
         cmocka_unit_test(test_deterministic),   cmocka_unit_test(test_share_and_inference_plan),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_backend_teardown);
 }

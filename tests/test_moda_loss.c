@@ -125,8 +125,7 @@ static void expect_scalar(const safetensors_file *f, const char *name, double go
 
 /* Tolerance for gradients: |a-b| <= 1e-4 + 1e-3|b|, as the other goldens. */
 static void test_golden(void **state) {
-    (void)state;
-    moda_backend *be = backend_cpu_new();
+    moda_backend *be = *state;
     graph *g = graph_new(be, 3, 8, 8);
     int x = graph_relu(g, graph_batchnorm2d(g, "bn0", graph_conv2d(g, "conv0", 0, 5, 3, 1, 1, 1, true)));
     x = graph_relu(g, graph_batchnorm2d(g, "bn1", graph_conv2d(g, "conv1", x, 7, 3, 1, 1, 1, true)));
@@ -181,7 +180,6 @@ static void test_golden(void **state) {
     free(yf);
     safetensors_free(f);
     graph_free(g);
-    backend_free(be);
 }
 
 int main(void) {
@@ -191,5 +189,5 @@ int main(void) {
         cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_golden),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tu_backend_setup, tu_backend_teardown);
 }

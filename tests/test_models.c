@@ -9,18 +9,7 @@
 
 static moda_backend *be;
 
-static int setup(void **state) {
-    (void)state;
-    be = backend_cpu_new();
-    return be ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    backend_free(be);
-    be = NULL;
-    return 0;
-}
+static int setup(void **state) { return tu_backend_setup_into(state, &be); }
 
 static graph *build(model_arch a, float width, int in_c, int classes, int size) {
     model_config cfg = model_config_default(a);
@@ -498,5 +487,5 @@ int main(void) {
         cmocka_unit_test(test_forward_mobilenet),
         cmocka_unit_test(test_forward_lenet5),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_backend_teardown);
 }

@@ -26,11 +26,12 @@
 
 static char root[256];
 static int n_roots;
+static moda_backend *be; /* the group's */
 
 /* ---- a small model with made-up rates ------------------------------------ */
 
 typedef struct fixture {
-    moda_backend *be;
+    moda_backend *be; /* the group's */
     graph *g;
     model_info mi;
     rates r;
@@ -44,8 +45,7 @@ static const char *TRAIN_META =
 
 static void fixture_make(fixture *f, model_arch arch, float width, int in_c, int k, int size, uint64_t seed) {
     memset(f, 0, sizeof(*f));
-    f->be = backend_cpu_new();
-    assert_non_null(f->be);
+    f->be = be;
     model_config cfg = {arch, width, in_c, k, size};
     moda_status s;
     f->g = model_build(f->be, &cfg, &s);
@@ -87,7 +87,6 @@ static void fixture_free(fixture *f) {
     rates_free(&f->r);
     model_info_free(&f->mi);
     graph_free(f->g);
-    backend_free(f->be);
 }
 
 static void write_model(const char *reg, const char *name, const fixture *f, double acc) {
@@ -194,14 +193,12 @@ static void put_tensor_file(const char *reg, const char *name, const char *file,
 static void expect_load_error(const char *reg, const char *name, moda_status want, const char *n1, const char *n2) {
     char err[1024] = "";
     registry *r = NULL;
-    moda_status s = registry_open(reg, &r, err, sizeof err);
+    moda_status s = registry_open(reg, NULL, &r, err, sizeof err);
     if (s == MODA_OK) {
-        moda_backend *be = backend_cpu_new();
         registry_model m;
         s = registry_load_model(r, name, be, &m, err, sizeof err);
         if (s == MODA_OK) registry_model_free(&m);
         assert_null(m.g); /* failure leaves nothing behind */
-        backend_free(be);
         registry_close(r);
     }
     if (s != want || !strstr(err, n1) || (n2 && !strstr(err, n2)))
@@ -265,7 +262,7 @@ static void round_trip(fixture *f) {
     write_model(reg, "model-1", f, 0.9125);
 
     registry *r = NULL;
-    if (registry_open(reg, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (registry_open(reg, NULL, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(registry_count(r), 1);
     assert_string_equal(registry_name(r, 0), "model-1");
     assert_null(registry_name(r, 1));
@@ -363,7 +360,7 @@ static void test_index_updates(void **state) {
     write_model(reg, "a", &f, 0.7); /* replaces in place */
 
     registry *r;
-    if (registry_open(reg, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (registry_open(reg, NULL, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(registry_count(r), 2);
     assert_string_equal(registry_name(r, 0), "a");
     assert_string_equal(registry_name(r, 1), "b");
@@ -758,7 +755,7 @@ static void test_manifest_mutations(void **state) {
                          "\"sha256\":\"%s\"}]}",
                          hex);
         write_bytes(idx, text, (size_t)n);
-        assert_int_equal(registry_open(reg, &r, err, sizeof err), MODA_OK);
+        assert_int_equal(registry_open(reg, NULL, &r, err, sizeof err), MODA_OK);
         registry_model m;
         err[0] = '\0';
         moda_status s = registry_load_model(r, "m", f.be, &m, err, sizeof err);
@@ -804,7 +801,7 @@ static void test_concurrent_writers(void **state) {
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
     registry *r;
-    if (registry_open(reg, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (registry_open(reg, NULL, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(registry_count(r), PROCS * EACH);
     registry_close(r);
     fixture_free(&f);
@@ -905,10 +902,9 @@ static void test_cli_decompose_inspect(void **state) {
     assert_int_equal(run_cmd(cmd_decompose, dec), 0);
 
     registry *r;
-    if (registry_open(reg, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (registry_open(reg, NULL, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(registry_count(r), 1);
     assert_string_equal(registry_name(r, 0), "lenet-moda"); /* the run directory's name */
-    moda_backend *be = backend_cpu_new();
     registry_model m;
     if (registry_load_model(r, "lenet-moda", be, &m, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_string_equal(m.info.class_names[2], "fine");
@@ -933,7 +929,6 @@ static void test_cli_decompose_inspect(void **state) {
     checkpoint_close(&ck);
     registry_model_free(&m);
     registry_close(r);
-    backend_free(be);
 
     const char *list[] = {"moda", "inspect", reg, NULL};
     assert_int_equal(run_cmd(cmd_inspect, list), 0);
@@ -965,13 +960,12 @@ static void test_cli_decompose_inspect(void **state) {
 }
 
 static int setup(void **state) {
-    (void)state;
     snprintf(root, sizeof root, "/tmp/moda-registry-XXXXXX");
-    return mkdtemp(root) ? 0 : -1;
+    return tu_backend_setup_into(state, &be) == 0 && mkdtemp(root) ? 0 : -1;
 }
 
 static int teardown(void **state) {
-    (void)state;
+    tu_backend_teardown(state);
     return synth_remove_tree(root);
 }
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cmd_registry.h"
 #include "fileio.h"
 #include "registry.h"
 #include "synthetic_idx.h"
@@ -22,6 +23,8 @@
 
 static struct MHD_Daemon *daemon_;
 static char url[64], cache[64];
+/* Mirrors go in the test's cache directory. */
+static registry_remote_options mirror_opts;
 static atomic_int requests;
 /* What the server does wrong, by URL path ("" for nothing). */
 static char corrupt_path[128], missing_path[128], garbage_path[128];
@@ -51,10 +54,9 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *pa
 }
 
 static int setup(void **state) {
-    (void)state;
     snprintf(cache, sizeof cache, "/tmp/moda-remote-XXXXXX");
-    if (!mkdtemp(cache)) return -1;
-    setenv("MODA_REGISTRY_CACHE", cache, 1);
+    if (!mkdtemp(cache) || tu_backend_setup(state)) return -1;
+    mirror_opts = (registry_remote_options){.cache_dir = cache};
     struct sockaddr_in loopback = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, serve, NULL,
                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&loopback, MHD_OPTION_END);
@@ -65,7 +67,7 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-    (void)state;
+    tu_backend_teardown(state);
     MHD_stop_daemon(daemon_);
     return synth_remove_tree(cache);
 }
@@ -73,21 +75,20 @@ static int teardown(void **state) {
 /* The mirror's copy of a file, by URL path. */
 static void mirrored(char *out, size_t len, const char *path) {
     char local[400], err[FILEIO_ERR_LEN];
-    assert_int_equal(registry_mirror(url, local, sizeof local, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_mirror(url, &mirror_opts, local, sizeof local, err, sizeof err), MODA_OK);
     assert_true((size_t)snprintf(out, len, "%.400s%.100s", local, path) < len);
 }
 
 static void test_mirror_loads_the_same_model(void **state) {
-    (void)state;
     char err[FILEIO_ERR_LEN] = "";
     registry *remote = NULL, *local = NULL;
     atomic_store(&requests, 0);
-    if (registry_open(url, &remote, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (registry_open(url, &mirror_opts, &remote, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(atomic_load(&requests), 4); /* the index, a manifest, two data files */
-    assert_int_equal(registry_open(MODA_MODELS_DIR, &local, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_open(MODA_MODELS_DIR, NULL, &local, err, sizeof err), MODA_OK);
     assert_int_equal(registry_count(remote), registry_count(local));
     assert_non_null(strstr(registry_root(remote), cache));
-    moda_backend *be = backend_cpu_new();
+    moda_backend *be = *state;
     registry_model a, b;
     assert_int_equal(registry_load_model(remote, MODEL, be, &a, err, sizeof err), MODA_OK);
     assert_int_equal(registry_load_model(local, MODEL, be, &b, err, sizeof err), MODA_OK);
@@ -104,7 +105,6 @@ static void test_mirror_loads_the_same_model(void **state) {
     assert_non_null(strstr(err, "read-only"));
     registry_model_free(&a);
     registry_model_free(&b);
-    backend_free(be);
     registry_close(remote);
     registry_close(local);
 }
@@ -116,16 +116,16 @@ static void test_only_what_changed(void **state) {
     char err[FILEIO_ERR_LEN] = "", slash[80], weights[512];
     registry *r = NULL;
     atomic_store(&requests, 0);
-    assert_int_equal(registry_open(url, &r, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_open(url, &mirror_opts, &r, err, sizeof err), MODA_OK);
     registry_close(r);
     snprintf(slash, sizeof slash, "%s/", url);
-    assert_int_equal(registry_open(slash, &r, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_open(slash, &mirror_opts, &r, err, sizeof err), MODA_OK);
     registry_close(r);
     assert_int_equal(atomic_load(&requests), 2);
     mirrored(weights, sizeof weights, WEIGHTS);
     assert_int_equal(unlink(weights), 0);
     atomic_store(&requests, 0);
-    assert_int_equal(registry_open(url, &r, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_open(url, &mirror_opts, &r, err, sizeof err), MODA_OK);
     assert_int_equal(atomic_load(&requests), 2);
     struct stat st;
     assert_int_equal(stat(weights, &st), 0);
@@ -141,13 +141,13 @@ static void expect_fetch_failure(const char *path, char *fault, moda_status want
     mirrored(local, sizeof local, path);
     assert_int_equal(unlink(local), 0);
     snprintf(fault, 128, "%s", path);
-    assert_int_equal(registry_open(url, &r, err, sizeof err), want);
+    assert_int_equal(registry_open(url, &mirror_opts, &r, err, sizeof err), want);
     assert_null(r);
     if (!strstr(err, says)) fail_msg("'%s' does not say '%s'", err, says);
     struct stat st;
     assert_int_not_equal(stat(local, &st), 0);
     fault[0] = 0;
-    assert_int_equal(registry_open(url, &r, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_open(url, &mirror_opts, &r, err, sizeof err), MODA_OK);
     registry_close(r);
 }
 
@@ -168,7 +168,7 @@ static void test_bad_index(void **state) {
     char err[FILEIO_ERR_LEN] = "";
     registry *r = NULL;
     snprintf(garbage_path, sizeof garbage_path, "/%s", REGISTRY_INDEX_FILE);
-    assert_int_equal(registry_open(url, &r, err, sizeof err), MODA_ERR_FORMAT);
+    assert_int_equal(registry_open(url, &mirror_opts, &r, err, sizeof err), MODA_ERR_FORMAT);
     assert_non_null(strstr(err, REGISTRY_INDEX_FILE));
     garbage_path[0] = 0;
 }
@@ -178,24 +178,42 @@ static void test_unreachable(void **state) {
     char err[FILEIO_ERR_LEN] = "";
     registry *r = NULL;
     /* Port 1 on loopback: refused at once, not a hang. */
-    assert_int_equal(registry_open("http://127.0.0.1:1/reg", &r, err, sizeof err), MODA_ERR_IO);
+    assert_int_equal(registry_open("http://127.0.0.1:1/reg", &mirror_opts, &r, err, sizeof err), MODA_ERR_IO);
     assert_non_null(strstr(err, "http://127.0.0.1:1/reg/index.json"));
-    assert_int_equal(registry_open("ftp://127.0.0.1/reg", &r, err, sizeof err), MODA_ERR_NOT_FOUND); /* a path */
+    assert_int_equal(registry_open("ftp://127.0.0.1/reg", &mirror_opts, &r, err, sizeof err),
+                     MODA_ERR_NOT_FOUND); /* a path */
 }
 
-/* A server that goes quiet for longer than $MODA_REGISTRY_TIMEOUT fails
- * the open, though it would have answered in the end. */
+/* A server that goes quiet for longer than the timeout fails the open,
+ * though it would have answered in the end. */
 static void test_stalled_server(void **state) {
     (void)state;
     char err[FILEIO_ERR_LEN] = "", stalled[80];
     registry *r = NULL;
     snprintf(stalled, sizeof stalled, "%s/stalled", url);
-    setenv("MODA_REGISTRY_TIMEOUT", "1", 1);
-    moda_status s = registry_open(stalled, &r, err, sizeof err);
-    unsetenv("MODA_REGISTRY_TIMEOUT");
+    registry_remote_options quick = mirror_opts;
+    quick.timeout_s = 1;
+    moda_status s = registry_open(stalled, &quick, &r, err, sizeof err);
     assert_int_equal(s, MODA_ERR_IO);
     assert_null(r);
     assert_non_null(strstr(err, "/stalled/index.json"));
+}
+
+/* The library reads no environment; the moda CLI reads
+ * $MODA_REGISTRY_CACHE and puts its mirrors there. */
+static void test_cli_mirrors_where_the_environment_says(void **state) {
+    (void)state;
+    char dir[128];
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s/from-env", cache);
+    assert_int_not_equal(stat(dir, &st), 0);
+    setenv("MODA_REGISTRY_CACHE", dir, 1);
+    char *argv[] = {"moda", "inspect", url, NULL};
+    int rc = cmd_inspect(3, argv);
+    unsetenv("MODA_REGISTRY_CACHE");
+    assert_int_equal(rc, 0);
+    assert_int_equal(stat(dir, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
 }
 
 int main(void) {
@@ -207,6 +225,7 @@ int main(void) {
         cmocka_unit_test(test_bad_index),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_stalled_server),
+        cmocka_unit_test(test_cli_mirrors_where_the_environment_says),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

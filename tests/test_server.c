@@ -432,6 +432,26 @@ static void test_config_parse(void **state) {
     assert_int_equal(parse(&c, 1, "--quiet=yes"), 2);
 }
 
+/* The environment the docs name is read by the config, once, and handed
+ * to the libraries, which read none. */
+static void test_config_environment(void **state) {
+    (void)state;
+    server_config c;
+    setenv("MODA_REGISTRY_CACHE", "/srv/mirrors", 1);
+    setenv("MODA_REGISTRY_TIMEOUT", "7", 1);
+    setenv("MODA_CUDA_TF32", "1", 1);
+    setenv("MODA_CUDA_SYNC", "yes", 1); /* only "1" turns it on */
+    assert_int_equal(parse(&c, 0), 0);
+    assert_string_equal(c.api.remote.cache_dir, "/srv/mirrors");
+    assert_int_equal(c.api.remote.timeout_s, 7);
+    assert_true(c.api.backend.cuda_tf32);
+    assert_false(c.api.backend.cuda_sync_each_op);
+    unsetenv("MODA_REGISTRY_CACHE");
+    unsetenv("MODA_REGISTRY_TIMEOUT");
+    unsetenv("MODA_CUDA_TF32");
+    unsetenv("MODA_CUDA_SYNC");
+}
+
 static void test_start_errors(void **state) {
     (void)state;
     server_config c = test_config();
@@ -1160,6 +1180,7 @@ static int group_teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_parse),
+        cmocka_unit_test(test_config_environment),
         cmocka_unit_test(test_start_errors),
         cmocka_unit_test(test_workq),
         cmocka_unit_test(test_metrics_and_errors),

@@ -12,16 +12,16 @@
 #include "synthetic_idx.h"
 
 static char root[256];
+static moda_backend *be; /* the group's */
 
 static int setup(void **state) {
-    (void)state;
     snprintf(root, sizeof root, "/tmp/moda-trainer-XXXXXX");
-    if (!mkdtemp(root)) return -1;
+    if (!mkdtemp(root) || tu_backend_setup_into(state, &be)) return -1;
     return synth_make_data(root, 256, 64);
 }
 
 static int teardown(void **state) {
-    (void)state;
+    tu_backend_teardown(state);
     return synth_remove_tree(root);
 }
 
@@ -42,7 +42,6 @@ static train_options small_options(const char *out, char *dir_buf, char *names_b
 }
 
 static float *load_weights(const char *ckpt, size_t *n) {
-    moda_backend *be = backend_cpu_new();
     checkpoint ck;
     char err[512];
     if (checkpoint_open(ckpt, be, &ck, err, sizeof err) != MODA_OK) fail_msg("%s", err);
@@ -56,7 +55,6 @@ static float *load_weights(const char *ckpt, size_t *n) {
     }
     *n = total;
     checkpoint_close(&ck);
-    backend_free(be);
     return w;
 }
 
@@ -128,7 +126,6 @@ static void test_checkpoint_errors(void **state) {
     size_t len;
     assert_int_equal(fileio_read_all(ck, 1 << 26, &data, &len, err, sizeof err), MODA_OK);
 
-    moda_backend *be = backend_cpu_new();
     checkpoint c;
     snprintf(bad, sizeof bad, "%s/bad.safetensors", root);
     size_t cuts[] = {0, 7, 8, 100, len / 2, len - 1};
@@ -141,7 +138,6 @@ static void test_checkpoint_errors(void **state) {
     err[0] = '\0';
     assert_int_equal(checkpoint_open("/nonexistent/x.safetensors", be, &c, err, sizeof err), MODA_ERR_IO);
     assert_true(strlen(err) > 0);
-    backend_free(be);
     free(data);
 }
 

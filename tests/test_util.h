@@ -80,15 +80,29 @@ static inline double tu_dot(const float *a, const float *b, size_t n) {
     return s;
 }
 
-/* cmocka group fixtures: *state is a CPU backend for the group's tests. */
+/* The backend the tests run on: the CPU backend, the reference. NULL when
+ * it cannot start. For fixtures that keep it in a field of their own, and
+ * for tests that need a second one. */
+static inline moda_backend *tu_backend_open(void) { return backend_cpu_new(); }
+static inline void tu_backend_close(moda_backend *be) { backend_free(be); }
+
+/* cmocka fixtures, for a group or a single test: *state is the backend. */
 static inline int tu_backend_setup(void **state) {
-    *state = backend_cpu_new();
+    *state = tu_backend_open();
     return *state ? 0 : -1;
 }
 
 static inline int tu_backend_teardown(void **state) {
-    backend_free(*state);
+    tu_backend_close(*state);
     return 0;
+}
+
+/* tu_backend_setup for a group whose helpers reach the backend through a
+ * file-scope pointer: *be is set as well. */
+static inline int tu_backend_setup_into(void **state, moda_backend **be) {
+    int rc = tu_backend_setup(state);
+    *be = *state;
+    return rc;
 }
 
 #endif

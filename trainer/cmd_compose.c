@@ -9,6 +9,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "cli_env.h"
 #include "compose.h"
 #include "progress.h"
 #include "registry.h"
@@ -151,6 +152,7 @@ typedef struct compose_options {
     const char *reg, *model, *classes, *save, *out, *data_dir;
     float tau;
     int batch;
+    registry_remote_options remote;
 } compose_options;
 
 static moda_status save_composed(const compose_options *o, const registry_model *parent, graph *c,
@@ -221,7 +223,7 @@ static int run_compose(const compose_options *o) {
     compose_plan p = {0};
     graph *c = NULL;
     int *cls = NULL, n = 0, rc = 1;
-    moda_status s = be ? registry_open(o->reg, &reg, err, sizeof err) : MODA_ERR_BACKEND;
+    moda_status s = be ? registry_open(o->reg, &o->remote, &reg, err, sizeof err) : MODA_ERR_BACKEND;
     if (s == MODA_OK) s = registry_load_model(reg, o->model, be, &m, err, sizeof err);
     if (s == MODA_OK && !(cls = malloc((size_t)m.info.model.num_classes * sizeof(int)))) s = MODA_ERR_NOMEM;
     if (s == MODA_OK && !parse_class_list(o->classes, m.info.class_names, m.info.model.num_classes, cls, &n, why,
@@ -289,5 +291,6 @@ int cmd_compose(int argc, char **argv) {
         args_print_options(f, specs, n);
         return help ? 0 : EXIT_USAGE;
     }
+    o.remote = cli_env_registry_options();
     return run_compose(&o);
 }

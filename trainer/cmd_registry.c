@@ -11,6 +11,7 @@
 #include "args.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "cli_env.h"
 #include "compose.h"
 #include "decompose.h"
 #include "progress.h"
@@ -192,7 +193,8 @@ int cmd_decompose(int argc, char **argv) {
     char err[ERR_LEN] = "";
     /* A damaged registry fails now, not after the long pass. */
     registry *reg = NULL;
-    moda_status s = registry_open(o.out, &reg, err, sizeof err);
+    const registry_remote_options remote = cli_env_registry_options();
+    moda_status s = registry_open(o.out, &remote, &reg, err, sizeof err);
     registry_close(reg);
     if (s == MODA_ERR_NOT_FOUND) s = MODA_OK; /* a new registry */
     if (s == MODA_OK) {
@@ -338,7 +340,8 @@ int cmd_inspect(int argc, char **argv) {
     }
     char err[ERR_LEN] = "";
     registry *reg = NULL;
-    if (registry_open(pos[0], &reg, err, sizeof err) != MODA_OK) {
+    const registry_remote_options remote = cli_env_registry_options();
+    if (registry_open(pos[0], &remote, &reg, err, sizeof err) != MODA_OK) {
         fprintf(stderr, "moda inspect: %s\n", err);
         return 1;
     }

@@ -7,6 +7,7 @@
 #include "args.h"
 #include "calibration.h"
 #include "cli.h"
+#include "cli_env.h"
 #include "cmd_compose.h"
 #include "compose.h"
 #include "progress.h"
@@ -131,9 +132,9 @@ moda_status replace_run(const replace_options *o, replace_result *res, char *err
     graph *module = NULL;
     split_logits train = {0}, test = {0};
     int t = -1, ts = -1;
-    moda_status st = be ? registry_open(o->reg, &reg, err, errlen) : MODA_ERR_BACKEND;
+    moda_status st = be ? registry_open(o->reg, &o->remote, &reg, err, errlen) : MODA_ERR_BACKEND;
     if (st == MODA_OK) st = registry_load_model(reg, o->weak, be, &w, err, errlen);
-    if (st == MODA_OK && o->strong_reg) st = registry_open(o->strong_reg, &sreg, err, errlen);
+    if (st == MODA_OK && o->strong_reg) st = registry_open(o->strong_reg, &o->remote, &sreg, err, errlen);
     if (st == MODA_OK) st = registry_load_model(sreg ? sreg : reg, o->strong, be, &s, err, errlen);
     const int k = w.info.model.num_classes;
     char why[ERR_LEN] = "";
@@ -235,6 +236,7 @@ int cmd_replace(int argc, char **argv) {
         return help ? 0 : EXIT_USAGE;
     }
     char err[ERR_LEN] = "";
+    o.remote = cli_env_registry_options();
     replace_result r;
     moda_status st = replace_run(&o, &r, err, sizeof err);
     if (st != MODA_OK) {

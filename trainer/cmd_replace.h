@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "calibration.h"
+#include "registry.h"
 #include "status.h"
 
 int cmd_replace(int argc, char **argv);
@@ -21,6 +22,7 @@ typedef struct replace_options {
     const char *data_dir;   /* NULL: the dataset's own */
     float tau;              /* the module's threshold */
     calibration_options calib;
+    registry_remote_options remote; /* for registry URLs; zeroed: the defaults */
 } replace_options;
 
 /* The rows of the result: test accuracy of each way of using the models. */

@@ -10,6 +10,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "cli_env.h"
 #include "compose.h"
 #include "fileio.h"
 #include "progress.h"
@@ -210,6 +211,7 @@ typedef struct subset_result {
 typedef struct reuse_job {
     const reuse_model *mo;
     const char *device; /* each worker's backend */
+    const backend_options *backend;
     const int *subsets, *sizes;
     int count, k, batch;
     float tau;
@@ -315,7 +317,7 @@ static void *reuse_worker(void *arg) {
     reuse_job *j = arg;
     const reuse_model *mo = j->mo;
     char why[256] = "";
-    moda_backend *be = backend_new(j->device, why, sizeof why);
+    moda_backend *be = backend_new(j->device, j->backend, why, sizeof why);
     backend_set_threads(be, 1);
     worker_buf wb = {
         .x = be ? backend_alloc(be, (size_t)j->batch * mo->prefix_numel * sizeof(float)) : NULL,
@@ -415,43 +417,52 @@ static int *make_subsets(int k, int n_random, uint64_t seed, int *count, int **s
     return list;
 }
 
-int cmd_eval_reuse(int argc, char **argv) {
-    const char *reg_path = NULL, *model = NULL, *st_model = NULL, *tasks = "all", *out = NULL, *data_dir = NULL;
-    const char *device = "cpu";
-    float tau = DECOMPOSE_DEFAULT_TAU;
-    uint64_t seed = 0;
-    int batch = 256, threads = -1; /* not given: the cores, or one worker on a GPU */
+/* What `moda eval-reuse` was asked. */
+typedef struct reuse_options {
+    const char *reg_path, *model, *st_model, *tasks, *out, *data_dir, *device;
+    float tau;
+    uint64_t seed;
+    int batch, threads; /* threads -1: not given */
+    int n_random;       /* --tasks N; 0 for all */
+    registry_remote_options remote;
+    backend_options backend;
+} reuse_options;
+
+/* Parse and check the command line into o. Returns -1 to go on, else the
+ * exit code (0 after --help, EXIT_USAGE after a message). */
+static int parse_reuse_options(int argc, char **argv, reuse_options *o) {
+    *o = (reuse_options){.tasks = "all", .device = "cpu", .tau = DECOMPOSE_DEFAULT_TAU, .batch = 256, .threads = -1};
     bool help = false;
     const arg_spec specs[] = {
-        {"registry", ARG_STRING, &reg_path, "DIR|URL", "module registry: a directory, or http(s) to read"},
-        {"model", ARG_STRING, &model, "NAME", "the MODA-trained model to compose"},
-        {"st-model", ARG_STRING, &st_model, "NAME", "a standard-trained model to compare against (optional)"},
-        {"tau", ARG_FLOAT, &tau, "T", "activation-rate threshold (0.9)"},
-        {"tasks", ARG_STRING, &tasks, "all|N", "every subset of 2..K classes, or N random ones (all)"},
-        {"seed", ARG_U64, &seed, "N", "seed for random subsets (0)"},
-        {"batch-size", ARG_INT, &batch, "N", "evaluation batch size (256)"},
-        {"threads", ARG_INT, &threads, "N",
+        {"registry", ARG_STRING, &o->reg_path, "DIR|URL", "module registry: a directory, or http(s) to read"},
+        {"model", ARG_STRING, &o->model, "NAME", "the MODA-trained model to compose"},
+        {"st-model", ARG_STRING, &o->st_model, "NAME", "a standard-trained model to compare against (optional)"},
+        {"tau", ARG_FLOAT, &o->tau, "T", "activation-rate threshold (0.9)"},
+        {"tasks", ARG_STRING, &o->tasks, "all|N", "every subset of 2..K classes, or N random ones (all)"},
+        {"seed", ARG_U64, &o->seed, "N", "seed for random subsets (0)"},
+        {"batch-size", ARG_INT, &o->batch, "N", "evaluation batch size (256)"},
+        {"threads", ARG_INT, &o->threads, "N",
          "subsets evaluated side by side (OMP_NUM_THREADS, else the cores; 1 on a GPU)"},
-        {"data-dir", ARG_STRING, &data_dir, "DIR", "dataset directory (default: the dataset's own)"},
-        {"out", ARG_STRING, &out, "DIR", "write reuse.csv and reuse.svg there"},
-        {"device", ARG_STRING, &device, "D", "cpu | cuda | auto (cpu)"},
+        {"data-dir", ARG_STRING, &o->data_dir, "DIR", "dataset directory (default: the dataset's own)"},
+        {"out", ARG_STRING, &o->out, "DIR", "write reuse.csv and reuse.svg there"},
+        {"device", ARG_STRING, &o->device, "D", "cpu | cuda | auto (cpu)"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
-    int n_random = 0;
     bool ok = args_parse(argc, argv, 2, specs, n, NULL, 0, NULL, &help);
-    if (ok && !help && (!reg_path || !model)) {
+    if (ok && !help && (!o->reg_path || !o->model)) {
         fprintf(stderr, "moda eval-reuse: --registry and --model are required\n");
         ok = false;
     }
-    if (ok && strcmp(tasks, "all") != 0 && (sscanf(tasks, "%d", &n_random) != 1 || n_random < 1)) {
+    if (ok && strcmp(o->tasks, "all") != 0 && (sscanf(o->tasks, "%d", &o->n_random) != 1 || o->n_random < 1)) {
         fprintf(stderr, "moda eval-reuse: --tasks takes 'all' or a positive count\n");
         ok = false;
     }
-    if (ok && !backend_name_known(device)) {
-        fprintf(stderr, "moda eval-reuse: unknown --device '%s' (expected cpu, cuda or auto)\n", device);
+    if (ok && !backend_name_known(o->device)) {
+        fprintf(stderr, "moda eval-reuse: unknown --device '%s' (expected cpu, cuda or auto)\n", o->device);
         ok = false;
     }
-    if (ok && (!(tau >= 0 && tau <= 1) || batch < 1 || (threads != -1 && threads < 1) || threads > MAX_THREADS)) {
+    if (ok && (!(o->tau >= 0 && o->tau <= 1) || o->batch < 1 || (o->threads != -1 && o->threads < 1) ||
+               o->threads > MAX_THREADS)) {
         fprintf(stderr, "moda eval-reuse: --tau must be in [0, 1], --batch-size positive and --threads in 1..%d\n",
                 MAX_THREADS);
         ok = false;
@@ -465,101 +476,145 @@ int cmd_eval_reuse(int argc, char **argv) {
         args_print_options(f, specs, n);
         return help ? 0 : EXIT_USAGE;
     }
-    char err[ERR_LEN] = "";
-    moda_backend *be = backend_new(device, err, sizeof err);
+    o->remote = cli_env_registry_options();
+    o->backend = cli_env_backend_options();
+    return -1;
+}
+
+/* What a run holds, freed by reuse_run_free. */
+typedef struct reuse_run {
+    moda_backend *be;
+    int threads; /* workers asked for */
+    registry *reg;
+    reuse_model mo, st;
+    int k;
+    int *subsets, *sizes, count;
+    subset_result *res;
+    size_row *rows; /* (K + 1) by subset size */
+    double t0;      /* when the subsets started */
+    bool live;      /* progress redrawn in place on a terminal */
+} reuse_run;
+
+static void reuse_run_free(reuse_run *r) {
+    /* The models go before the backend that holds their memory. */
+    reuse_model_free(&r->st);
+    free(r->subsets);
+    free(r->sizes);
+    free(r->rows);
+    free(r->res);
+    reuse_model_free(&r->mo);
+    registry_close(r->reg);
+    backend_free(r->be);
+}
+
+/* The backend, the models with their test sets, and the subsets to run. */
+static moda_status prepare_run(const reuse_options *o, reuse_run *r, char *err, size_t errlen) {
+    r->be = backend_new(o->device, &o->backend, err, errlen);
     /* One GPU: subsets one after another, unless asked otherwise. */
-    if (threads == -1) threads = be && !backend_host_memory(be) ? 1 : omp_get_max_threads();
-    registry *reg = NULL;
-    reuse_model mo = {0}, st = {0};
-    size_row *rows = NULL;
-    int *subsets = NULL, *sizes = NULL, count = 0;
-    subset_result *res = NULL;
-    moda_status s = be ? registry_open(reg_path, &reg, err, sizeof err) : MODA_ERR_BACKEND;
-    if (s == MODA_OK) s = load_model(reg, model, be, data_dir, batch, tau, &mo, err, sizeof err);
-    if (s == MODA_OK && st_model) s = load_model(reg, st_model, be, data_dir, batch, -1, &st, err, sizeof err);
-    int k = mo.m.info.model.num_classes;
-    if (s == MODA_OK && st_model && st.m.info.model.num_classes != k) {
-        snprintf(err, sizeof err, "%s has %d classes, %s has %d", st_model, st.m.info.model.num_classes, model, k);
-        s = MODA_ERR_ARG;
-    }
-    if (s == MODA_OK && !n_random && k > MAX_ALL_CLASSES) {
-        snprintf(err, sizeof err, "%d classes have too many subsets for --tasks all; give a count", k);
-        s = MODA_ERR_ARG;
-    }
-    if (s == MODA_OK) {
-        subsets = make_subsets(k, n_random, seed, &count, &sizes);
-        rows = calloc((size_t)k + 1, sizeof(*rows));
-        res = calloc((size_t)count + 1, sizeof(*res));
-        if (!subsets || !rows || !res) s = MODA_ERR_NOMEM;
-    }
-    bool live = isatty(fileno(stderr));
-    double t0 = progress_now();
-    if (s == MODA_OK) {
-        reuse_job job = {.mo = &mo, .device = backend_name(be), .subsets = subsets, .sizes = sizes, .count = count, .k = k, .batch = batch,
-                         .tau = tau, .res = res, .live = live, .t0 = t0, .last_report = t0};
-        for (int t = 0; t < count; t++) job.classes_total += sizes[t];
-        s = run_subsets(&job, threads < count ? threads : count, err, sizeof err);
-    }
-    double full_params = s == MODA_OK ? (double)graph_param_count(mo.m.g) : 1;
-    double full_macs = s == MODA_OK ? graph_macs(mo.m.g) : 1;
-    for (int t = 0; s == MODA_OK && t < count; t++) { /* in subset order, so sums do not depend on timing */
-        const int *cls = subsets + (size_t)t * k;
-        int nt = sizes[t];
-        size_row *row = &rows[nt];
+    r->threads = o->threads != -1 ? o->threads : r->be && !backend_host_memory(r->be) ? 1 : omp_get_max_threads();
+    MODA_TRY(r->be ? registry_open(o->reg_path, &o->remote, &r->reg, err, errlen) : MODA_ERR_BACKEND);
+    MODA_TRY(load_model(r->reg, o->model, r->be, o->data_dir, o->batch, o->tau, &r->mo, err, errlen));
+    if (o->st_model) MODA_TRY(load_model(r->reg, o->st_model, r->be, o->data_dir, o->batch, -1, &r->st, err, errlen));
+    int k = r->k = r->mo.m.info.model.num_classes;
+    if (o->st_model && r->st.m.info.model.num_classes != k)
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "%s has %d classes, %s has %d", o->st_model,
+                           r->st.m.info.model.num_classes, o->model, k);
+    if (!o->n_random && k > MAX_ALL_CLASSES)
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "%d classes have too many subsets for --tasks all; give a count",
+                           k);
+    r->subsets = make_subsets(k, o->n_random, o->seed, &r->count, &r->sizes);
+    r->rows = calloc((size_t)k + 1, sizeof(*r->rows));
+    r->res = calloc((size_t)r->count + 1, sizeof(*r->res));
+    return r->subsets && r->rows && r->res ? MODA_OK : MODA_ERR_NOMEM;
+}
+
+/* Every subset's composed model over its samples, on the workers. */
+static moda_status evaluate_subsets(const reuse_options *o, reuse_run *r, char *err, size_t errlen) {
+    reuse_job job = {.mo = &r->mo, .device = backend_name(r->be), .backend = &o->backend, .subsets = r->subsets,
+                     .sizes = r->sizes, .count = r->count, .k = r->k, .batch = o->batch, .tau = o->tau,
+                     .res = r->res, .live = r->live, .t0 = r->t0, .last_report = r->t0};
+    for (int t = 0; t < r->count; t++) job.classes_total += r->sizes[t];
+    return run_subsets(&job, r->threads < r->count ? r->threads : r->count, err, errlen);
+}
+
+/* The results summed by subset size, in subset order so that the sums do
+ * not depend on timing; report_sizes turns them into means. */
+static void tally_sizes(const reuse_options *o, reuse_run *r) {
+    int k = r->k;
+    double full_params = (double)graph_param_count(r->mo.m.g), full_macs = graph_macs(r->mo.m.g);
+    for (int t = 0; t < r->count; t++) {
+        const int *cls = r->subsets + (size_t)t * k;
+        int nt = r->sizes[t];
+        const subset_result *res = &r->res[t];
+        size_row *row = &r->rows[nt];
         row->tasks++;
-        row->composed += res[t].samples ? (double)res[t].right / res[t].samples : 0;
-        row->full_moda += sliced_accuracy(mo.logits, k, &mo.test, cls, nt);
-        if (st_model) row->full_st += sliced_accuracy(st.logits, k, &st.test, cls, nt);
-        row->size += (double)res[t].params / full_params;
-        row->flops += res[t].macs / full_macs;
+        row->composed += res->samples ? (double)res->right / res->samples : 0;
+        row->full_moda += sliced_accuracy(r->mo.logits, k, &r->mo.test, cls, nt);
+        if (o->st_model) row->full_st += sliced_accuracy(r->st.logits, k, &r->st.test, cls, nt);
+        row->size += (double)res->params / full_params;
+        row->flops += res->macs / full_macs;
     }
-    if (live && count) fprintf(stderr, "\r\033[K");
+}
+
+/* The summary on stdout: the run, then a row of means per subset size and
+ * one over all subsets. */
+static void report_sizes(const reuse_options *o, reuse_run *r) {
+    int k = r->k, count = r->count;
+    const graph_node *cut = &r->mo.m.g->nodes[r->mo.cut];
+    printf("%s (tau %.2f), %d subsets%s, %.1f s on %d %s workers\n", o->model, o->tau, count,
+           o->n_random ? " (random)" : "", progress_now() - r->t0, r->threads < count ? r->threads : count,
+           backend_name(r->be));
+    if (r->mo.cut)
+        printf("every module keeps nodes 1-%d (through %s%s%s), computed once for the test set\n", r->mo.cut,
+               node_kind_name(cut->kind), cut->name[0] ? " " : "", cut->name);
+    double setup = 0, run = 0;
+    for (int t = 0; t < count; t++) {
+        setup += r->res[t].setup_s;
+        run += r->res[t].run_s;
+    }
+    printf("a subset's model takes %.1f ms to compose and %.1f ms to run over its samples (means)\n",
+           1e3 * setup / count, 1e3 * run / count);
+    printf("\n%-6s %6s %10s %10s %10s %8s %8s\n", "size", "tasks", "composed", "full MODA",
+           o->st_model ? "full ST" : "-", "params", "FLOPs");
+    double sum[5] = {0};
+    for (int z = 2; z <= k; z++) {
+        size_row *row = &r->rows[z];
+        if (!row->tasks) continue;
+        row->composed /= row->tasks;
+        row->full_moda /= row->tasks;
+        row->full_st /= row->tasks;
+        row->size /= row->tasks;
+        row->flops /= row->tasks;
+        printf("%-6d %6d %9.2f%% %9.2f%% %9.2f%% %7.2f%% %7.2f%%\n", z, row->tasks, 100 * row->composed,
+               100 * row->full_moda, 100 * row->full_st, 100 * row->size, 100 * row->flops);
+        double w = row->tasks;
+        sum[0] += w * row->composed;
+        sum[1] += w * row->full_moda;
+        sum[2] += w * row->full_st;
+        sum[3] += w * row->size;
+        sum[4] += w * row->flops;
+    }
+    printf("%-6s %6d %9.2f%% %9.2f%% %9.2f%% %7.2f%% %7.2f%%\n", "all", count, 100 * sum[0] / count,
+           100 * sum[1] / count, 100 * sum[2] / count, 100 * sum[3] / count, 100 * sum[4] / count);
+}
+
+int cmd_eval_reuse(int argc, char **argv) {
+    reuse_options o;
+    int rc = parse_reuse_options(argc, argv, &o);
+    if (rc >= 0) return rc;
+    char err[ERR_LEN] = "";
+    reuse_run r = {0};
+    moda_status s = prepare_run(&o, &r, err, sizeof err);
+    r.live = isatty(fileno(stderr));
+    r.t0 = progress_now();
+    if (s == MODA_OK) s = evaluate_subsets(&o, &r, err, sizeof err);
+    if (s == MODA_OK) tally_sizes(&o, &r);
+    if (r.live && r.count) fprintf(stderr, "\r\033[K");
     if (s == MODA_OK) {
-        double sum[5] = {0};
-        const graph_node *cut = &mo.m.g->nodes[mo.cut];
-        printf("%s (tau %.2f), %d subsets%s, %.1f s on %d %s workers\n", model, tau, count,
-               n_random ? " (random)" : "", progress_now() - t0, threads < count ? threads : count, backend_name(be));
-        if (mo.cut)
-            printf("every module keeps nodes 1-%d (through %s%s%s), computed once for the test set\n", mo.cut,
-                   node_kind_name(cut->kind), cut->name[0] ? " " : "", cut->name);
-        double setup = 0, run = 0;
-        for (int t = 0; t < count; t++) {
-            setup += res[t].setup_s;
-            run += res[t].run_s;
-        }
-        printf("a subset's model takes %.1f ms to compose and %.1f ms to run over its samples (means)\n",
-               1e3 * setup / count, 1e3 * run / count);
-        printf("\n%-6s %6s %10s %10s %10s %8s %8s\n", "size", "tasks", "composed", "full MODA",
-               st_model ? "full ST" : "-", "params", "FLOPs");
-        for (int z = 2; z <= k; z++) {
-            size_row *r = &rows[z];
-            if (!r->tasks) continue;
-            r->composed /= r->tasks;
-            r->full_moda /= r->tasks;
-            r->full_st /= r->tasks;
-            r->size /= r->tasks;
-            r->flops /= r->tasks;
-            printf("%-6d %6d %9.2f%% %9.2f%% %9.2f%% %7.2f%% %7.2f%%\n", z, r->tasks, 100 * r->composed,
-                   100 * r->full_moda, 100 * r->full_st, 100 * r->size, 100 * r->flops);
-            double w = r->tasks;
-            sum[0] += w * r->composed;
-            sum[1] += w * r->full_moda;
-            sum[2] += w * r->full_st;
-            sum[3] += w * r->size;
-            sum[4] += w * r->flops;
-        }
-        printf("%-6s %6d %9.2f%% %9.2f%% %9.2f%% %7.2f%% %7.2f%%\n", "all", count, 100 * sum[0] / count,
-               100 * sum[1] / count, 100 * sum[2] / count, 100 * sum[3] / count, 100 * sum[4] / count);
-        if (out) s = write_outputs(out, model, tau, rows, k, st_model != NULL, err, sizeof err);
+        report_sizes(&o, &r);
+        if (o.out) s = write_outputs(o.out, o.model, o.tau, r.rows, r.k, o.st_model != NULL, err, sizeof err);
     }
-    free(subsets);
-    free(sizes);
-    free(rows);
-    free(res);
-    reuse_model_free(&mo);
-    reuse_model_free(&st);
-    registry_close(reg);
-    backend_free(be);
+    reuse_run_free(&r);
     if (s != MODA_OK) {
         fprintf(stderr, "moda eval-reuse: %s\n", err[0] ? err : moda_status_string(s));
         return s == MODA_ERR_ARG ? EXIT_USAGE : 1;

@@ -8,6 +8,7 @@
 #include "args.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "cli_env.h"
 #include "cmd_compose.h"
 #include "cmd_registry.h"
 #include "cmd_replace.h"
@@ -75,6 +76,7 @@ static int cmd_train(int argc, char **argv) {
     o.alpha = !isnan(alpha) ? alpha : moda ? 1.0f : 0.0f;
     o.beta = !isnan(beta) ? beta : moda ? 1.0f : 0.0f;
     o.gamma = !isnan(gamma) ? gamma : moda ? 0.3f : 0.0f;
+    o.backend = cli_env_backend_options();
     char err[1024] = "";
     moda_status s = train_run(&o, err, sizeof err);
     if (s != MODA_OK) {

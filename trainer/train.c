@@ -383,135 +383,149 @@ static moda_status train_epoch(run *r, dataset_iter *it, int epoch, epoch_record
     return MODA_OK;
 }
 
+/* The checkpoint's path, whether it exists, and the backend. Nothing to
+ * free on failure but the backend, which run_free frees. */
+static moda_status open_backend(const train_options *cli, run *r, bool *have_ck, char *err, size_t errlen) {
+    if (!cli->out_dir || !cli->out_dir[0]) return fileio_fail(err, errlen, MODA_ERR_ARG, "--out is required");
+    snprintf(r->path, sizeof r->path, "%s/%s", cli->out_dir, CHECKPOINT_NAME);
+    struct stat st;
+    *have_ck = stat(r->path, &st) == 0;
+    const char *device = cli->device ? cli->device : "cpu";
+    if (!backend_name_known(device))
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "unknown --device '%s' (expected cpu, cuda or auto)", device);
+    char why[256] = "";
+    r->be = backend_new(device, &cli->backend, why, sizeof why);
+    if (!r->be) return fileio_fail(err, errlen, MODA_ERR_BACKEND, "%s", why);
+    return MODA_OK;
+}
+
+/* A resumed run takes its settings, model and history from the
+ * checkpoint; a fresh one must not overwrite one. */
+static moda_status resume_or_begin(const train_options *cli, run *r, resumed *res, bool have_ck, char *err,
+                                   size_t errlen) {
+    if (cli->resume) {
+        if (!have_ck) return fileio_fail(err, errlen, MODA_ERR_NOT_FOUND, "%s: no checkpoint to resume from", r->path);
+        MODA_TRY(checkpoint_open(r->path, r->be, &r->ck, err, errlen));
+        MODA_TRY(parse_resume(r->ck.meta_json, cli, res, err, errlen));
+        r->o = res->o;
+        r->g = r->ck.g;
+        r->mi = &r->ck.info;
+        r->history = res->history;
+        res->history = NULL;
+        r->n_history = r->epochs_done = res->epochs_done;
+    } else if (have_ck) {
+        return fileio_fail(err, errlen, MODA_ERR_ARG,
+                           "%s already exists: pass --resume to continue it, or choose another --out", r->path);
+    }
+    return check_options(&r->o, err, errlen);
+}
+
+/* A fresh run's model, built for the training data and initialised, its
+ * history and its output directory. */
+static moda_status build_model(run *r, char *err, size_t errlen) {
+    model_config mc = {.width = r->o.width, .in_channels = r->train.c, .num_classes = r->train.num_classes,
+                       .input_size = r->o.input_size};
+    model_arch_from_name(r->o.arch, &mc.arch);
+    char why[200];
+    moda_status s = model_validate(&mc, why, sizeof why);
+    if (s != MODA_OK) return fileio_fail(err, errlen, s, "%s", why);
+    r->info.model = mc;
+    MODA_TRY(model_info_from_dataset(&r->info, &r->train));
+    r->mi = &r->info;
+    r->g = model_build(r->be, &mc, &s);
+    if (!r->g) return fileio_fail(err, errlen, s, "cannot build %s: %s", r->o.arch, moda_status_string(s));
+    r->own_graph = true;
+    MODA_TRY(model_init(r->g, &mc, r->o.seed));
+    r->history = calloc((size_t)r->o.epochs + 1, sizeof(epoch_record));
+    if (!r->history) return MODA_ERR_NOMEM;
+    return fileio_mkdir_p(r->o.out_dir, err, errlen);
+}
+
+/* The training data, and the model: a resumed one must have been trained
+ * on the same data (its normalisation), a fresh one is built for it. */
+static moda_status load_training_data(run *r, char *err, size_t errlen) {
+    MODA_TRY(train_load_split(&r->train, r->o.dataset, r->o.data_dir, r->o.names, DATASET_TRAIN, r->o.input_size,
+                              r->o.subset, NULL, err, errlen));
+    if (!r->mi) return build_model(r, err, errlen);
+    for (int c = 0; c < r->train.c; c++)
+        if (r->train.mean[c] != r->mi->mean[c] || r->train.std[c] != r->mi->std[c])
+            return fileio_fail(err, errlen, MODA_ERR_STATE, "%s: training data differs from the checkpoint's",
+                               r->train.source);
+    return MODA_OK;
+}
+
+/* The test data, the optimiser (with its state when resumed), the plan
+ * for a batch, the MODA loss and the batch buffers. */
+static moda_status prepare_training(const train_options *cli, run *r, char *err, size_t errlen) {
+    MODA_TRY(train_load_split(&r->test, r->o.dataset, r->o.data_dir, r->o.names, DATASET_TEST, r->o.input_size, 0,
+                              r->mi, err, errlen));
+    if (r->test.num_classes != r->train.num_classes)
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: %d classes, the training set has %d", r->test.source,
+                           r->test.num_classes, r->train.num_classes);
+    MODA_TRY(sgd_init(&r->opt, r->g, r->o.momentum, r->o.weight_decay, r->o.nesterov));
+    if (cli->resume) MODA_TRY(checkpoint_load_optimizer(&r->ck, &r->opt, err, errlen));
+    MODA_TRY(graph_plan(r->g, r->o.batch_size));
+    MODA_TRY(moda_loss_init(&r->moda, r->g, r->o.batch_size, r->o.alpha, r->o.beta, r->o.gamma));
+    int k = r->train.num_classes;
+    size_t per = (size_t)r->train.c * r->train.h * r->train.w;
+    r->x = malloc((size_t)r->o.batch_size * per * sizeof(float));
+    r->probs = backend_alloc(r->be, (size_t)r->o.batch_size * k * sizeof(float)); /* an op's output */
+    r->logits = malloc((size_t)r->o.batch_size * k * sizeof(float));
+    r->y = malloc((size_t)r->o.batch_size * sizeof(int32_t));
+    return r->x && r->probs && r->logits && r->y ? MODA_OK : MODA_ERR_NOMEM;
+}
+
+/* Epoch after epoch: train, evaluate on the test data, save the
+ * checkpoint and the reports, log a line; until the last epoch, or
+ * stop_after epochs of this run. */
+static moda_status train_epochs(const train_options *cli, run *r, char *err, size_t errlen) {
+    dataset_augment aug = {.crop_pad = r->o.augment ? 4 : 0, .flip = r->o.augment};
+    dataset_iter it;
+    MODA_TRY(dataset_iter_init(&it, &r->train, r->o.batch_size, 1, &aug, r->o.seed));
+    if (r->o.log)
+        fprintf(r->o.log, "%s %s: %s (width %g), %zu parameters, %d train / %d test images, %d classes, %s, on %s\n",
+                cli->resume ? "resuming" : "training", r->o.out_dir, r->o.arch, r->o.width, graph_param_count(r->g),
+                r->train.n, r->test.n, r->train.num_classes,
+                r->o.alpha > 0 || r->o.beta > 0 || r->o.gamma > 0 ? "modular (MODA)" : "standard", backend_name(r->be));
+    moda_status s = MODA_OK;
+    int ran = 0;
+    for (int epoch = r->epochs_done; epoch < r->o.epochs; epoch++) {
+        double t0 = progress_now();
+        epoch_record rec = {0};
+        eval_result ev;
+        if ((s = train_epoch(r, &it, epoch, &rec)) != MODA_OK) break;
+        if ((s = evaluate(r->g, &r->test, r->o.batch_size, &ev)) != MODA_OK) break;
+        rec.test_loss = (float)ev.loss;
+        rec.test_acc = (float)ev.acc;
+        eval_result_free(&ev);
+        rec.seconds = (float)(progress_now() - t0);
+        r->history[r->n_history++] = rec;
+        r->epochs_done = epoch + 1;
+        if ((s = save_epoch(r, err, errlen)) != MODA_OK) break;
+        if (r->o.log)
+            fprintf(r->o.log,
+                    "epoch %d/%d  lr %.4f  loss %.4f (ce %.4f aff %.4f dis %.4f com %.4f)  acc %.2f%%  "
+                    "test loss %.4f  test acc %.2f%%  %.1fs\n",
+                    rec.epoch, r->o.epochs, rec.lr, rec.train_loss, rec.ce, rec.aff, rec.dis, rec.com,
+                    100 * rec.train_acc, rec.test_loss, 100 * rec.test_acc, rec.seconds);
+        if (r->o.stop_after && ++ran >= r->o.stop_after) break;
+    }
+    dataset_iter_free(&it);
+    if (s != MODA_OK && err && !err[0]) fileio_fail(err, errlen, s, "training failed: %s", moda_status_string(s));
+    return s;
+}
+
 moda_status train_run(const train_options *cli, char *err, size_t errlen) {
     if (!cli) return MODA_ERR_NULL;
     if (err && errlen) err[0] = '\0';
     run r = {.o = *cli};
     resumed res = {0};
-    moda_status s = MODA_OK;
-    if (!cli->out_dir || !cli->out_dir[0]) return fileio_fail(err, errlen, MODA_ERR_ARG, "--out is required");
-    snprintf(r.path, sizeof r.path, "%s/%s", cli->out_dir, CHECKPOINT_NAME);
-    struct stat st;
-    bool have_ck = stat(r.path, &st) == 0;
-    const char *device = cli->device ? cli->device : "cpu";
-    if (!backend_name_known(device))
-        return fileio_fail(err, errlen, MODA_ERR_ARG, "unknown --device '%s' (expected cpu, cuda or auto)", device);
-    char why[256] = "";
-    r.be = backend_new(device, why, sizeof why);
-    if (!r.be) return fileio_fail(err, errlen, MODA_ERR_BACKEND, "%s", why);
-
-    if (cli->resume) {
-        if (!have_ck) {
-            s = fileio_fail(err, errlen, MODA_ERR_NOT_FOUND, "%s: no checkpoint to resume from", r.path);
-            goto done;
-        }
-        if ((s = checkpoint_open(r.path, r.be, &r.ck, err, errlen)) != MODA_OK) goto done;
-        if ((s = parse_resume(r.ck.meta_json, cli, &res, err, errlen)) != MODA_OK) goto done;
-        r.o = res.o;
-        r.g = r.ck.g;
-        r.mi = &r.ck.info;
-        r.history = res.history;
-        res.history = NULL;
-        r.n_history = r.epochs_done = res.epochs_done;
-    } else if (have_ck) {
-        s = fileio_fail(err, errlen, MODA_ERR_ARG, "%s already exists: pass --resume to continue it, or choose another --out",
-                   r.path);
-        goto done;
-    }
-    if ((s = check_options(&r.o, err, errlen)) != MODA_OK) goto done;
-
-    if ((s = train_load_split(&r.train, r.o.dataset, r.o.data_dir, r.o.names, DATASET_TRAIN, r.o.input_size,
-                              r.o.subset, NULL, err, errlen)) != MODA_OK)
-        goto done;
-    if (r.mi) { /* resumed: the data must match what the model was trained on */
-        for (int c = 0; c < r.train.c; c++)
-            if (r.train.mean[c] != r.mi->mean[c] || r.train.std[c] != r.mi->std[c]) {
-                s = fileio_fail(err, errlen, MODA_ERR_STATE, "%s: training data differs from the checkpoint's",
-                           r.train.source);
-                goto done;
-            }
-    } else {
-        model_config mc = {.width = r.o.width, .in_channels = r.train.c, .num_classes = r.train.num_classes,
-                           .input_size = r.o.input_size};
-        model_arch_from_name(r.o.arch, &mc.arch);
-        char why[200];
-        if ((s = model_validate(&mc, why, sizeof why)) != MODA_OK) {
-            fileio_fail(err, errlen, s, "%s", why);
-            goto done;
-        }
-        r.info.model = mc;
-        if ((s = model_info_from_dataset(&r.info, &r.train)) != MODA_OK) goto done;
-        r.mi = &r.info;
-        r.g = model_build(r.be, &mc, &s);
-        if (!r.g) {
-            fileio_fail(err, errlen, s, "cannot build %s: %s", r.o.arch, moda_status_string(s));
-            goto done;
-        }
-        r.own_graph = true;
-        if ((s = model_init(r.g, &mc, r.o.seed)) != MODA_OK) goto done;
-        r.history = calloc((size_t)r.o.epochs + 1, sizeof(epoch_record));
-        if (!r.history) {
-            s = MODA_ERR_NOMEM;
-            goto done;
-        }
-        if ((s = fileio_mkdir_p(r.o.out_dir, err, errlen)) != MODA_OK) goto done;
-    }
-    if ((s = train_load_split(&r.test, r.o.dataset, r.o.data_dir, r.o.names, DATASET_TEST, r.o.input_size, 0, r.mi,
-                              err, errlen)) != MODA_OK)
-        goto done;
-    if (r.test.num_classes != r.train.num_classes) {
-        s = fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: %d classes, the training set has %d", r.test.source,
-                   r.test.num_classes, r.train.num_classes);
-        goto done;
-    }
-    if ((s = sgd_init(&r.opt, r.g, r.o.momentum, r.o.weight_decay, r.o.nesterov)) != MODA_OK) goto done;
-    if (cli->resume && (s = checkpoint_load_optimizer(&r.ck, &r.opt, err, errlen)) != MODA_OK) goto done;
-    if ((s = graph_plan(r.g, r.o.batch_size)) != MODA_OK) goto done;
-    if ((s = moda_loss_init(&r.moda, r.g, r.o.batch_size, r.o.alpha, r.o.beta, r.o.gamma)) != MODA_OK) goto done;
-
-    int k = r.train.num_classes;
-    size_t per = (size_t)r.train.c * r.train.h * r.train.w;
-    r.x = malloc((size_t)r.o.batch_size * per * sizeof(float));
-    r.probs = backend_alloc(r.be, (size_t)r.o.batch_size * k * sizeof(float)); /* an op's output */
-    r.logits = malloc((size_t)r.o.batch_size * k * sizeof(float));
-    r.y = malloc((size_t)r.o.batch_size * sizeof(int32_t));
-    if (!r.x || !r.probs || !r.logits || !r.y) {
-        s = MODA_ERR_NOMEM;
-        goto done;
-    }
-    dataset_augment aug = {.crop_pad = r.o.augment ? 4 : 0, .flip = r.o.augment};
-    dataset_iter it;
-    if ((s = dataset_iter_init(&it, &r.train, r.o.batch_size, 1, &aug, r.o.seed)) != MODA_OK) goto done;
-    if (r.o.log)
-        fprintf(r.o.log, "%s %s: %s (width %g), %zu parameters, %d train / %d test images, %d classes, %s, on %s\n",
-                cli->resume ? "resuming" : "training", r.o.out_dir, r.o.arch, r.o.width, graph_param_count(r.g),
-                r.train.n, r.test.n, k, r.o.alpha > 0 || r.o.beta > 0 || r.o.gamma > 0 ? "modular (MODA)" : "standard",
-                backend_name(r.be));
-    int ran = 0;
-    for (int epoch = r.epochs_done; epoch < r.o.epochs; epoch++) {
-        double t0 = progress_now();
-        epoch_record rec = {0};
-        eval_result ev;
-        if ((s = train_epoch(&r, &it, epoch, &rec)) != MODA_OK) break;
-        if ((s = evaluate(r.g, &r.test, r.o.batch_size, &ev)) != MODA_OK) break;
-        rec.test_loss = (float)ev.loss;
-        rec.test_acc = (float)ev.acc;
-        eval_result_free(&ev);
-        rec.seconds = (float)(progress_now() - t0);
-        r.history[r.n_history++] = rec;
-        r.epochs_done = epoch + 1;
-        if ((s = save_epoch(&r, err, errlen)) != MODA_OK) break;
-        if (r.o.log)
-            fprintf(r.o.log,
-                    "epoch %d/%d  lr %.4f  loss %.4f (ce %.4f aff %.4f dis %.4f com %.4f)  acc %.2f%%  "
-                    "test loss %.4f  test acc %.2f%%  %.1fs\n",
-                    rec.epoch, r.o.epochs, rec.lr, rec.train_loss, rec.ce, rec.aff, rec.dis, rec.com,
-                    100 * rec.train_acc, rec.test_loss, 100 * rec.test_acc, rec.seconds);
-        if (r.o.stop_after && ++ran >= r.o.stop_after) break;
-    }
-    dataset_iter_free(&it);
-    if (s != MODA_OK && err && !err[0]) fileio_fail(err, errlen, s, "training failed: %s", moda_status_string(s));
-done:
+    bool have_ck = false;
+    moda_status s = open_backend(cli, &r, &have_ck, err, errlen);
+    if (s == MODA_OK) s = resume_or_begin(cli, &r, &res, have_ck, err, errlen);
+    if (s == MODA_OK) s = load_training_data(&r, err, errlen);
+    if (s == MODA_OK) s = prepare_training(cli, &r, err, errlen);
+    if (s == MODA_OK) s = train_epochs(cli, &r, err, errlen);
     free(res.history);
     run_free(&r);
     return s;

@@ -29,6 +29,7 @@ typedef struct train_options {
     float alpha, beta, gamma; /* MODA loss weights; all 0 = standard training */
     const char *out_dir;  /* checkpoint.safetensors, metrics.csv, curves.svg */
     const char *device;   /* cpu | cuda | auto (backend_new) */
+    backend_options backend; /* how the backend is created; zeroed: the defaults */
     bool resume;          /* continue from out_dir/checkpoint.safetensors */
     int stop_after;       /* stop after this many epochs in this run (0: never) */
     FILE *log;            /* progress and summaries; NULL: silent */
