@@ -113,7 +113,8 @@ bool api_request_is_light(const api *a, const api_request *req) {
     if (!a || !req || !req->method || !req->path || strcmp(req->method, "POST") ||
         !api_infer_route(req->path, NULL, 0))
         return false;
-    if (req->body_len > API_LIGHT_BODY || !a->min_sample_bytes) return false;
+    /* A small image body may still decode to millions of pixels. */
+    if (req->body_len > API_LIGHT_BODY || !a->min_sample_bytes || api_request_is_image(req)) return false;
     double samples = ceil((double)req->body_len / (double)a->min_sample_bytes);
     return samples * a->max_macs <= API_LIGHT_MACS;
 }

@@ -100,7 +100,8 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp);
 
 /* Whether req is light enough to run on the thread that received it, where
  * a hand-off to a worker and back would cost more than the work: an
- * inference request of at most API_LIGHT_BODY bytes that, even if every
+ * inference request of at most API_LIGHT_BODY bytes, not an image (whose
+ * decoded size the body does not bound), that, even if every
  * byte were a uint8 pixel and its model the registry's most expensive,
  * costs at most API_LIGHT_MACS multiply-adds (well under a millisecond).
  * With LeNet5 (0.42 M per sample) that admits binary batch-1 requests;

@@ -22,6 +22,7 @@
 
 #include "api.h"
 #include "errors.h"
+#include "image.h"
 
 #define API_ID_MAX 160 /* = sizeof(api_response.model) */
 
@@ -102,6 +103,21 @@ int api_input_from_binary(const void *bytes, size_t len, const int shape[4], api
  * std[c]. *x: malloc'd (n, C, height, width) floats, the caller frees.
  * Errors: invalid_shape, invalid_input (NaN or Inf). */
 int api_input_prepare(const api_entry_info *mi, const api_input *in, float **x, api_error *e);
+
+/* A PNG or JPEG body (Content-Type image/png or image/jpeg; the format
+ * itself is read from the bytes). */
+bool api_request_is_image(const api_request *req);
+
+/* Decodes an image body within image_limits_default(). Errors:
+ * invalid_image (not a PNG or JPEG, corrupt, truncated, unsupported) and
+ * image_too_large (over the pixel limits), each with the decoder's
+ * reason. */
+int api_image_decode(const void *bytes, size_t len, image *img, api_error *e);
+
+/* One uint8 sample: img fitted by image_fit's rule to mi's channels and
+ * its size before padding, (height - 2 pad) x (width - 2 pad), ready for
+ * api_input_prepare. */
+int api_input_from_image(const api_entry_info *mi, const image *img, api_input *out, api_error *e);
 
 /* ---- inference ------------------------------------------------------------ */
 

@@ -15,9 +15,11 @@ static const code_status CODE_TABLE[] = {
     {"bad_request", 400},          {"invalid_json", 400},       {"invalid_type", 400},
     {"invalid_shape", 400},        {"invalid_input", 400},      {"empty_classes", 400},
     {"duplicate_class", 400},      {"invalid_threshold", 400},  {"invalid_id", 400},
-    {"too_many_classes", 400},     {"batch_too_large", 400},    {"not_found", 404},
+    {"too_many_classes", 400},     {"batch_too_large", 400},    {"invalid_image", 400},
+    {"not_found", 404},
     {"unknown_model", 404},        {"unknown_class", 404},      {"not_cached", 404},
-    {"method_not_allowed", 405},   {"body_too_large", 413},     {"unsupported_media_type", 415},
+    {"method_not_allowed", 405},   {"body_too_large", 413},     {"image_too_large", 413},
+    {"unsupported_media_type", 415},
     {"invalid_combination", 422},  {"internal", 500},           {"not_ready", 503},
     {"overloaded", 503},
 };

@@ -258,6 +258,7 @@ typedef struct infer_request {
     bool has_tau;
     float tau;
     api_input input;         /* owned */
+    image image;             /* an image body, decoded; fitted into input once the model is known */
     int top_k;               /* 0: all probabilities */
 } infer_request;
 
@@ -265,6 +266,7 @@ static void infer_request_free(infer_request *r) {
     free(r->id_copy);
     free(r->classes);
     api_input_free(&r->input);
+    image_free(&r->image);
 }
 
 /* The id/model/classes/threshold combination; classes resolved later. */
@@ -366,18 +368,15 @@ done:
     return rc;
 }
 
-/* Binary body: everything else from the query string (or X-Moda-* headers). */
-static int infer_parse_binary(const api *a, const api_request *req, infer_request *r, const api_model **m,
-                              api_error *e) {
-    const char *cls = api_request_query(req, "classes"), *tq = api_request_query(req, "threshold");
-    const char *sq = api_request_query(req, "shape"), *dq = api_request_query(req, "dtype");
-    const char *kq = api_request_query(req, "top_k");
-    if (!sq) sq = api_request_header(req, "X-Moda-Shape");
-    if (!dq) dq = api_request_header(req, "X-Moda-Dtype");
+/* Binary and image bodies: the target, threshold and top_k from the query
+ * string. The model and classes are looked up by infer_query_model once
+ * the body has been read. */
+static int infer_parse_query(const api *a, const api_request *req, infer_request *r, api_error *e) {
+    const char *tq = api_request_query(req, "threshold"), *kq = api_request_query(req, "top_k");
     r->id = api_request_query(req, "id");
     r->model = api_request_query(req, "model");
     r->has_tau = tq != NULL;
-    if (target_check(r, cls != NULL, e)) return -1;
+    if (target_check(r, api_request_query(req, "classes") != NULL, e)) return -1;
     if (tq) {
         char *end;
         errno = 0;
@@ -388,8 +387,6 @@ static int infer_parse_binary(const api *a, const api_request *req, infer_reques
     } else {
         r->tau = a->cfg.default_tau;
     }
-    api_dtype dt = API_DTYPE_FLOAT32;
-    if (dq && !api_dtype_parse(dq, &dt)) return api_error_set(e, "bad_request", "dtype must be float32 or uint8");
     if (kq) {
         char *end;
         errno = 0;
@@ -397,16 +394,44 @@ static int infer_parse_binary(const api *a, const api_request *req, infer_reques
         if (!*kq || *end || errno) return api_error_set(e, "invalid_type", "top_k \"%.40s\" is not an integer", kq);
         if (top_k_value(v, &r->top_k, e)) return -1;
     }
-    if (!sq) return api_error_set(e, "invalid_shape", "a binary body needs shape=N,C,H,W (or X-Moda-Shape)");
-    int shape[4];
-    if (api_shape_parse(sq, shape, e) ||
-        api_input_from_binary(req->body, req->body_len, shape, dt, a->cfg.max_batch, &r->input, e))
-        return -1;
+    return 0;
+}
+
+static int infer_query_model(const api *a, const api_request *req, infer_request *r, const api_model **m,
+                             api_error *e) {
+    const char *cls = api_request_query(req, "classes");
     if (r->model && !(*m = model_store_find(&a->store, r->model)))
         return api_error_set(e, "unknown_model", "no model named \"%.80s\"", r->model);
     if (cls && classes_csv(a, *m, cls, &r->classes, &r->n_classes, e)) return -1;
     r->model = NULL;
     return 0;
+}
+
+/* Binary body: everything else from the query string (or X-Moda-* headers). */
+static int infer_parse_binary(const api *a, const api_request *req, infer_request *r, const api_model **m,
+                              api_error *e) {
+    const char *sq = api_request_query(req, "shape"), *dq = api_request_query(req, "dtype");
+    if (!sq) sq = api_request_header(req, "X-Moda-Shape");
+    if (!dq) dq = api_request_header(req, "X-Moda-Dtype");
+    if (infer_parse_query(a, req, r, e)) return -1;
+    api_dtype dt = API_DTYPE_FLOAT32;
+    if (dq && !api_dtype_parse(dq, &dt)) return api_error_set(e, "bad_request", "dtype must be float32 or uint8");
+    if (!sq) return api_error_set(e, "invalid_shape", "a binary body needs shape=N,C,H,W (or X-Moda-Shape)");
+    int shape[4];
+    if (api_shape_parse(sq, shape, e) ||
+        api_input_from_binary(req->body, req->body_len, shape, dt, a->cfg.max_batch, &r->input, e))
+        return -1;
+    return infer_query_model(a, req, r, m, e);
+}
+
+/* Image body: one PNG or JPEG, whose pixels say their own shape and type. */
+static int infer_parse_image(const api *a, const api_request *req, infer_request *r, const api_model **m,
+                             api_error *e) {
+    if (api_request_query(req, "shape") || api_request_query(req, "dtype") ||
+        api_request_header(req, "X-Moda-Shape") || api_request_header(req, "X-Moda-Dtype"))
+        return api_error_set(e, "invalid_combination", "an image body has its own shape and dtype");
+    if (infer_parse_query(a, req, r, e) || api_image_decode(req->body, req->body_len, &r->image, e)) return -1;
+    return infer_query_model(a, req, r, m, e);
 }
 
 /* One sample's output object. */
@@ -450,11 +475,14 @@ void v1_infer(api *a, int worker, const api_request *req, api_response *resp) {
     int rc;
     if (api_request_is_type(req, "application/octet-stream"))
         rc = infer_parse_binary(a, req, &r, &m, &e);
+    else if (api_request_is_image(req))
+        rc = infer_parse_image(a, req, &r, &m, &e);
     else if (!api_request_header(req, "Content-Type") || api_request_is_type(req, "application/json"))
         rc = infer_parse_json(a, req, &r, &m, &e);
     else
         rc = api_error_set(&e, "unsupported_media_type",
-                           "Content-Type must be application/json or application/octet-stream");
+                           "Content-Type must be application/json, application/octet-stream, image/png or "
+                           "image/jpeg");
     if (rc == 0) {
         if (r.id) rc = api_entry_resolve(a, worker, r.id, &entry, &e);
         else if (r.classes) rc = api_entry_compose(a, worker, m, r.classes, r.n_classes, r.tau, &entry, &cached, &e);
@@ -462,6 +490,7 @@ void v1_infer(api *a, int worker, const api_request *req, api_response *resp) {
     }
     const api_entry_info *mi = entry ? api_entry_info_of(entry) : NULL;
     if (mi) snprintf(resp->model, sizeof resp->model, "%s", mi->id);
+    if (rc == 0 && r.image.pixels) rc = api_input_from_image(mi, &r.image, &r.input, &e);
     if (rc == 0) rc = api_input_prepare(mi, &r.input, &x, &e);
     if (rc == 0 && !(probs = malloc((size_t)r.input.n * mi->n_classes * sizeof(float))))
         rc = api_error_set(&e, "internal", "out of memory");

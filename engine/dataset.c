@@ -149,9 +149,10 @@ moda_status dataset_read_names(const char *path, char ***names, int *count, char
 }
 
 moda_status dataset_load(dataset *ds, const char *kind, const char *dir, dataset_split split,
-                         const char *names_path, char *err, size_t errlen) {
+                         const dataset_load_options *opt, char *err, size_t errlen) {
     if (!ds || !kind) return MODA_ERR_NULL;
     memset(ds, 0, sizeof *ds);
+    const char *names_path = opt ? opt->names_path : NULL;
     if (!strcmp(kind, "fashion-mnist") || !strcmp(kind, "idx"))
         return dataset_load_idx(ds, dir, split, names_path, err, errlen);
     if (!dir) {
@@ -173,7 +174,9 @@ moda_status dataset_load(dataset *ds, const char *kind, const char *dir, dataset
     }
     if (!strcmp(kind, "cifar10")) return dataset_load_cifar10(ds, dir, split, err, errlen);
     if (!strcmp(kind, "cifar100")) return dataset_load_cifar100(ds, dir, split, err, errlen);
-    fileio_errf(err, errlen, "unknown dataset '%s' (expected fashion-mnist, mnist, idx, cifar10, cifar100)", kind);
+    if (!strcmp(kind, "folder")) return dataset_load_folder(ds, dir, split, opt, err, errlen);
+    fileio_errf(err, errlen, "unknown dataset '%s' (expected fashion-mnist, mnist, idx, cifar10, cifar100, folder)",
+                kind);
     return MODA_ERR_NOT_FOUND;
 }
 

@@ -1,5 +1,5 @@
 /* Image classification datasets: IDX (MNIST, Fashion-MNIST) and CIFAR
- * binary readers, preprocessing (scale to [0,1], per-channel mean/std,
+ * binary readers, folders of PNG and JPEG images, preprocessing (scale to [0,1], per-channel mean/std,
  * zero padding), per-class subsets, and a seeded batch iterator with
  * training-time augmentation.
  *
@@ -16,14 +16,19 @@
 #ifndef MODA_DATASET_H
 #define MODA_DATASET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "image.h"
 #include "status.h"
 
 #define DATASET_MAX_CHANNELS 3
 #define DATASET_SOURCE_LEN 512
 #define DATASET_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+#define DATASET_FOLDER_SIZE_DEFAULT 32
+#define DATASET_FOLDER_FILE_MAX ((size_t)64 << 20) /* bytes of one image file */
 
 typedef enum dataset_split { DATASET_TRAIN = 0, DATASET_TEST = 1 } dataset_split;
 
@@ -57,6 +62,19 @@ void dataset_free_names(char **names, int count);
 
 /* ---- Loaders ---------------------------------------------------------- */
 
+/* What a loader may be told; a zeroed struct (or NULL) means the defaults.
+ * The folder fields apply to kind "folder" only, names_path to the IDX
+ * kinds only. */
+typedef struct dataset_load_options {
+    const char *names_path; /* IDX: class names, one per line; NULL: the kind's own */
+    int image_size;         /* folder: images are fitted to this square (0: 32) */
+    int channels;           /* folder: 1 or 3; 0: 3 if any training image is colour, else 1 */
+    bool strict_images;     /* folder: a file that is not a readable image fails the load */
+    size_t max_bytes;       /* folder: bound on the decoded split (0: dataset_folder_max_bytes_default()) */
+    image_limits limits;    /* folder: per-image size limits (zeros: image_limits_default()) */
+    FILE *log;              /* folder: where skipped files are reported (NULL: stderr) */
+} dataset_load_options;
+
 /* An IDX image file (magic 0x803, N x H x W bytes) and its label file
  * (0x801, N bytes), gzip-compressed or not. names_path == NULL uses the
  * built-in Fashion-MNIST names and K = max(10, max label + 1); otherwise
@@ -73,11 +91,30 @@ moda_status dataset_load_cifar10(dataset *ds, const char *dir, dataset_split spl
 /* train.bin or test.bin (in dir or dir/cifar-100-binary), fine labels,
  * names from fine_label_names.txt when present. K = 100. */
 moda_status dataset_load_cifar100(dataset *ds, const char *dir, dataset_split split, char *err, size_t errlen);
+/* A folder of images: dir/train/<class>/<file> and dir/test/<class>/<file>,
+ * PNG or JPEG whatever the file names (a name starting with '.' and
+ * folders inside a class folder are ignored). Classes are the class
+ * folders' names in byte order, and train and test must have the same
+ * ones; every training class needs an image. Files are read in byte order
+ * of their names, so the dataset is deterministic. Each image is fitted
+ * (image.h's rule) to channels x image_size x image_size, where channels
+ * is 3 if any training image is colour (by its header) and 1 otherwise,
+ * for both splits; pad is 0. A file that is not a readable image is
+ * reported on the log with its path and the reason and skipped, and a
+ * count is printed at the end, or with strict_images it fails the load,
+ * naming the file.
+ * Memory: the split is decoded whole into floats; when n x channels x
+ * image_size^2 x 4 bytes is over max_bytes, the load fails before
+ * allocating, with both numbers. */
+moda_status dataset_load_folder(dataset *ds, const char *dir, dataset_split split,
+                                const dataset_load_options *opt, char *err, size_t errlen);
+/* Half the physical memory (4 GiB where it cannot be read). */
+size_t dataset_folder_max_bytes_default(void);
 /* By name: "fashion-mnist" (dir may be NULL), "mnist" (digit names),
- * "idx" (Fashion-MNIST names unless names_path), "cifar10", "cifar100".
- * names_path applies to the IDX kinds only. */
+ * "idx" (Fashion-MNIST names unless opt->names_path), "cifar10",
+ * "cifar100", "folder". opt may be NULL. */
 moda_status dataset_load(dataset *ds, const char *kind, const char *dir, dataset_split split,
-                         const char *names_path, char *err, size_t errlen);
+                         const dataset_load_options *opt, char *err, size_t errlen);
 
 /* ---- Preprocessing ---------------------------------------------------- */
 

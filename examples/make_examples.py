@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Regenerate the example requests from Fashion-MNIST's first test image.
 
-Writes ankle-boot.u8 (784 raw uint8 pixels, 28x28, row-major) and
-infer-ankle-boot.json (a /v1/infer JSON request for the same pixels).
-Plain python3: gzip and struct only.
+Writes ankle-boot.u8 (784 raw uint8 pixels, 28x28, row-major),
+infer-ankle-boot.json (a /v1/infer JSON request for the same pixels),
+ankle-boot.png (the same pixels as an 8-bit gray PNG, lossless) and, when
+cjpeg (Debian's libjpeg-turbo-progs) is on PATH, ankle-boot.jpg (quality
+95, gray). Plain python3: gzip, struct and zlib only.
 
     python3 examples/make_examples.py [--data-dir DIR] [--out-dir DIR]
 """
@@ -11,7 +13,10 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import struct
+import subprocess
+import zlib
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -29,6 +34,26 @@ def read_first_image(data_dir):
             raise SystemExit("not an IDX label file")
         label = f.read(1)[0]
     return pixels, rows, cols, label
+
+
+def png_gray(pixels, rows, cols):
+    """An 8-bit grayscale PNG, no interlace, filter type 0 on every row."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\0" + pixels[r * cols:(r + 1) * cols] for r in range(rows))
+    header = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0)  # 8-bit gray
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9))
+            + chunk(b"IEND", b""))
+
+
+def jpeg_gray(pixels, rows, cols):
+    """The pixels through cjpeg (a PGM on its input), or None without it."""
+    cjpeg = shutil.which("cjpeg")
+    if not cjpeg:
+        return None
+    pgm = b"P5\n%d %d\n255\n" % (cols, rows) + pixels
+    return subprocess.run([cjpeg, "-quality", "95", "-grayscale"], input=pgm, stdout=subprocess.PIPE,
+                          check=True).stdout
 
 
 def main():
@@ -56,6 +81,14 @@ def main():
         # One image row per line keeps the file readable.
         text = json.dumps(request, separators=(",", ":"))
         f.write(text.replace("],[", "],\n[") + "\n")
+    with open(os.path.join(args.out_dir, "ankle-boot.png"), "wb") as f:
+        f.write(png_gray(pixels, rows, cols))
+    jpeg = jpeg_gray(pixels, rows, cols)
+    if jpeg is not None:
+        with open(os.path.join(args.out_dir, "ankle-boot.jpg"), "wb") as f:
+            f.write(jpeg)
+    else:
+        print("cjpeg not found (apt-get install libjpeg-turbo-progs): ankle-boot.jpg left as it is")
     print("label %d (%s), %dx%d" % (label, CLASSES[label], rows, cols))
 
 

@@ -25,7 +25,7 @@ esac
 packages=(
   build-essential cmake pkg-config ca-certificates curl
   libdnnl-dev ocl-icd-opencl-dev libcmocka-dev zlib1g-dev libjansson-dev libzstd-dev
-  libmicrohttpd-dev libcurl4-openssl-dev
+  libmicrohttpd-dev libcurl4-openssl-dev libpng-dev libjpeg62-turbo-dev
 )
 [ "$mode" = build ] || packages+=(dataset-fashion-mnist)
 # The deploy tests build and run images with podman, without a daemon, from a

@@ -35,6 +35,11 @@ expect "missing value" 2 "$moda" train --epochs
 expect "bad arch" 2 "$moda" train --arch alexnet --out /tmp/moda-cli-unused
 expect "bad device" 2 "$moda" train --device tpu --out /tmp/moda-cli-unused
 contains "bad device" "unknown --device 'tpu'"
+expect "train help" 0 "$moda" train --help
+contains "train help lists folder data" "| folder"
+contains "train help lists --strict-images" "--strict-images"
+expect "folder data missing" 1 "$moda" train --dataset folder --data-dir /nonexistent-images --out /tmp/moda-cli-unused
+contains "folder data missing" "/nonexistent-images: not a directory"
 expect "eval needs a checkpoint" 2 "$moda" eval
 expect "eval-reuse needs a registry" 2 "$moda" eval-reuse
 expect "eval-reuse bad tasks" 2 "$moda" eval-reuse --registry /tmp --model m --tasks zero

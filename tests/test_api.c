@@ -2,10 +2,11 @@
  * compose and infer in every input form against the engine's own output
  * for the same composed model, tau 0 over all classes against the full
  * model, top_k, the models routes, health, and every error with its status
- * and code. */
-#include "test_util.h"
+ * and code; PNG and JPEG bodies against the same pixels sent raw. */
+#include "image_util.h"
 
 #include <jansson.h>
+#include <zlib.h>
 
 #include "api.h"
 #include "api_internal.h"
@@ -349,6 +350,144 @@ static void test_infer_binary_uint8_padded(void **state) {
     free(px);
 }
 
+/* ---- image bodies --------------------------------------------------------- */
+
+/* POST /v1/infer with body b of type ctype and the query; the response. */
+static json_t *post_body(const char *ctype, const void *body, size_t len, const api_kv *query, int nq,
+                         api_response *r) {
+    call c = {.method = "POST", .path = "/v1/infer", .ctype = ctype, .body = body, .len = len, .n_query = nq};
+    if (nq) memcpy(c.query, query, (size_t)nq * sizeof *query);
+    json_t *root = run(&c, r);
+    if (r->status != 200) fail_msg("%s body: %d %.*s", ctype, r->status, (int)r->body_len, r->body);
+    return root;
+}
+
+/* The outputs of 28x28 uint8 pixels sent raw (the reference for images). */
+static json_t *raw_outputs(const uint8_t *px, const api_kv *query, int nq) {
+    api_kv q[8];
+    memcpy(q, query, (size_t)nq * sizeof *q);
+    q[nq] = (api_kv){"dtype", "uint8"};
+    q[nq + 1] = (api_kv){"shape", "1,1,28,28"};
+    api_response r;
+    json_t *root = post_body("application/octet-stream", px, RAW * RAW, q, nq + 2, &r);
+    json_t *outs = json_incref(json_object_get(root, "outputs"));
+    json_decref(root);
+    api_response_free(&r);
+    return outs;
+}
+
+static void expect_same_outputs(const char *ctype, const tu_buf *b, const api_kv *query, int nq, const json_t *want) {
+    api_response r;
+    json_t *root = post_body(ctype, b->data, b->len, query, nq, &r);
+    if (!json_equal(json_object_get(root, "outputs"), (json_t *)want)) {
+        char *got = json_dumps(json_object_get(root, "outputs"), JSON_COMPACT), *exp = json_dumps(want, JSON_COMPACT);
+        fail_msg("%s body: %s, raw pixels: %s", ctype, got, exp);
+    }
+    json_decref(root);
+    api_response_free(&r);
+}
+
+/* A lossless image of the model's raw size is the raw pixels exactly: a
+ * gray PNG, an RGB PNG of gray pixels (luma of r = g = b is the value), a
+ * wider PNG whose centre 28 columns they are (cropped), an 8-bit gray PNG
+ * with an opaque alpha channel. */
+static void test_infer_png_equals_raw_pixels(void **state) {
+    (void)state;
+    uint8_t px[RAW * RAW];
+    rng rg;
+    rng_seed(&rg, 21, 1);
+    for (int i = 0; i < RAW * RAW; i++) px[i] = (uint8_t)rng_below(&rg, 256);
+    const api_kv by_id[1] = {{"id", CLS_ID}};
+    const api_kv by_model[3] = {{"model", MODEL}, {"classes", "0,3,7"}, {"top_k", "2"}};
+    json_t *want = raw_outputs(px, by_id, 1), *want_top = raw_outputs(px, by_model, 3);
+
+    tu_buf gray = tu_png8(px, RAW, RAW, 1);
+    expect_same_outputs("image/png", &gray, by_id, 1, want);
+    expect_same_outputs("image/png", &gray, by_model, 3, want_top);
+
+    uint8_t rgb[RAW * RAW * 3], ga[RAW * RAW * 2], wide[RAW * 40];
+    for (int i = 0; i < RAW * RAW; i++) {
+        rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = px[i];
+        ga[2 * i] = px[i];
+        ga[2 * i + 1] = 255;
+    }
+    for (int y = 0; y < RAW; y++)
+        for (int x = 0; x < 40; x++) wide[y * 40 + x] = x >= 6 && x < 34 ? px[y * RAW + x - 6] : 255;
+    tu_buf colour = tu_png8(rgb, RAW, RAW, 3), alpha = tu_png8(ga, RAW, RAW, 2), crop = tu_png8(wide, 40, RAW, 1);
+    expect_same_outputs("image/png", &colour, by_id, 1, want);
+    expect_same_outputs("IMAGE/PNG; x=1", &alpha, by_id, 1, want);
+    expect_same_outputs("image/png", &crop, by_id, 1, want);
+    free(gray.data);
+    free(colour.data);
+    free(alpha.data);
+    free(crop.data);
+    json_decref(want);
+    json_decref(want_top);
+}
+
+/* The example ankle boot as a JPEG: the same top class as its raw pixels. */
+static void test_infer_jpeg_top_class(void **state) {
+    (void)state;
+    uint8_t px[RAW * RAW];
+    FILE *f = fopen(MODA_MODELS_DIR "/../examples/ankle-boot.u8", "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(px, 1, sizeof px, f), sizeof px);
+    fclose(f);
+    const api_kv q[2] = {{"model", MODEL}, {"classes", "Sneaker,Bag,Ankle boot"}};
+    json_t *want = raw_outputs(px, q, 2);
+    tu_buf jpg = tu_jpeg(px, RAW, RAW, 1, 90);
+    api_response r;
+    json_t *root = post_body("image/jpeg", jpg.data, jpg.len, q, 2, &r);
+    const json_t *got = json_array_get(json_object_get(root, "outputs"), 0);
+    assert_string_equal(json_string_value(json_object_get(got, "class")), "Ankle boot");
+    assert_string_equal(json_string_value(json_object_get(got, "class")),
+                        json_string_value(json_object_get(json_array_get(want, 0), "class")));
+    json_decref(root);
+    api_response_free(&r);
+    json_decref(want);
+    free(jpg.data);
+}
+
+static void expect_image_error(const char *ctype, const void *body, size_t len, const api_kv *query, int nq,
+                               int status, const char *code, const char *needle) {
+    call c = {.method = "POST", .path = "/v1/infer", .ctype = ctype, .body = body, .len = len, .n_query = nq};
+    if (nq) memcpy(c.query, query, (size_t)nq * sizeof *query);
+    expect_error(&c, status, code);
+    api_response r;
+    json_t *root = run(&c, &r);
+    const char *msg = json_string_value(json_object_get(json_object_get(root, "error"), "message"));
+    if (needle && !strstr(msg, needle)) fail_msg("message '%s' lacks '%s'", msg, needle);
+    json_decref(root);
+    api_response_free(&r);
+}
+
+static void test_infer_image_errors(void **state) {
+    (void)state;
+    const api_kv by_id[1] = {{"id", CLS_ID}};
+    uint8_t px[RAW * RAW] = {0};
+    tu_buf png = tu_png8(px, RAW, RAW, 1);
+    expect_image_error("image/png", "GIF89a", 6, by_id, 1, 400, "invalid_image", "not a PNG or JPEG");
+    expect_image_error("image/jpeg", png.data, png.len / 2, by_id, 1, 400, "invalid_image", "PNG: ");
+    /* The header claims 100000 x 100000: refused from it, 413. */
+    tu_buf bomb = tu_png8(px, 2, 2, 1);
+    const uint8_t side[4] = {0, 1, 0x86, 0xa0}; /* 100000, big-endian */
+    memcpy(bomb.data + 16, side, 4);
+    memcpy(bomb.data + 20, side, 4);
+    const uint32_t crc = (uint32_t)crc32(0, bomb.data + 12, 17);
+    const uint8_t crc_be[4] = {(uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8), (uint8_t)crc};
+    memcpy(bomb.data + 29, crc_be, 4);
+    expect_image_error("image/png", bomb.data, bomb.len, by_id, 1, 413, "image_too_large", "100000x100000");
+    /* An image carries its own shape and dtype. */
+    const api_kv shaped[2] = {{"id", CLS_ID}, {"shape", "1,1,28,28"}};
+    expect_image_error("image/png", png.data, png.len, shaped, 2, 422, "invalid_combination", NULL);
+    const api_kv unknown[1] = {{"model", "no-such-model"}};
+    expect_image_error("image/png", png.data, png.len, unknown, 1, 404, "unknown_model", NULL);
+    expect_image_error("image/png", png.data, png.len, NULL, 0, 400, "bad_request", NULL);
+    expect_image_error("image/gif", png.data, png.len, by_id, 1, 415, "unsupported_media_type", "image/png");
+    free(png.data);
+    free(bomb.data);
+}
+
 /* Every unit passes tau 0, so composing all classes keeps the whole
  * network: its logits are the full model's, bit for bit. */
 static void test_tau0_all_classes_is_full_model(void **state) {
@@ -484,6 +623,11 @@ static void test_light_requests(void **state) {
     req.path = "/v2/models/x/ready";
     assert_false(api_request_is_light(a, &req));
     req.path = "/v1/infer";
+    api_kv png = {"Content-Type", "image/png"};
+    req.headers = &png;
+    req.n_headers = 1;
+    assert_false(api_request_is_light(a, &req)); /* 784 bytes of PNG may be millions of pixels */
+    req.n_headers = 0;
     req.method = "GET";
     assert_false(api_request_is_light(a, &req));
     assert_false(api_request_is_light(NULL, &req));
@@ -729,7 +873,7 @@ static void test_infer_errors(void **state) {
     expect_error(&c, 400, "invalid_threshold");
     c.query[2] = (api_kv){"id", CLS_ID};
     expect_error(&c, 422, "invalid_combination");
-    c.ctype = "image/png";
+    c.ctype = "image/gif";
     expect_error(&c, 415, "unsupported_media_type");
     free(x);
     free(ok);
@@ -862,6 +1006,9 @@ int main(void) {
         cmocka_unit_test(test_infer_json_flat),
         cmocka_unit_test(test_infer_binary_float32),
         cmocka_unit_test(test_infer_binary_uint8_padded),
+        cmocka_unit_test(test_infer_png_equals_raw_pixels),
+        cmocka_unit_test(test_infer_jpeg_top_class),
+        cmocka_unit_test(test_infer_image_errors),
         cmocka_unit_test(test_tau0_all_classes_is_full_model),
         cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_models_routes),

@@ -14,31 +14,10 @@
 
 static char tmp_root[256];
 
-static void rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d))) {
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-                char sub[1024];
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* A fresh empty directory under the suite's temp root. */
 static void make_dir(char *out, size_t outlen, const char *name) {
     snprintf(out, outlen, "%s/%s", tmp_root, name);
-    rm_rf(out);
+    tu_rm_rf(out);
     assert_int_equal(mkdir(out, 0700), 0);
 }
 
@@ -106,7 +85,7 @@ static int setup_suite(void **state) {
 
 static int teardown_suite(void **state) {
     (void)state;
-    rm_rf(tmp_root);
+    tu_rm_rf(tmp_root);
     return 0;
 }
 

@@ -32,32 +32,9 @@ static int setup_dir(void **state) {
     return 0;
 }
 
-/* Remove the fixture tree (two levels deep is all the tests create). */
-static void rm_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        chmod(path, 0700);
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d))) {
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-                char sub[1024];
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-                rm_tree(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static int teardown_dir(void **state) {
     fixture *fx = *state;
-    rm_tree(fx->dir);
+    tu_rm_rf(fx->dir);
     free(fx);
     return 0;
 }

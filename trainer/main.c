@@ -39,11 +39,13 @@ static int cmd_train(int argc, char **argv) {
     const arg_spec specs[] = {
         {"arch", ARG_STRING, &o.arch, "A", "vgg16 | resnet18 | mobilenet | lenet5 (lenet5)"},
         {"width", ARG_FLOAT, &o.width, "W", "channel width multiplier (1)"},
-        {"input-size", ARG_INT, &o.input_size, "S", "zero-pad images up to SxS (32)"},
-        {"dataset", ARG_STRING, &o.dataset, "D", "fashion-mnist | mnist | idx | cifar10 | cifar100 (fashion-mnist)"},
-        {"data-dir", ARG_STRING, &o.data_dir, "DIR", "dataset directory (default for fashion-mnist: "
-                                                     DATASET_FASHION_MNIST_DIR ")"},
+        {"input-size", ARG_INT, &o.input_size, "S", "zero-pad images up to SxS; folder images are fitted to it (32)"},
+        {"dataset", ARG_STRING, &o.dataset, "D", "fashion-mnist | mnist | idx | cifar10 | cifar100 | folder (fashion-mnist)"},
+        {"data-dir", ARG_STRING, &o.data_dir, "DIR", "dataset directory; folder: DIR/{train,test}/<class>/<PNG or JPEG "
+                                                     "files> (default for fashion-mnist: " DATASET_FASHION_MNIST_DIR ")"},
         {"names", ARG_STRING, &o.names, "FILE", "class names, one per line (IDX data)"},
+        {"strict-images", ARG_BOOL, &o.strict_images, NULL, "folder: fail on a file that is not a readable image "
+                                                            "(default: report and skip it)"},
         {"epochs", ARG_INT, &o.epochs, "N", "training epochs (10)"},
         {"batch-size", ARG_INT, &o.batch_size, "N", "batch size (128)"},
         {"lr", ARG_FLOAT, &o.lr, "LR", "initial learning rate, cosine-annealed to 0 (0.05)"},

@@ -36,7 +36,17 @@ train_options train_options_default(void) {
 
 moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const char *names, dataset_split split,
                              int input_size, int subset, const model_info *mi, char *err, size_t errlen) {
-    MODA_TRY(dataset_load(ds, kind, dir, split, names, err, errlen));
+    const dataset_load_options lo = {.names_path = names, .image_size = input_size};
+    return train_load_split_with(ds, kind, dir, &lo, split, subset, mi, err, errlen);
+}
+
+moda_status train_load_split_with(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
+                                  dataset_split split, int subset, const model_info *mi, char *err, size_t errlen) {
+    if (!ds || !lo) return MODA_ERR_NULL;
+    const int input_size = lo->image_size;
+    dataset_load_options o = *lo;
+    if (mi && !o.channels) o.channels = mi->channels; /* the model's, not a guess from the data */
+    MODA_TRY(dataset_load(ds, kind, dir, split, &o, err, errlen));
     moda_status s = MODA_OK;
     if (subset > 0) s = dataset_subset_per_class(ds, subset);
     if (s == MODA_OK && (ds->h != ds->w || ds->h > input_size || (input_size - ds->h) % 2)) {
@@ -441,11 +451,18 @@ static moda_status build_model(run *r, char *err, size_t errlen) {
     return fileio_mkdir_p(r->o.out_dir, err, errlen);
 }
 
+/* How the run reads its data, either split. */
+static dataset_load_options load_options(const run *r) {
+    return (dataset_load_options){.names_path = r->o.names, .image_size = r->o.input_size,
+                                  .strict_images = r->o.strict_images};
+}
+
 /* The training data, and the model: a resumed one must have been trained
  * on the same data (its normalisation), a fresh one is built for it. */
 static moda_status load_training_data(run *r, char *err, size_t errlen) {
-    MODA_TRY(train_load_split(&r->train, r->o.dataset, r->o.data_dir, r->o.names, DATASET_TRAIN, r->o.input_size,
-                              r->o.subset, NULL, err, errlen));
+    const dataset_load_options lo = load_options(r);
+    MODA_TRY(train_load_split_with(&r->train, r->o.dataset, r->o.data_dir, &lo, DATASET_TRAIN, r->o.subset, NULL, err,
+                                   errlen));
     if (!r->mi) return build_model(r, err, errlen);
     for (int c = 0; c < r->train.c; c++)
         if (r->train.mean[c] != r->mi->mean[c] || r->train.std[c] != r->mi->std[c])
@@ -457,8 +474,8 @@ static moda_status load_training_data(run *r, char *err, size_t errlen) {
 /* The test data, the optimiser (with its state when resumed), the plan
  * for a batch, the MODA loss and the batch buffers. */
 static moda_status prepare_training(const train_options *cli, run *r, char *err, size_t errlen) {
-    MODA_TRY(train_load_split(&r->test, r->o.dataset, r->o.data_dir, r->o.names, DATASET_TEST, r->o.input_size, 0,
-                              r->mi, err, errlen));
+    const dataset_load_options lo = load_options(r);
+    MODA_TRY(train_load_split_with(&r->test, r->o.dataset, r->o.data_dir, &lo, DATASET_TEST, 0, r->mi, err, errlen));
     if (r->test.num_classes != r->train.num_classes)
         return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: %d classes, the training set has %d", r->test.source,
                            r->test.num_classes, r->train.num_classes);

@@ -15,10 +15,11 @@
 typedef struct train_options {
     const char *arch;     /* vgg16 | resnet18 | mobilenet | lenet5 */
     float width;          /* channel multiplier */
-    int input_size;       /* images are zero-padded up to this (H = W) */
-    const char *dataset;  /* fashion-mnist | mnist | idx | cifar10 | cifar100 */
+    int input_size;       /* images are zero-padded (folder: fitted) to this (H = W) */
+    const char *dataset;  /* fashion-mnist | mnist | idx | cifar10 | cifar100 | folder */
     const char *data_dir; /* NULL: the dataset's default */
     const char *names;    /* class-names file for IDX data, or NULL */
+    bool strict_images;   /* folder: an unreadable image file fails the run instead of being skipped */
     int epochs;
     int batch_size;
     float lr, momentum, weight_decay;
@@ -52,6 +53,10 @@ moda_status train_step(graph *g, sgd *opt, moda_loss *moda, const float *x, cons
  * mi == NULL, its own. */
 moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const char *names, dataset_split split,
                              int input_size, int subset, const model_info *mi, char *err, size_t errlen);
+/* The same with every loader option (lo->image_size is the input size;
+ * lo->channels 0 takes mi's channels when mi is given). */
+moda_status train_load_split_with(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
+                                  dataset_split split, int subset, const model_info *mi, char *err, size_t errlen);
 
 typedef struct eval_result {
     double loss, acc;

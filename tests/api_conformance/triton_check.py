@@ -6,6 +6,9 @@ composed model in every way the server accepts it: v2 JSON and binary
 tensors, as UINT8 raw pixels and as FP32 normalised pixels (28x28, and
 32x32 with the pad border made by hand), and /v1/infer with the JSON
 example and the raw binary body. All must give the same probabilities.
+The same image as a PNG body (examples/ankle-boot.png, lossless) must give
+exactly the raw binary body's answer, and as a JPEG body
+(examples/ankle-boot.jpg) the same top class.
 
     triton_check.py HOST:PORT REPO_ROOT
 """
@@ -169,6 +172,24 @@ def main():
                                   "X-Moda-Dtype": "float32"})
     check(status == 200, "v1 binary float32 infer: %d %r" % (status, data[:200]))
     results["v1 binary float32"] = v1_probabilities(json.loads(data))
+
+    # /v1/infer, image bodies: the PNG is lossless, so exactly the raw answer;
+    # the JPEG is not, so only the same class.
+    for ext, ctype in (("png", "image/png"), ("jpg", "image/jpeg")):
+        body = open(os.path.join(root, "examples", "ankle-boot." + ext), "rb").read()
+        query = urllib.parse.urlencode({"model": MODEL, "classes": ",".join(CLASSES)})
+        status, headers, data = http(base, "POST", "/v1/infer?" + query, body, {"Content-Type": ctype})
+        check(status == 200, "v1 %s infer: %d %r" % (ctype, status, data[:200]))
+        probs = v1_probabilities(json.loads(data))
+        if ext == "png":
+            check(np.array_equal(probs, results["v1 binary uint8"]),
+                  "PNG body %s != raw binary body %s" % (probs, results["v1 binary uint8"]))
+        check(int(np.argmax(probs)) == 2, "the %s ankle boot is classified as %s"
+              % (ext.upper(), CLASSES[int(np.argmax(probs))]))
+    status, headers, data = http(base, "POST", "/v1/infer?model=" + MODEL, b"\x89PNG\r\n\x1a\n broken",
+                                 {"Content-Type": "image/png"})
+    check(status == 400 and json.loads(data)["error"]["code"] == "invalid_image",
+          "broken PNG: %d %r" % (status, data[:200]))
 
     ref_name = "v1 JSON uint8"
     ref = results[ref_name]
