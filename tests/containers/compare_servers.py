@@ -2,7 +2,7 @@
 
     compare_servers.py URL_UNDER_TEST URL_REFERENCE EXAMPLES_DIR
 
-Compose, binary /v1/infer, JSON /v1/infer, and v2 inference through the
+Compose, binary /v1/infer, PNG and JPEG /v1/infer, JSON /v1/infer, and v2 inference through the
 stock Triton client (binary UINT8 and JSON FP32), on the bundled model and
 the example ankle boot. Probabilities must agree within 1e-6 and the
 predicted class exactly. Prints one line per check; exits 1 on a failure.
@@ -71,6 +71,12 @@ def main():
     a, b = (post(u + query, raw, "application/octet-stream") for u in (test, ref))
     check("binary /v1/infer: the same answer", same_outputs(a, b) and a["outputs"][0]["class"] == "Ankle boot",
           f"{a['outputs']} vs {b['outputs']}")
+
+    for ext, ctype in (("png", "image/png"), ("jpg", "image/jpeg")):
+        img = open(f"{examples}/ankle-boot.{ext}", "rb").read()
+        a, b = (post(u + f"/v1/infer?model={MODEL}&classes=7,8,9", img, ctype) for u in (test, ref))
+        check(f"{ctype} /v1/infer: the same answer", same_outputs(a, b) and a["outputs"][0]["class"] == "Ankle boot",
+              f"{a['outputs']} vs {b['outputs']}")
 
     body = open(f"{examples}/infer-ankle-boot.json", "rb").read()
     a, b = (post(u + "/v1/infer", body, "application/json") for u in (test, ref))
