@@ -49,22 +49,28 @@ moda_status dataset_alloc(dataset *ds, int n, int c, int h, int w, int num_class
  * loader below. */
 void dataset_free(dataset *ds);
 moda_status dataset_set_class_name(dataset *ds, int k, const char *name);
+/* dst becomes a deep copy of src (dst is overwritten, not freed). */
+moda_status dataset_copy(dataset *dst, const dataset *src);
 
 /* One name per line; \r and trailing blanks trimmed, blank lines skipped.
  * *names (count entries) is owned by the caller: dataset_free_names(). */
 moda_status dataset_read_names(const char *path, char ***names, int *count, char *err, size_t errlen);
 void dataset_free_names(char **names, int count);
+/* Names the K classes from a names file (dataset_read_names), which must
+ * list exactly K names: MODA_ERR_FORMAT "<file>: N class names, expected
+ * K" otherwise. */
+moda_status dataset_apply_names_file(dataset *ds, const char *path, char *err, size_t errlen);
 
 /* ---- Loaders ---------------------------------------------------------- */
 
 /* An IDX image file (magic 0x803, N x H x W bytes) and its label file
- * (0x801, N bytes), gzip-compressed or not. names_path == NULL uses the
- * built-in Fashion-MNIST names and K = max(10, max label + 1); otherwise
- * K is the number of names in that file and every label must be below it. */
+ * (0x801, N bytes), gzip-compressed or not. K = max label + 1 over the
+ * file; the classes are named "0" .. "K-1" unless names_path is given
+ * (dataset_apply_names_file). */
 moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const char *labels_path,
                                    const char *names_path, char *err, size_t errlen);
 /* {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in dir (NULL: the
- * Fashion-MNIST default directory). */
+ * Fashion-MNIST default directory). Names as dataset_load_idx_files. */
 moda_status dataset_load_idx(dataset *ds, const char *dir, dataset_split split, const char *names_path,
                              char *err, size_t errlen);
 /* data_batch_1..5.bin or test_batch.bin (in dir or dir/cifar-10-batches-bin),
@@ -73,9 +79,11 @@ moda_status dataset_load_cifar10(dataset *ds, const char *dir, dataset_split spl
 /* train.bin or test.bin (in dir or dir/cifar-100-binary), fine labels,
  * names from fine_label_names.txt when present. K = 100. */
 moda_status dataset_load_cifar100(dataset *ds, const char *dir, dataset_split split, char *err, size_t errlen);
-/* By name: "fashion-mnist" (dir may be NULL), "mnist" (digit names),
- * "idx" (Fashion-MNIST names unless names_path), "cifar10", "cifar100".
- * names_path applies to the IDX kinds only. */
+/* By kind: "fashion-mnist" (dir NULL: DATASET_FASHION_MNIST_DIR; its ten
+ * names), "mnist" and "idx" (IDX files, classes "0" .. "K-1"), "cifar10",
+ * "cifar100". Every kind but fashion-mnist needs dir: MODA_ERR_ARG without
+ * it, never another dataset. names_path (NULL: none) then renames the
+ * classes, see dataset_apply_names_file. */
 moda_status dataset_load(dataset *ds, const char *kind, const char *dir, dataset_split split,
                          const char *names_path, char *err, size_t errlen);
 
