@@ -47,11 +47,19 @@ moda_status train_run(const train_options *o, char *err, size_t errlen);
 moda_status train_step(graph *g, sgd *opt, moda_loss *moda, const float *x, const int32_t *y, int n, float lr,
                        float *probs, float *logits, float *ce);
 
-/* Loads a dataset split prepared as the model expects: padded and
- * normalised with the given statistics (mi) or, for training data with
- * mi == NULL, its own. */
+/* Prepares a split as loaded for a model: the first `subset` samples of
+ * each class (0: all), padded to input_size and normalised with mi's
+ * statistics or, for training data with mi == NULL, its own. Frees ds on
+ * failure. */
+moda_status train_prepare_split(dataset *ds, int input_size, int subset, const model_info *mi, char *err,
+                                size_t errlen);
+
+/* Loads split `split` of kind from dir (NULL: the kind's default), puts
+ * its sample count and fingerprint in rec (NULL: not wanted), names its
+ * classes from the names file (NULL: the kind's names) and prepares it. */
 moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const char *names, dataset_split split,
-                             int input_size, int subset, const model_info *mi, char *err, size_t errlen);
+                             int input_size, int subset, const model_info *mi, dataset_record *rec, char *err,
+                             size_t errlen);
 
 typedef struct eval_result {
     double loss, acc;
