@@ -23,10 +23,8 @@ static char root[256], data[300], other[300], moved[300], gone[300], reg[300], c
 static moda_backend *be;
 
 /* Trains `name` briefly on dir (no names file) and decomposes it. */
-static void train_and_decompose(const char *name, const char *dir, char *ck, size_t cklen) {
-    char out[300], err[1024];
-    snprintf(out, sizeof out, "%s/runs/%s", root, name);
-    snprintf(ck, cklen, "%s/checkpoint.safetensors", out);
+/* A short run of LeNet5 at 16x16 on IDX data in dir, into out. */
+static train_options short_run(const char *dir, const char *out) {
     train_options o = train_options_default();
     o.dataset = "idx";
     o.data_dir = dir;
@@ -35,6 +33,14 @@ static void train_and_decompose(const char *name, const char *dir, char *ck, siz
     o.batch_size = 32;
     o.augment = false;
     o.out_dir = out;
+    return o;
+}
+
+static void train_and_decompose(const char *name, const char *dir, char *ck, size_t cklen) {
+    char out[300], err[1024];
+    snprintf(out, sizeof out, "%s/runs/%s", root, name);
+    snprintf(ck, cklen, "%s/checkpoint.safetensors", out);
+    train_options o = short_run(dir, out);
     if (train_run(&o, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     const char *argv[] = {"moda", "decompose", "--checkpoint", ck, "--out", reg, "--name", name, NULL};
     assert_int_equal(tiny_run_cmd(cmd_decompose, argv), 0);
@@ -98,15 +104,20 @@ static void load(const char *name, registry_model *m) {
     registry_close(r);
 }
 
+/* Model m as its checkpoint and as its registry entry. */
+static void open_model_m(checkpoint *ck, registry_model *m) {
+    char err[1024];
+    if (checkpoint_open(ckpt, be, ck, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    load("m", m);
+}
+
 /* IDX data without a names file: "0" .. "3", not Fashion-MNIST's names,
  * in the checkpoint and in the registry. */
 static void test_idx_classes_are_digits(void **state) {
     (void)state;
     checkpoint ck;
-    char err[1024];
-    if (checkpoint_open(ckpt, be, &ck, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     registry_model m;
-    load("m", &m);
+    open_model_m(&ck, &m);
     assert_int_equal(ck.info.model.num_classes, 4);
     assert_int_equal(m.info.model.num_classes, 4);
     const char *digits[4] = {"0", "1", "2", "3"};
@@ -124,13 +135,12 @@ static void test_idx_classes_are_digits(void **state) {
 static void test_record_round_trip(void **state) {
     (void)state;
     checkpoint ck;
-    char err[1024];
-    if (checkpoint_open(ckpt, be, &ck, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     registry_model m;
-    load("m", &m);
+    open_model_m(&ck, &m);
     const model_info *both[2] = {&ck.info, &m.info};
     for (int i = 0; i < 2; i++) {
         const model_info *mi = both[i];
+        char err[1024];
         assert_true(mi->data.present);
         assert_string_equal(mi->dataset, "idx");
         assert_string_equal(mi->data.location, data);
@@ -149,6 +159,7 @@ static void test_record_round_trip(void **state) {
     checkpoint_close(&ck);
 
     /* A fingerprint sees one pixel change. */
+    char err[1024];
     dataset ds;
     char a[SHA256_HEX_LEN], b[SHA256_HEX_LEN];
     assert_int_equal(dataset_load(&ds, "idx", data, DATASET_TEST, NULL, err, sizeof err), MODA_OK);
@@ -230,34 +241,37 @@ static void test_every_command_checks(void **state) {
     assert_int_equal(run_capture(cmd_compose, comp_ok, msg, sizeof msg), 0);
 }
 
+/* Runs a command; it must exit with rc and its stderr hold each needle
+ * (NULL-terminated). */
+static void expect(int (*cmd)(int, char **), const char **argv, int rc, const char *const *needles) {
+    char msg[4096];
+    assert_int_equal(run_capture(cmd, argv, msg, sizeof msg), rc);
+    for (int i = 0; needles && needles[i]; i++) assert_mentions(msg, needles[i]);
+}
+
 /* The recorded location is gone: an error that names --data-dir, and no
  * other data; the data given elsewhere by --data-dir is accepted. */
 static void test_missing_data(void **state) {
     (void)state;
-    char msg[4096];
-    const char *argv[] = {"moda", "eval-reuse", "--registry", reg, "--model", "moved", NULL};
-    assert_int_equal(run_capture(cmd_eval_reuse, argv, msg, sizeof msg), 1);
-    assert_mentions(msg, "moved: its test data (idx) cannot be read from the recorded location ");
-    assert_mentions(msg, moved);
-    assert_mentions(msg, "give --data-dir");
+    const char *reuse[] = {"moda", "eval-reuse", "--registry", reg, "--model", "moved", NULL};
+    expect(cmd_eval_reuse, reuse, 1,
+           (const char *const[]){"moved: its test data (idx) cannot be read from the recorded location ", moved,
+                                 "give --data-dir", NULL});
     const char *eval[] = {"moda", "eval", "--checkpoint", moved_ckpt, NULL};
-    assert_int_equal(run_capture(cmd_eval, eval, msg, sizeof msg), 1);
-    assert_mentions(msg, "give --data-dir");
+    expect(cmd_eval, eval, 1, (const char *const[]){"give --data-dir", NULL});
     const char *there[] = {"moda", "eval", "--checkpoint", moved_ckpt, "--data-dir", gone, NULL};
-    assert_int_equal(run_capture(cmd_eval, there, msg, sizeof msg), 0);
+    expect(cmd_eval, there, 0, NULL);
 }
 
 /* A --dataset other than the recorded kind is a usage error naming both. */
 static void test_other_kind(void **state) {
     (void)state;
-    char msg[4096];
     const char *eval[] = {"moda", "eval", "--checkpoint", ckpt, "--dataset", "mnist", NULL};
-    assert_int_equal(run_capture(cmd_eval, eval, msg, sizeof msg), 2);
-    assert_mentions(msg, "--dataset mnist differs from the dataset");
-    assert_mentions(msg, "was trained on, idx");
+    expect(cmd_eval, eval, 2,
+           (const char *const[]){"--dataset mnist differs from the dataset", "was trained on, idx", NULL});
     const char *reuse[] = {"moda", "eval-reuse", "--registry", reg, "--model", "m", "--dataset", "cifar10", NULL};
-    assert_int_equal(run_capture(cmd_eval_reuse, reuse, msg, sizeof msg), 2);
-    assert_mentions(msg, "--dataset cifar10 differs from the dataset m was trained on, idx");
+    expect(cmd_eval_reuse, reuse, 2,
+           (const char *const[]){"--dataset cifar10 differs from the dataset m was trained on, idx", NULL});
 }
 
 /* A names file must name each of the K = max label + 1 classes. */
@@ -270,13 +284,8 @@ static void test_names_count(void **state) {
     fputs("a\nb\nc\n", f);
     fclose(f);
     snprintf(out, sizeof out, "%s/runs/three", root);
-    train_options o = train_options_default();
-    o.dataset = "idx";
-    o.data_dir = data;
+    train_options o = short_run(data, out);
     o.names = names;
-    o.input_size = 16;
-    o.epochs = 1;
-    o.out_dir = out;
     assert_int_equal(train_run(&o, err, sizeof err), MODA_ERR_FORMAT);
     assert_mentions(err, "three.txt: 3 class names, expected 4");
 }
