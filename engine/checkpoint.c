@@ -61,6 +61,11 @@ static moda_status parse_info(json_t *root, model_info *mi, const char *path, ch
 
     const char *ds = json_string_value(json_object_get(d, "dataset"));
     snprintf(mi->dataset, sizeof mi->dataset, "%s", ds ? ds : "");
+    const char *dir = json_string_value(json_object_get(d, "data_dir"));
+    snprintf(mi->data.location, sizeof mi->data.location, "%s", dir ? dir : "");
+    json_t *splits = json_object_get(d, "splits"); /* absent from older checkpoints */
+    if (splits && !dataset_record_splits_parse(splits, &mi->data, why, sizeof why))
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: \"data.splits\" %s", path, why);
     json_t *pad = json_object_get(d, "pad"), *mean = json_object_get(d, "mean"), *std = json_object_get(d, "std"),
            *names = json_object_get(d, "class_names");
     mi->channels = mi->model.in_channels;

@@ -81,6 +81,26 @@ moda_status dataset_set_class_name(dataset *ds, int k, const char *name) {
     return MODA_OK;
 }
 
+moda_status dataset_copy(dataset *dst, const dataset *src) {
+    if (!dst || !src || !src->images) return MODA_ERR_NULL;
+    MODA_TRY(dataset_alloc(dst, src->n, src->c, src->h, src->w, src->num_classes));
+    memcpy(dst->images, src->images, (size_t)src->n * image_floats(src) * sizeof(float));
+    memcpy(dst->labels, src->labels, (size_t)src->n * sizeof(int32_t));
+    for (int k = 0; k < src->num_classes; k++) {
+        moda_status st = dataset_set_class_name(dst, k, src->class_names[k]);
+        if (st != MODA_OK) {
+            dataset_free(dst);
+            return st;
+        }
+    }
+    dst->pad = src->pad;
+    dst->normalized = src->normalized;
+    memcpy(dst->mean, src->mean, sizeof dst->mean);
+    memcpy(dst->std, src->std, sizeof dst->std);
+    memcpy(dst->source, src->source, sizeof dst->source);
+    return MODA_OK;
+}
+
 void dataset_free_names(char **names, int count) {
     if (!names) return;
     for (int i = 0; i < count; i++) free(names[i]);
@@ -148,36 +168,61 @@ moda_status dataset_read_names(const char *path, char ***names, int *count, char
     return MODA_OK;
 }
 
-moda_status dataset_load(dataset *ds, const char *kind, const char *dir, dataset_split split,
-                         const dataset_load_options *opt, char *err, size_t errlen) {
-    if (!ds || !kind) return MODA_ERR_NULL;
-    memset(ds, 0, sizeof *ds);
-    const char *names_path = opt ? opt->names_path : NULL;
-    if (!strcmp(kind, "fashion-mnist") || !strcmp(kind, "idx"))
-        return dataset_load_idx(ds, dir, split, names_path, err, errlen);
-    if (!dir) {
-        fileio_errf(err, errlen, "dataset %s: a data directory is required", kind);
-        return MODA_ERR_ARG;
-    }
-    if (!strcmp(kind, "mnist")) {
-        moda_status st = dataset_load_idx(ds, dir, split, names_path, err, errlen);
-        if (st != MODA_OK || names_path) return st;
-        for (int k = 0; k < ds->num_classes; k++) {
-            char buf[16];
-            snprintf(buf, sizeof buf, "%d", k);
-            if ((st = dataset_set_class_name(ds, k, buf)) != MODA_OK) {
+moda_status dataset_apply_names_file(dataset *ds, const char *path, char *err, size_t errlen) {
+    if (!ds || !path) return MODA_ERR_NULL;
+    char **names = NULL;
+    int count = 0;
+    MODA_TRY(dataset_read_names(path, &names, &count, err, errlen));
+    moda_status st = MODA_OK;
+    if (count != ds->num_classes)
+        st = fileio_fail(err, errlen, MODA_ERR_FORMAT,
+                         "%s: %d class names, expected %d (one per class: the labels run from 0 to %d)", path, count,
+                         ds->num_classes, ds->num_classes - 1);
+    for (int k = 0; st == MODA_OK && k < count; k++) st = dataset_set_class_name(ds, k, names[k]);
+    dataset_free_names(names, count);
+    return st;
+}
+
+static const char *const fashion_names[10] = {
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+};
+
+/* The kind's own loader, with the kind's built-in names. */
+static moda_status load_kind(dataset *ds, const char *kind, const char *dir, dataset_split split,
+                             const dataset_load_options *opt, char *err, size_t errlen) {
+    if (!strcmp(kind, "fashion-mnist")) {
+        MODA_TRY(dataset_load_idx(ds, dir ? dir : DATASET_FASHION_MNIST_DIR, split, NULL, err, errlen));
+        for (int k = 0; k < ds->num_classes && k < 10; k++) {
+            moda_status st = dataset_set_class_name(ds, k, fashion_names[k]);
+            if (st != MODA_OK) {
                 dataset_free(ds);
                 return st;
             }
         }
         return MODA_OK;
     }
+    if (strcmp(kind, "idx") && strcmp(kind, "mnist") && strcmp(kind, "cifar10") && strcmp(kind, "cifar100") &&
+        strcmp(kind, "folder"))
+        return fileio_fail(err, errlen, MODA_ERR_NOT_FOUND,
+                           "unknown dataset '%s' (expected fashion-mnist, mnist, idx, cifar10, cifar100, folder)", kind);
+    /* Only Fashion-MNIST has a default place; any other kind read from one
+     * would be another dataset. */
+    if (!dir) return fileio_fail(err, errlen, MODA_ERR_ARG, "dataset %s: a data directory is required", kind);
     if (!strcmp(kind, "cifar10")) return dataset_load_cifar10(ds, dir, split, err, errlen);
     if (!strcmp(kind, "cifar100")) return dataset_load_cifar100(ds, dir, split, err, errlen);
     if (!strcmp(kind, "folder")) return dataset_load_folder(ds, dir, split, opt, err, errlen);
-    fileio_errf(err, errlen, "unknown dataset '%s' (expected fashion-mnist, mnist, idx, cifar10, cifar100, folder)",
-                kind);
-    return MODA_ERR_NOT_FOUND;
+    return dataset_load_idx(ds, dir, split, NULL, err, errlen); /* idx, mnist: digit names */
+}
+
+moda_status dataset_load(dataset *ds, const char *kind, const char *dir, dataset_split split,
+                         const dataset_load_options *opt, char *err, size_t errlen) {
+    if (!ds || !kind) return MODA_ERR_NULL;
+    memset(ds, 0, sizeof *ds);
+    const char *names_path = opt ? opt->names_path : NULL;
+    MODA_TRY(load_kind(ds, kind, dir, split, opt, err, errlen));
+    moda_status st = names_path ? dataset_apply_names_file(ds, names_path, err, errlen) : MODA_OK;
+    if (st != MODA_OK) dataset_free(ds);
+    return st;
 }
 
 /* ---- Preprocessing ---------------------------------------------------- */

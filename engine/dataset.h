@@ -54,11 +54,17 @@ moda_status dataset_alloc(dataset *ds, int n, int c, int h, int w, int num_class
  * loader below. */
 void dataset_free(dataset *ds);
 moda_status dataset_set_class_name(dataset *ds, int k, const char *name);
+/* dst becomes a deep copy of src (dst is overwritten, not freed). */
+moda_status dataset_copy(dataset *dst, const dataset *src);
 
 /* One name per line; \r and trailing blanks trimmed, blank lines skipped.
  * *names (count entries) is owned by the caller: dataset_free_names(). */
 moda_status dataset_read_names(const char *path, char ***names, int *count, char *err, size_t errlen);
 void dataset_free_names(char **names, int count);
+/* Names the K classes from a names file (dataset_read_names), which must
+ * list exactly K names: MODA_ERR_FORMAT "<file>: N class names, expected
+ * K" otherwise. */
+moda_status dataset_apply_names_file(dataset *ds, const char *path, char *err, size_t errlen);
 
 /* ---- Loaders ---------------------------------------------------------- */
 
@@ -76,13 +82,13 @@ typedef struct dataset_load_options {
 } dataset_load_options;
 
 /* An IDX image file (magic 0x803, N x H x W bytes) and its label file
- * (0x801, N bytes), gzip-compressed or not. names_path == NULL uses the
- * built-in Fashion-MNIST names and K = max(10, max label + 1); otherwise
- * K is the number of names in that file and every label must be below it. */
+ * (0x801, N bytes), gzip-compressed or not. K = max label + 1 over the
+ * file; the classes are named "0" .. "K-1" unless names_path is given
+ * (dataset_apply_names_file). */
 moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const char *labels_path,
                                    const char *names_path, char *err, size_t errlen);
 /* {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in dir (NULL: the
- * Fashion-MNIST default directory). */
+ * Fashion-MNIST default directory). Names as dataset_load_idx_files. */
 moda_status dataset_load_idx(dataset *ds, const char *dir, dataset_split split, const char *names_path,
                              char *err, size_t errlen);
 /* data_batch_1..5.bin or test_batch.bin (in dir or dir/cifar-10-batches-bin),
@@ -110,9 +116,12 @@ moda_status dataset_load_folder(dataset *ds, const char *dir, dataset_split spli
                                 const dataset_load_options *opt, char *err, size_t errlen);
 /* Half the physical memory (4 GiB where it cannot be read). */
 size_t dataset_folder_max_bytes_default(void);
-/* By name: "fashion-mnist" (dir may be NULL), "mnist" (digit names),
- * "idx" (Fashion-MNIST names unless opt->names_path), "cifar10",
- * "cifar100", "folder". opt may be NULL. */
+/* By kind: "fashion-mnist" (dir NULL: DATASET_FASHION_MNIST_DIR; its ten
+ * names), "mnist" and "idx" (IDX files, classes "0" .. "K-1"), "cifar10",
+ * "cifar100", "folder". Every kind but fashion-mnist needs dir:
+ * MODA_ERR_ARG without it, never another dataset. opt may be NULL; its
+ * names_path (NULL: none) then renames the classes, see
+ * dataset_apply_names_file. */
 moda_status dataset_load(dataset *ds, const char *kind, const char *dir, dataset_split split,
                          const dataset_load_options *opt, char *err, size_t errlen);
 

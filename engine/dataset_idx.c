@@ -13,10 +13,6 @@
 #define IDX_MAGIC_LABELS 0x00000801u /* unsigned byte, 1 dim */
 #define IDX_MAX_SIDE 4096
 
-static const char *const fashion_names[10] = {
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-};
-
 typedef struct idx_file {
     gz_reader in;
     const char *path;
@@ -97,18 +93,11 @@ moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const c
     memset(ds, 0, sizeof *ds);
     idx_file xi, xl;
     unsigned char *pix = NULL, *lab = NULL;
-    char **names = NULL;
-    int nnames = 0;
     moda_status st;
 
-    if (names_path && (st = dataset_read_names(names_path, &names, &nnames, err, errlen)) != MODA_OK) return st;
-    if ((st = idx_open(&xi, images_path, IDX_MAGIC_IMAGES, 3, err, errlen)) != MODA_OK) {
-        dataset_free_names(names, nnames);
-        return st;
-    }
+    if ((st = idx_open(&xi, images_path, IDX_MAGIC_IMAGES, 3, err, errlen)) != MODA_OK) return st;
     if ((st = idx_open(&xl, labels_path, IDX_MAGIC_LABELS, 1, err, errlen)) != MODA_OK) {
         idx_close(&xi);
-        dataset_free_names(names, nnames);
         return st;
     }
     /* Counts are compared before the (large) pixel payload is read. */
@@ -128,28 +117,21 @@ moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const c
         goto done;
     }
     if ((st = idx_read_payload(&xl, lab, n, "labels", err, errlen)) != MODA_OK) goto done;
+    if ((st = idx_read_payload(&xi, pix, npix, "images", err, errlen)) != MODA_OK) goto done;
+    /* The labels say how many classes there are; their names are digits
+     * until a names file (or the kind, see dataset_load) says otherwise. */
     int max_label = 0;
     for (uint32_t i = 0; i < n; i++)
         if (lab[i] > max_label) max_label = lab[i];
-    if (names) {
-        for (uint32_t i = 0; i < n; i++)
-            if (lab[i] >= nnames) {
-                fileio_errf(err, errlen, "%s: label %d at index %u is out of range for the %d classes named in %s",
-                        labels_path, lab[i], (unsigned)i, nnames, names_path);
-                st = MODA_ERR_FORMAT;
-                goto done;
-            }
-    }
-    if ((st = idx_read_payload(&xi, pix, npix, "images", err, errlen)) != MODA_OK) goto done;
-
-    int k = names ? nnames : (max_label + 1 > 10 ? max_label + 1 : 10);
+    const int k = max_label + 1;
     if ((st = dataset_alloc(ds, (int)n, 1, (int)h, (int)w, k)) != MODA_OK) {
         fileio_errf(err, errlen, "%s: out of memory for %u images", images_path, (unsigned)n);
         goto done;
     }
     for (int c = 0; c < k && st == MODA_OK; c++) {
-        const char *name = names ? names[c] : (c < 10 ? fashion_names[c] : NULL);
-        if (name) st = dataset_set_class_name(ds, c, name);
+        char digits[16];
+        snprintf(digits, sizeof digits, "%d", c);
+        st = dataset_set_class_name(ds, c, digits);
     }
     if (st != MODA_OK) {
         fileio_errf(err, errlen, "%s: out of memory", images_path);
@@ -161,13 +143,13 @@ moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const c
     for (size_t i = 0; i < npix; i++) img[i] = (float)pix[i] / 255.0f;
     for (uint32_t i = 0; i < n; i++) ds->labels[i] = lab[i];
     snprintf(ds->source, sizeof ds->source, "idx %s", images_path);
+    if (names_path && (st = dataset_apply_names_file(ds, names_path, err, errlen)) != MODA_OK) dataset_free(ds);
 
 done:
     idx_close(&xi);
     idx_close(&xl);
     free(pix);
     free(lab);
-    dataset_free_names(names, nnames);
     return st;
 }
 

@@ -1,16 +1,19 @@
 /* What a model needs beyond its weights to be rebuilt and fed: its
- * architecture, its input preprocessing and its class names. Checkpoints
- * and the registry both store it. */
+ * architecture, its input preprocessing and its class names; and the
+ * record of the data it was trained on. Checkpoints and the registry both
+ * store it. */
 #ifndef MODA_MODEL_INFO_H
 #define MODA_MODEL_INFO_H
 
 #include "dataset.h"
+#include "dataset_record.h"
 #include "models.h"
 #include "status.h"
 
 typedef struct model_info {
     model_config model;
-    char dataset[64];  /* e.g. "fashion-mnist" */
+    char dataset[64];  /* the dataset's kind, e.g. "fashion-mnist" */
+    dataset_record data; /* where it was and what it held (data.present: recorded) */
     int pad;           /* zero border added to each side of the raw images */
     int channels;      /* = model.in_channels */
     float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];

@@ -205,11 +205,22 @@ char *registry_manifest_dump(const char *name, const graph *g, const model_info 
     json_t *input = json_pack("{ss,si,si,si,si,so,so}", "dataset", mi->dataset, "channels", mi->channels, "height",
                               m->input_size, "width", m->input_size, "pad", mi->pad, "mean",
                               floats_json(mi->mean, mi->channels), "std", floats_json(mi->std, mi->channels));
+    json_t *data = NULL; /* left out where the model has no record of its data */
+    if (mi->data.present) {
+        data = json_pack("{ss,ss,so}", "kind", mi->dataset, "location", mi->data.location, "splits",
+                         dataset_record_splits_json(&mi->data));
+        if (!data) {
+            fileio_errf(err, errlen, "cannot encode the manifest's dataset record");
+            json_decref(classes);
+            json_decref(from);
+            return NULL;
+        }
+    }
     /* "origin" (a composed model's only mark) is left out for a trained one. */
-    json_t *root = json_pack("{si,ss,so*,so,so,so,sO,s{sf},so,s{so,so}}", "format", REGISTRY_FORMAT, "name", name,
-                             "origin", from, "architecture", arch, "input", input, "classes", classes, "training",
-                             training, "metrics", "test_accuracy", test_acc, "modules", stats_json(g, st), "files",
-                             "weights", file_json(&files[REGISTRY_FILE_WEIGHTS]), "rates",
+    json_t *root = json_pack("{si,ss,so*,so,so,so,so*,sO,s{sf},so,s{so,so}}", "format", REGISTRY_FORMAT, "name",
+                             name, "origin", from, "architecture", arch, "input", input, "classes", classes, "dataset",
+                             data, "training", training, "metrics", "test_accuracy", test_acc, "modules",
+                             stats_json(g, st), "files", "weights", file_json(&files[REGISTRY_FILE_WEIGHTS]), "rates",
                              file_json(&files[REGISTRY_FILE_RATES]));
     char *text = root ? json_dumps(root, REGISTRY_JSON_FLAGS) : NULL;
     json_decref(root);
@@ -303,6 +314,30 @@ static void parse_input(jcheck *c, json_t *root, model_info *mi) {
         mi->mean[i] = (float)m;
         mi->std[i] = (float)s;
     }
+}
+
+/* The record of the training data; absent from older manifests. */
+static void parse_dataset(jcheck *c, json_t *root, model_info *mi) {
+    if (!jc_ok(c) || !json_object_get(root, "dataset")) return;
+    json_t *d = jc_get(c, root, "", "dataset", JK_OBJECT);
+    const char *kind = jc_string(c, d, "dataset", "kind");
+    const char *location = jc_string(c, d, "dataset", "location");
+    json_t *splits = jc_get(c, d, "dataset", "splits", JK_OBJECT);
+    if (!jc_ok(c)) return;
+    if (strcmp(kind, mi->dataset) != 0) {
+        jc_fail(c, MODA_ERR_FORMAT, "\"dataset.kind\" is \"%s\" but \"input.dataset\" is \"%s\"", kind, mi->dataset);
+        return;
+    }
+    if (strlen(location) >= sizeof mi->data.location) {
+        jc_fail(c, MODA_ERR_FORMAT, "\"dataset.location\" is longer than %zu bytes", sizeof mi->data.location - 1);
+        return;
+    }
+    char why[160];
+    if (!dataset_record_splits_parse(splits, &mi->data, why, sizeof why)) {
+        jc_fail(c, MODA_ERR_FORMAT, "\"dataset.splits\" %s", why);
+        return;
+    }
+    snprintf(mi->data.location, sizeof mi->data.location, "%s", location);
 }
 
 static void parse_classes(jcheck *c, json_t *root, model_info *mi) {
@@ -453,6 +488,7 @@ moda_status registry_manifest_parse(const char *text, const char *file, const ch
     parse_architecture(&c, root, &m->info, &arch, &g);
     parse_input(&c, root, &m->info);
     parse_classes(&c, root, &m->info);
+    parse_dataset(&c, root, &m->info);
     parse_origin(&c, root, m);
     parse_training(&c, root);
     json_t *metrics = jc_get(&c, root, "", "metrics", JK_OBJECT);

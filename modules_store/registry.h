@@ -2,7 +2,8 @@
  *
  *   <root>/index.json                {"format":1,"models":[{"name","manifest","sha256"}]}
  *   <root>/<model>/manifest.json     architecture and its graph, input shape and
- *                                    normalisation, class names, training config,
+ *                                    normalisation, class names, the training data's
+ *                                    record (optional), training config,
  *                                    test accuracy, module stats, files + sha256
  *   <root>/<model>/weights.safetensors.zst  every parameter and BN buffer
  *   <root>/<model>/rates.safetensors.zst    "rates.<l>" (K, N_l) per tracked layer,

@@ -119,9 +119,10 @@ static void test_idx_roundtrip(void **state) {
     assert_int_equal(dataset_load_idx(&ds, dir, DATASET_TRAIN, NULL, err, sizeof err), MODA_OK);
     check_idx_pixels(&ds, 7, 3, 5);
     for (int i = 0; i < 7; i++) assert_int_equal(ds.labels[i], train_labels[i]);
+    /* Without a names file the classes are the labels' digits, K = max + 1. */
     assert_int_equal(ds.num_classes, 10);
-    assert_string_equal(ds.class_names[0], "T-shirt/top");
-    assert_string_equal(ds.class_names[9], "Ankle boot");
+    assert_string_equal(ds.class_names[0], "0");
+    assert_string_equal(ds.class_names[9], "9");
     assert_false(ds.normalized);
     assert_non_null(strstr(ds.source, "train-images-idx3-ubyte.gz"));
     dataset_free(&ds);
@@ -130,19 +131,29 @@ static void test_idx_roundtrip(void **state) {
     assert_int_equal(dataset_load(&ds, "idx", dir, DATASET_TEST, NULL, err, sizeof err), MODA_OK);
     check_idx_pixels(&ds, 3, 3, 5);
     for (int i = 0; i < 3; i++) assert_int_equal(ds.labels[i], test_labels[i]);
+    assert_int_equal(ds.num_classes, 9);
+    assert_string_equal(ds.class_names[8], "8");
     dataset_free(&ds);
 
-    /* "mnist" names the classes by digit. */
+    /* "mnist" names the classes by digit; "fashion-mnist" by its own names. */
     assert_int_equal(dataset_load(&ds, "mnist", dir, DATASET_TEST, NULL, err, sizeof err), MODA_OK);
     assert_string_equal(ds.class_names[7], "7");
     dataset_free(&ds);
+    assert_int_equal(dataset_load(&ds, "fashion-mnist", dir, DATASET_TRAIN, NULL, err, sizeof err), MODA_OK);
+    assert_string_equal(ds.class_names[0], "T-shirt/top");
+    assert_string_equal(ds.class_names[9], "Ankle boot");
+    dataset_free(&ds);
 
-    /* A label past the built-in names widens K. */
+    /* IDX data has no default place: never Fashion-MNIST's. */
+    assert_int_equal(dataset_load(&ds, "idx", NULL, DATASET_TEST, NULL, err, sizeof err), MODA_ERR_ARG);
+    assert_err_mentions(err, "a data directory is required");
+
+    /* A label past 9 widens K. */
     const int wide[2] = {0, 12};
     write_idx_pair(dir, "t10k", 0, 2, 2, 2, wide);
     assert_int_equal(dataset_load_idx(&ds, dir, DATASET_TEST, NULL, err, sizeof err), MODA_OK);
     assert_int_equal(ds.num_classes, 13);
-    assert_string_equal(ds.class_names[12], "class_12");
+    assert_string_equal(ds.class_names[12], "12");
     dataset_free(&ds);
 }
 
@@ -162,12 +173,16 @@ static void test_idx_names_file(void **state) {
     assert_string_equal(ds.class_names[2], "bird");
     dataset_free(&ds);
 
-    /* Label 3 does not fit three names. */
+    /* Labels 0..3 are four classes: three names are too few, and so would
+     * five be. */
     const int bad[4] = {2, 0, 3, 1};
     write_idx_pair(dir, "train", 1, 4, 2, 2, bad);
     assert_int_equal(dataset_load_idx(&ds, dir, DATASET_TRAIN, names, err, sizeof err), MODA_ERR_FORMAT);
-    assert_err_mentions(err, "train-labels-idx1-ubyte.gz");
-    assert_err_mentions(err, "label 3");
+    assert_err_mentions(err, "names.txt: 3 class names, expected 4");
+    assert_null(ds.images);
+    write_text(names, "a\nb\nc\nd\ne\n");
+    assert_int_equal(dataset_load(&ds, "idx", dir, DATASET_TRAIN, &(dataset_load_options){.names_path = names}, err, sizeof err), MODA_ERR_FORMAT);
+    assert_err_mentions(err, "5 class names, expected 4");
     assert_null(ds.images);
 
     /* Missing and empty names files. */

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "cli_env.h"
 #include "compose.h"
+#include "model_data.h"
 #include "progress.h"
 #include "registry.h"
 #include "train.h"
@@ -149,7 +150,8 @@ static char *parent_training(const registry_model *m) {
 }
 
 typedef struct compose_options {
-    const char *reg, *model, *classes, *save, *out, *data_dir;
+    const char *reg, *model, *classes, *save, *out;
+    model_data_options data;
     float tau;
     int batch;
     registry_remote_options remote;
@@ -172,11 +174,7 @@ static moda_status save_composed(const compose_options *o, const registry_model 
         snprintf(err, errlen, "module stats of the composed model: %s", moda_status_string(s));
     const model_info *pi = &parent->info;
     if (s == MODA_OK) {
-        char why[ERR_LEN] = "";
-        s = train_load_split(&test, pi->dataset, o->data_dir, NULL, DATASET_TEST, pi->model.input_size, 0, pi, why,
-                             sizeof why);
-        if (s != MODA_OK)
-            snprintf(err, errlen, "%s (the test split for the accuracy; --data-dir says where it is)", why);
+        s = model_data_load(&test, &o->data, parent->name, pi, DATASET_TEST, 0, err, errlen);
     }
     if (s == MODA_OK) s = reuse_accuracy(c, &test, p->classes, p->n_classes, o->batch, &acc, &images, err, errlen);
     if (s == MODA_OK && (s = registry_composed_info(parent, p->classes, p->n_classes, o->tau, &mi, &origin)) != MODA_OK)
@@ -252,7 +250,7 @@ static int run_compose(const compose_options *o) {
 }
 
 int cmd_compose(int argc, char **argv) {
-    compose_options o = {.tau = DECOMPOSE_DEFAULT_TAU, .batch = 256};
+    compose_options o = {.tau = DECOMPOSE_DEFAULT_TAU, .batch = 256, .data = {.log = stderr}};
     bool help = false;
     const arg_spec specs[] = {
         {"registry", ARG_STRING, &o.reg, "DIR|URL", "module registry: a directory, or http(s) to read"},
@@ -261,7 +259,8 @@ int cmd_compose(int argc, char **argv) {
         {"tau", ARG_FLOAT, &o.tau, "T", "activation-rate threshold (0.9)"},
         {"save", ARG_STRING, &o.save, "NAME", "store the composed model under this name"},
         {"out", ARG_STRING, &o.out, "DIR", "registry to store it in (default: --registry)"},
-        {"data-dir", ARG_STRING, &o.data_dir, "DIR", "test data for --save's accuracy (default: the dataset's own)"},
+        {"data-dir", ARG_STRING, &o.data.data_dir, "DIR", "test data for --save's accuracy (default: the recorded)"},
+        {"dataset", ARG_STRING, &o.data.kind, "D", "the dataset's kind; must be the one trained on (default: it)"},
         {"batch-size", ARG_INT, &o.batch, "N", "evaluation batch size (256)"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);

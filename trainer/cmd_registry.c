@@ -14,28 +14,19 @@
 #include "cli_env.h"
 #include "compose.h"
 #include "decompose.h"
+#include "model_data.h"
 #include "progress.h"
 #include "registry.h"
 #include "train.h"
 
 /* ---- moda decompose ------------------------------------------------------ */
 
-/* What the checkpoint says about its training data. */
-typedef struct data_source {
-    char dir[1024], names[1024];
-    int subset;
-} data_source;
-
-static void read_data_source(const char *meta_json, data_source *d) {
-    memset(d, 0, sizeof(*d));
+/* The per-class subset the checkpoint was trained on (0: all). */
+static int read_subset(const char *meta_json) {
     json_t *root = json_loads(meta_json, 0, NULL);
-    json_t *data = json_object_get(root, "data");
-    const char *dir = json_string_value(json_object_get(data, "data_dir"));
-    const char *names = json_string_value(json_object_get(data, "names"));
-    snprintf(d->dir, sizeof d->dir, "%s", dir ? dir : "");
-    snprintf(d->names, sizeof d->names, "%s", names ? names : "");
-    d->subset = (int)json_integer_value(json_object_get(data, "subset"));
+    int subset = (int)json_integer_value(json_object_get(json_object_get(root, "data"), "subset"));
     json_decref(root);
+    return subset;
 }
 
 /* The checkpoint directory's name, e.g. runs/vgg-moda/checkpoint.safetensors
@@ -79,7 +70,8 @@ static moda_status rates_with_progress(graph *g, const dataset *ds, int batch, r
 }
 
 typedef struct decompose_options {
-    const char *ckpt, *out, *name, *data_dir, *names;
+    const char *ckpt, *out, *name;
+    model_data_options data;
     float tau;
     int batch;
 } decompose_options;
@@ -102,13 +94,8 @@ static moda_status run_decompose(const decompose_options *o, const char *name, c
     }
     /* The training split exactly as the model saw it: same files, same
      * per-class subset, its normalisation, no augmentation. */
-    data_source src;
-    read_data_source(ck.meta_json, &src);
-    const char *dir = o->data_dir ? o->data_dir : src.dir[0] ? src.dir : NULL;
-    const char *names = o->names ? o->names : src.names[0] ? src.names : NULL;
     const model_info *mi = &ck.info;
-    s = train_load_split(&train, mi->dataset, dir, names, DATASET_TRAIN, mi->model.input_size, src.subset, mi, err,
-                         errlen);
+    s = model_data_load(&train, &o->data, o->ckpt, mi, DATASET_TRAIN, read_subset(ck.meta_json), err, errlen);
     if (s == MODA_OK) s = graph_plan(ck.g, o->batch);
     if (s == MODA_OK) s = rates_alloc(&r, ck.g, mi->model.num_classes);
     if (s == MODA_OK) {
@@ -119,7 +106,7 @@ static moda_status run_decompose(const decompose_options *o, const char *name, c
     }
     dataset_free(&train);
     if (s == MODA_OK)
-        s = train_load_split(&test, mi->dataset, dir, names, DATASET_TEST, mi->model.input_size, 0, mi, err, errlen);
+        s = model_data_load(&test, &o->data, o->ckpt, mi, DATASET_TEST, 0, err, errlen);
     if (s == MODA_OK) {
         s = evaluate(ck.g, &test, o->batch, &ev);
         if (s != MODA_OK) snprintf(err, errlen, "evaluation: %s", moda_status_string(s));
@@ -146,7 +133,7 @@ static moda_status run_decompose(const decompose_options *o, const char *name, c
 }
 
 int cmd_decompose(int argc, char **argv) {
-    decompose_options o = {.tau = DECOMPOSE_DEFAULT_TAU, .batch = 256};
+    decompose_options o = {.tau = DECOMPOSE_DEFAULT_TAU, .batch = 256, .data = {.log = stderr}};
     bool help = false;
     const arg_spec specs[] = {
         {"checkpoint", ARG_STRING, &o.ckpt, "FILE", "checkpoint.safetensors written by moda train"},
@@ -154,8 +141,8 @@ int cmd_decompose(int argc, char **argv) {
         {"name", ARG_STRING, &o.name, "NAME", "model name (default: the checkpoint directory's name)"},
         {"tau", ARG_FLOAT, &o.tau, "T", "activation-rate threshold for the module stats (0.9)"},
         {"batch-size", ARG_INT, &o.batch, "N", "batch size of the passes (256)"},
-        {"data-dir", ARG_STRING, &o.data_dir, "DIR", "dataset directory (default: as trained)"},
-        {"names", ARG_STRING, &o.names, "FILE", "class names file (IDX data; default: as trained)"},
+        {"data-dir", ARG_STRING, &o.data.data_dir, "DIR", "dataset directory (default: the recorded one)"},
+        {"dataset", ARG_STRING, &o.data.kind, "D", "the dataset's kind; must be the one trained on (default: it)"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
     bool ok = args_parse(argc, argv, 2, specs, n, NULL, 0, NULL, &help);
@@ -203,7 +190,7 @@ int cmd_decompose(int argc, char **argv) {
     }
     if (s != MODA_OK) {
         fprintf(stderr, "moda decompose: %s\n", err[0] ? err : moda_status_string(s));
-        return 1;
+        return s == MODA_ERR_ARG ? EXIT_USAGE : 1;
     }
     return 0;
 }

@@ -10,6 +10,7 @@
 #include "cli_env.h"
 #include "cmd_compose.h"
 #include "compose.h"
+#include "model_data.h"
 #include "progress.h"
 #include "registry.h"
 #include "train.h"
@@ -42,21 +43,23 @@ static bool same_input(const model_info *a, const model_info *b) {
 }
 
 /* One split of the data through W and S's module (both planned for
- * BATCH), as each model prepares its input. */
+ * BATCH), as each model prepares its input. The split is read once, for
+ * W, and checked against both models' records. */
 static moda_status load_split(const registry_model *w, const registry_model *s, graph *module, int t,
-                              const char *data_dir, dataset_split which, split_logits *out, char *err, size_t errlen) {
+                              const model_data_options *data, dataset_split which, split_logits *out, char *err,
+                              size_t errlen) {
     memset(out, 0, sizeof(*out));
-    const char *what = which == DATASET_TRAIN ? "training" : "test";
     dataset dw = {0}, ds = {0};
     const model_info *wi = &w->info, *si = &s->info;
-    moda_status st = train_load_split(&dw, wi->dataset, data_dir, NULL, which, wi->model.input_size, 0, wi, err, errlen);
+    char where[DATASET_LOCATION_LEN + 64];
+    moda_status st = model_data_read(&dw, data, w->name, wi, which, where, sizeof where, err, errlen);
+    if (st == MODA_OK) st = model_data_verify(&dw, where, data, s->name, si, which, err, errlen);
     bool own = st == MODA_OK && !same_input(wi, si);
-    if (own) st = train_load_split(&ds, si->dataset, data_dir, NULL, which, si->model.input_size, 0, si, err, errlen);
+    if (own && (st = dataset_copy(&ds, &dw)) == MODA_OK)
+        st = train_prepare_split(&ds, si->model.input_size, 0, si, err, errlen);
+    if (st == MODA_OK) st = train_prepare_split(&dw, wi->model.input_size, 0, wi, err, errlen);
     const dataset *sd = own ? &ds : &dw;
-    if (st == MODA_OK && sd->n != dw.n) {
-        snprintf(err, errlen, "the %s sets differ: %d images for %s, %d for %s", what, dw.n, w->name, sd->n, s->name);
-        st = MODA_ERR_SHAPE;
-    }
+    const char *what = which == DATASET_TRAIN ? "training" : "test";
     const int k = wi->model.num_classes, n = dw.n;
     float *mod = NULL;
     if (st == MODA_OK) {
@@ -161,8 +164,9 @@ moda_status replace_run(const replace_options *o, replace_result *res, char *err
         if (st != MODA_OK)
             snprintf(err, errlen, "composing %s's module for class %d: %s", s.name, ts, moda_status_string(st));
     }
-    if (st == MODA_OK) st = load_split(&w, &s, module, t, o->data_dir, DATASET_TRAIN, &train, err, errlen);
-    if (st == MODA_OK) st = load_split(&w, &s, module, t, o->data_dir, DATASET_TEST, &test, err, errlen);
+    const model_data_options data = {.kind = o->dataset, .data_dir = o->data_dir, .log = stderr};
+    if (st == MODA_OK) st = load_split(&w, &s, module, t, &data, DATASET_TRAIN, &train, err, errlen);
+    if (st == MODA_OK) st = load_split(&w, &s, module, t, &data, DATASET_TEST, &test, err, errlen);
     if (st == MODA_OK) {
         res->cls = t;
         snprintf(res->class_name, sizeof res->class_name, "%s", w.info.class_names[t]);
@@ -213,7 +217,8 @@ int cmd_replace(int argc, char **argv) {
         {"lr", ARG_FLOAT, &o.calib.lr, "LR", "calibration learning rate, Adam (0.01)"},
         {"batch-size", ARG_INT, &o.calib.batch, "N", "calibration batch size (128)"},
         {"seed", ARG_U64, &o.calib.seed, "N", "seed of the calibration layer and its sample order (0)"},
-        {"data-dir", ARG_STRING, &o.data_dir, "DIR", "dataset directory (default: the dataset's own)"},
+        {"data-dir", ARG_STRING, &o.data_dir, "DIR", "dataset directory (default: the weak model's recorded one)"},
+        {"dataset", ARG_STRING, &o.dataset, "D", "the dataset's kind; must be the one trained on (default: it)"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
     bool ok = args_parse(argc, argv, 2, specs, n, NULL, 0, NULL, &help);

@@ -19,7 +19,8 @@ typedef struct replace_options {
     const char *strong_reg; /* NULL: reg */
     const char *weak, *strong;
     const char *cls;        /* the weak model's class: a name or an index */
-    const char *data_dir;   /* NULL: the dataset's own */
+    const char *data_dir;   /* NULL: the recorded location (model_data.h) */
+    const char *dataset;    /* --dataset: must be the models' kind; NULL: theirs */
     float tau;              /* the module's threshold */
     calibration_options calib;
     registry_remote_options remote; /* for registry URLs; zeroed: the defaults */

@@ -13,6 +13,7 @@
 #include "cli_env.h"
 #include "compose.h"
 #include "fileio.h"
+#include "model_data.h"
 #include "progress.h"
 #include "registry.h"
 #include "report.h"
@@ -76,14 +77,13 @@ static moda_status shared_prefix(const graph *g, const rates *r, float tau, int 
 /* Loads a model and its test set and runs the full model over it. With
  * prefix_tau >= 0 it also finds the composed models' shared prefix at that
  * threshold and keeps its activations. */
-static moda_status load_model(const registry *reg, const char *name, moda_backend *be, const char *data_dir,
+static moda_status load_model(const registry *reg, const char *name, moda_backend *be, const model_data_options *data,
                               int batch, float prefix_tau, reuse_model *rm, char *err, size_t errlen) {
     memset(rm, 0, sizeof(*rm));
     rm->be = be;
     MODA_TRY(registry_load_model(reg, name, be, &rm->m, err, errlen));
     model_info *mi = &rm->m.info;
-    MODA_TRY(train_load_split(&rm->test, mi->dataset, data_dir, NULL, DATASET_TEST, mi->model.input_size, 0, mi, err,
-                              errlen));
+    MODA_TRY(model_data_load(&rm->test, data, name, mi, DATASET_TEST, 0, err, errlen));
     if (rm->test.num_classes < mi->model.num_classes) { /* more is fine: those samples are in no subset */
         snprintf(err, errlen, "%s has %d classes, its test set only %d", name, mi->model.num_classes,
                  rm->test.num_classes);
@@ -419,7 +419,8 @@ static int *make_subsets(int k, int n_random, uint64_t seed, int *count, int **s
 
 /* What `moda eval-reuse` was asked. */
 typedef struct reuse_options {
-    const char *reg_path, *model, *st_model, *tasks, *out, *data_dir, *device;
+    const char *reg_path, *model, *st_model, *tasks, *out, *device;
+    model_data_options data;
     float tau;
     uint64_t seed;
     int batch, threads; /* threads -1: not given */
@@ -431,7 +432,8 @@ typedef struct reuse_options {
 /* Parse and check the command line into o. Returns -1 to go on, else the
  * exit code (0 after --help, EXIT_USAGE after a message). */
 static int parse_reuse_options(int argc, char **argv, reuse_options *o) {
-    *o = (reuse_options){.tasks = "all", .device = "cpu", .tau = DECOMPOSE_DEFAULT_TAU, .batch = 256, .threads = -1};
+    *o = (reuse_options){.tasks = "all", .device = "cpu", .tau = DECOMPOSE_DEFAULT_TAU, .batch = 256, .threads = -1,
+                         .data = {.log = stderr}};
     bool help = false;
     const arg_spec specs[] = {
         {"registry", ARG_STRING, &o->reg_path, "DIR|URL", "module registry: a directory, or http(s) to read"},
@@ -443,7 +445,8 @@ static int parse_reuse_options(int argc, char **argv, reuse_options *o) {
         {"batch-size", ARG_INT, &o->batch, "N", "evaluation batch size (256)"},
         {"threads", ARG_INT, &o->threads, "N",
          "subsets evaluated side by side (OMP_NUM_THREADS, else the cores; 1 on a GPU)"},
-        {"data-dir", ARG_STRING, &o->data_dir, "DIR", "dataset directory (default: the dataset's own)"},
+        {"data-dir", ARG_STRING, &o->data.data_dir, "DIR", "test data directory (default: the recorded one)"},
+        {"dataset", ARG_STRING, &o->data.kind, "D", "the dataset's kind; must be the one trained on (default: it)"},
         {"out", ARG_STRING, &o->out, "DIR", "write reuse.csv and reuse.svg there"},
         {"device", ARG_STRING, &o->device, "D", "cpu | cuda | auto (cpu)"},
     };
@@ -513,8 +516,8 @@ static moda_status prepare_run(const reuse_options *o, reuse_run *r, char *err, 
     /* One GPU: subsets one after another, unless asked otherwise. */
     r->threads = o->threads != -1 ? o->threads : r->be && !backend_host_memory(r->be) ? 1 : omp_get_max_threads();
     MODA_TRY(r->be ? registry_open(o->reg_path, &o->remote, &r->reg, err, errlen) : MODA_ERR_BACKEND);
-    MODA_TRY(load_model(r->reg, o->model, r->be, o->data_dir, o->batch, o->tau, &r->mo, err, errlen));
-    if (o->st_model) MODA_TRY(load_model(r->reg, o->st_model, r->be, o->data_dir, o->batch, -1, &r->st, err, errlen));
+    MODA_TRY(load_model(r->reg, o->model, r->be, &o->data, o->batch, o->tau, &r->mo, err, errlen));
+    if (o->st_model) MODA_TRY(load_model(r->reg, o->st_model, r->be, &o->data, o->batch, -1, &r->st, err, errlen));
     int k = r->k = r->mo.m.info.model.num_classes;
     if (o->st_model && r->st.m.info.model.num_classes != k)
         return fileio_fail(err, errlen, MODA_ERR_ARG, "%s has %d classes, %s has %d", o->st_model,

@@ -1,5 +1,4 @@
 /* moda: the offline trainer and tool CLI. */
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include "cli.h"
 #include "cli_env.h"
 #include "cmd_compose.h"
+#include "cmd_eval.h"
 #include "cmd_registry.h"
 #include "cmd_replace.h"
 #include "cmd_reuse.h"
@@ -84,65 +84,6 @@ static int cmd_train(int argc, char **argv) {
     if (s != MODA_OK) {
         fprintf(stderr, "moda train: %s\n", err[0] ? err : moda_status_string(s));
         return s == MODA_ERR_ARG ? EXIT_USAGE : 1;
-    }
-    return 0;
-}
-
-static int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data_dir = NULL, *names = NULL;
-    int batch = 256;
-    bool help = false;
-    const arg_spec specs[] = {
-        {"checkpoint", ARG_STRING, &ckpt, "FILE", "checkpoint.safetensors written by moda train"},
-        {"data-dir", ARG_STRING, &data_dir, "DIR", "dataset directory (default: as trained)"},
-        {"names", ARG_STRING, &names, "FILE", "class names file (IDX data)"},
-        {"batch-size", ARG_INT, &batch, "N", "evaluation batch size (256)"},
-    };
-    int n = (int)(sizeof specs / sizeof specs[0]);
-    if (!args_parse(argc, argv, 2, specs, n, NULL, 0, NULL, &help) || help || !ckpt || batch < 1) {
-        FILE *f = help ? stdout : stderr;
-        if (!help && !ckpt) fprintf(stderr, "moda eval: --checkpoint is required\n");
-        fprintf(f, "usage: moda eval --checkpoint FILE [options]\n\noptions:\n");
-        args_print_options(f, specs, n);
-        return help ? 0 : EXIT_USAGE;
-    }
-    char err[1024] = "";
-    moda_backend *be = backend_cpu_new();
-    checkpoint ck;
-    dataset test = {0};
-    eval_result r = {0};
-    moda_status s = be ? checkpoint_open(ckpt, be, &ck, err, sizeof err) : MODA_ERR_BACKEND;
-    if (s == MODA_OK) {
-        /* Data location as trained unless overridden. */
-        const char *kind = ck.info.dataset;
-        json_t *meta = json_loads(ck.meta_json, 0, NULL);
-        json_t *data = json_object_get(meta, "data");
-        const char *dir = json_string_value(json_object_get(data, "data_dir"));
-        const char *nm = json_string_value(json_object_get(data, "names"));
-        if (!data_dir && dir && dir[0]) data_dir = dir;
-        if (!names && nm && nm[0]) names = nm;
-        s = train_load_split(&test, kind, data_dir, names, DATASET_TEST, ck.info.model.input_size, 0, &ck.info, err,
-                             sizeof err);
-        if (s == MODA_OK) s = graph_plan(ck.g, batch);
-        if (s == MODA_OK) s = evaluate(ck.g, &test, batch, &r);
-        if (s == MODA_OK) {
-            printf("%s: %s (width %g) on %s, %d test images\n", ckpt, model_arch_name(ck.info.model.arch),
-                   ck.info.model.width, kind, test.n);
-            printf("test accuracy %.2f%%  loss %.4f\n\n%-4s %-20s %8s %8s\n", 100 * r.acc, r.loss, "idx", "class",
-                   "samples", "accuracy");
-            for (int k = 0; k < test.num_classes; k++)
-                printf("%-4d %-20s %8d %7.2f%%\n", k, ck.info.class_names[k], r.total[k],
-                       r.total[k] ? 100.0 * r.correct[k] / r.total[k] : 0.0);
-        }
-        eval_result_free(&r);
-        dataset_free(&test);
-        json_decref(meta);
-        checkpoint_close(&ck);
-    }
-    backend_free(be);
-    if (s != MODA_OK) {
-        fprintf(stderr, "moda eval: %s\n", err[0] ? err : moda_status_string(s));
-        return 1;
     }
     return 0;
 }

@@ -34,19 +34,27 @@ train_options train_options_default(void) {
     };
 }
 
-moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const char *names, dataset_split split,
-                             int input_size, int subset, const model_info *mi, char *err, size_t errlen) {
-    const dataset_load_options lo = {.names_path = names, .image_size = input_size};
-    return train_load_split_with(ds, kind, dir, &lo, split, subset, mi, err, errlen);
-}
-
-moda_status train_load_split_with(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
-                                  dataset_split split, int subset, const model_info *mi, char *err, size_t errlen) {
+moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
+                             dataset_split split, int subset, const model_info *mi, dataset_record *rec, char *err,
+                             size_t errlen) {
     if (!ds || !lo) return MODA_ERR_NULL;
-    const int input_size = lo->image_size;
     dataset_load_options o = *lo;
+    o.names_path = NULL; /* applied after the fingerprint */
     if (mi && !o.channels) o.channels = mi->channels; /* the model's, not a guess from the data */
     MODA_TRY(dataset_load(ds, kind, dir, split, &o, err, errlen));
+    /* Fingerprinted before the names file: names label the data, they do
+     * not change it. */
+    moda_status s = rec ? dataset_record_split(rec, split, ds) : MODA_OK;
+    if (s == MODA_OK && lo->names_path) s = dataset_apply_names_file(ds, lo->names_path, err, errlen);
+    if (s != MODA_OK) {
+        dataset_free(ds);
+        return s;
+    }
+    return train_prepare_split(ds, lo->image_size, subset, mi, err, errlen);
+}
+
+moda_status train_prepare_split(dataset *ds, int input_size, int subset, const model_info *mi, char *err,
+                                size_t errlen) {
     moda_status s = MODA_OK;
     if (subset > 0) s = dataset_subset_per_class(ds, subset);
     if (s == MODA_OK && (ds->h != ds->w || ds->h > input_size || (input_size - ds->h) % 2)) {
@@ -186,7 +194,9 @@ static char *build_meta(const train_options *o, const model_info *mi, int epochs
         (double)o->momentum, "nesterov", o->nesterov, "weight_decay", (double)o->weight_decay, "seed",
         (json_int_t)o->seed, "alpha", (double)o->alpha, "beta", (double)o->beta, "gamma", (double)o->gamma,
         "epochs_done", epochs_done, "history", hist);
-    char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_t *splits = root && mi->data.present ? dataset_record_splits_json(&mi->data) : NULL;
+    if (splits) json_object_set_new(json_object_get(root, "data"), "splits", splits);
+    char *s = root && (splits || !mi->data.present) ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return s;
 }
@@ -303,6 +313,7 @@ typedef struct run {
     bool own_graph;
     model_info info; /* fresh runs */
     model_info *mi;
+    dataset_record read; /* the data read by this run */
     sgd opt;
     moda_loss moda;
     epoch_record *history;
@@ -461,9 +472,10 @@ static dataset_load_options load_options(const run *r) {
  * on the same data (its normalisation), a fresh one is built for it. */
 static moda_status load_training_data(run *r, char *err, size_t errlen) {
     const dataset_load_options lo = load_options(r);
-    MODA_TRY(train_load_split_with(&r->train, r->o.dataset, r->o.data_dir, &lo, DATASET_TRAIN, r->o.subset, NULL, err,
-                                   errlen));
+    MODA_TRY(train_load_split(&r->train, r->o.dataset, r->o.data_dir, &lo, DATASET_TRAIN, r->o.subset, NULL, &r->read,
+                              err, errlen));
     if (!r->mi) return build_model(r, err, errlen);
+    if (r->mi->data.present) return MODA_OK; /* settle_record checks the fingerprints */
     for (int c = 0; c < r->train.c; c++)
         if (r->train.mean[c] != r->mi->mean[c] || r->train.std[c] != r->mi->std[c])
             return fileio_fail(err, errlen, MODA_ERR_STATE, "%s: training data differs from the checkpoint's",
@@ -471,14 +483,34 @@ static moda_status load_training_data(run *r, char *err, size_t errlen) {
     return MODA_OK;
 }
 
+/* The record of the data read: a fresh run (or one resumed from a
+ * checkpoint that has none) keeps it; a resumed run must have read the
+ * data it recorded. */
+static moda_status settle_record(run *r, char *err, size_t errlen) {
+    dataset_record *rec = &r->mi->data;
+    const char *where = r->o.data_dir ? r->o.data_dir : "the default location";
+    if (rec->present) {
+        for (int s = DATASET_TRAIN; s <= DATASET_TEST; s++)
+            MODA_TRY(dataset_record_check(rec, r->o.dataset, r->path, (dataset_split)s, &r->read.split[s], where, err,
+                                          errlen));
+        return MODA_OK;
+    }
+    *rec = r->read;
+    snprintf(rec->location, sizeof rec->location, "%s", r->o.data_dir ? r->o.data_dir : "");
+    rec->present = true;
+    return MODA_OK;
+}
+
 /* The test data, the optimiser (with its state when resumed), the plan
  * for a batch, the MODA loss and the batch buffers. */
 static moda_status prepare_training(const train_options *cli, run *r, char *err, size_t errlen) {
     const dataset_load_options lo = load_options(r);
-    MODA_TRY(train_load_split_with(&r->test, r->o.dataset, r->o.data_dir, &lo, DATASET_TEST, 0, r->mi, err, errlen));
+    MODA_TRY(train_load_split(&r->test, r->o.dataset, r->o.data_dir, &lo, DATASET_TEST, 0, r->mi, &r->read, err,
+                              errlen));
     if (r->test.num_classes != r->train.num_classes)
         return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: %d classes, the training set has %d", r->test.source,
                            r->test.num_classes, r->train.num_classes);
+    MODA_TRY(settle_record(r, err, errlen));
     MODA_TRY(sgd_init(&r->opt, r->g, r->o.momentum, r->o.weight_decay, r->o.nesterov));
     if (cli->resume) MODA_TRY(checkpoint_load_optimizer(&r->ck, &r->opt, err, errlen));
     MODA_TRY(graph_plan(r->g, r->o.batch_size));

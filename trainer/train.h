@@ -48,15 +48,21 @@ moda_status train_run(const train_options *o, char *err, size_t errlen);
 moda_status train_step(graph *g, sgd *opt, moda_loss *moda, const float *x, const int32_t *y, int n, float lr,
                        float *probs, float *logits, float *ce);
 
-/* Loads a dataset split prepared as the model expects: padded and
- * normalised with the given statistics (mi) or, for training data with
- * mi == NULL, its own. */
-moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const char *names, dataset_split split,
-                             int input_size, int subset, const model_info *mi, char *err, size_t errlen);
-/* The same with every loader option (lo->image_size is the input size;
- * lo->channels 0 takes mi's channels when mi is given). */
-moda_status train_load_split_with(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
-                                  dataset_split split, int subset, const model_info *mi, char *err, size_t errlen);
+/* Prepares a split as loaded for a model: the first `subset` samples of
+ * each class (0: all), padded to input_size and normalised with mi's
+ * statistics or, for training data with mi == NULL, its own. Frees ds on
+ * failure. */
+moda_status train_prepare_split(dataset *ds, int input_size, int subset, const model_info *mi, char *err,
+                                size_t errlen);
+
+/* Loads split `split` of kind from dir (NULL: the kind's default) with
+ * the loader options lo (lo->image_size is the input size; lo->channels 0
+ * takes mi's channels when mi is given), puts its sample count and
+ * fingerprint in rec (NULL: not wanted), names its classes from
+ * lo->names_path (NULL: the kind's names) and prepares it. */
+moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
+                             dataset_split split, int subset, const model_info *mi, dataset_record *rec, char *err,
+                             size_t errlen);
 
 typedef struct eval_result {
     double loss, acc;
