@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The deploy checks of the test command, after the unit tests: the
-# deployment files linted and checked against the server, the README's
-# commands on a fresh Debian 12 root, the CPU image, and compose.yaml.
+# The deploy checks of the test command that need containers, after the
+# unit tests (which lint the deployment files: ctest deploy_lint): the
+# README's commands on a fresh Debian 12 root, the CPU image, and
+# compose.yaml.
 #
 #   tests/containers/run.sh [BUILD_DIR]     (default: build)
 #
@@ -19,7 +20,7 @@ if [ "${MODA_CONTAINER_TESTS:-1}" = 0 ]; then
 fi
 
 passed=0 failed=0 skipped=0 summary=()
-for t in lint fresh_root image_test compose_test; do
+for t in fresh_root image_test compose_test; do
   echo "== $t"
   start=$SECONDS
   if [ "$t" = fresh_root ]; then "$dir/$t.sh"; else "$dir/$t.sh" "$build"; fi
