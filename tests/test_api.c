@@ -633,6 +633,37 @@ static void test_light_requests(void **state) {
     assert_false(api_request_is_light(NULL, &req));
 }
 
+/* /v1/models/{model}'s module statistics are the registry's: the pair
+ * overlaps and the overlap of each parameterised layer. */
+static void test_model_overlaps(void **state) {
+    (void)state;
+    api_response r;
+    json_t *root = run(&(call){.method = "GET", .path = "/v1/models/" MODEL}, &r);
+    assert_int_equal(r.status, 200);
+    json_t *overlap = json_object_get(root, "overlap");
+    assert_int_equal(json_array_size(overlap), K);
+    for (int i = 0; i < K; i++) {
+        json_t *row = json_array_get(overlap, (size_t)i);
+        assert_int_equal(json_array_size(row), K);
+        for (int j = 0; j < K; j++)
+            assert_true(fabs(json_number_value(json_array_get(row, (size_t)j)) - parent.stats.overlap[i * K + j]) <
+                        1e-8);
+    }
+    json_t *layers = json_object_get(root, "layers");
+    assert_int_equal(json_array_size(layers), parent.stats.n_layers);
+    assert_int_equal(parent.stats.n_layers, 5); /* LeNet5: conv1, conv2, fc1, fc2, fc3 */
+    for (int l = 0; l < parent.stats.n_layers; l++) {
+        json_t *layer = json_array_get(layers, (size_t)l);
+        int node = (int)json_integer_value(json_object_get(layer, "node"));
+        assert_int_equal(node, parent.stats.layer_node[l]);
+        assert_string_equal(json_string_value(json_object_get(layer, "name")), parent.g->nodes[node].name);
+        assert_true(fabs(json_number_value(json_object_get(layer, "overlap")) - parent.stats.layer_overlap[l]) < 1e-8);
+    }
+    assert_string_equal(json_string_value(json_object_get(json_array_get(layers, 0), "name")), "conv1");
+    json_decref(root);
+    api_response_free(&r);
+}
+
 static void test_health(void **state) {
     (void)state;
     api_response r;
@@ -1012,6 +1043,7 @@ int main(void) {
         cmocka_unit_test(test_tau0_all_classes_is_full_model),
         cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_models_routes),
+        cmocka_unit_test(test_model_overlaps),
         cmocka_unit_test(test_health),         cmocka_unit_test(test_light_requests),
         cmocka_unit_test(test_routing_errors),
         cmocka_unit_test(test_compose_errors),
