@@ -1,5 +1,6 @@
 /* api_new/api_free, routing, and the server-level routes (/v2 metadata and
- * health). The v1 handlers live in v1.c, the v2 model routes in v2.c. */
+ * health). The v1 handlers live in v1.c, the v2 model routes in v2.c, the
+ * module explorer's page in ui.c. */
 #include "api.h"
 
 #include <math.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "api_state.h"
+#include "ui.h"
 #include "v1.h"
 #include "v2.h"
 
@@ -150,6 +152,8 @@ typedef enum route_id {
     ROUTE_V2,
     ROUTE_V2_LIVE,
     ROUTE_V2_READY,
+    ROUTE_UI_PAGE,
+    ROUTE_UI_FILE,
 } route_id;
 
 typedef struct route {
@@ -168,6 +172,9 @@ static const route ROUTES[] = {
     {"/v2", false, "GET", ROUTE_V2},
     {"/v2/health/live", false, "GET", ROUTE_V2_LIVE},
     {"/v2/health/ready", false, "GET", ROUTE_V2_READY},
+    {"/", false, "GET", ROUTE_UI_PAGE},
+    {"/ui/", false, "GET", ROUTE_UI_PAGE},
+    {"/ui/", true, "GET", ROUTE_UI_FILE},
 };
 
 /* The route of path (rest: its last segment for a prefix route), or NULL. */
@@ -240,5 +247,7 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp) 
     case ROUTE_V2: v2_server_metadata(resp); break;
     case ROUTE_V2_LIVE: v2_health(a, false, resp); break;
     case ROUTE_V2_READY: v2_health(a, true, resp); break;
+    case ROUTE_UI_PAGE: ui_file(req, UI_PAGE, resp); break;
+    case ROUTE_UI_FILE: ui_file(req, rest, resp); break;
     }
 }

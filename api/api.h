@@ -12,6 +12,7 @@
  *   GET    /v2                        GET /v2/health/live, /v2/health/ready
  *   GET    /v2/models/{id}            GET /v2/models/{id}/ready
  *   POST   /v2/models/{id}/infer
+ *   GET    /, /ui/                    GET /ui/{file}      (the module explorer)
  *
  * A composed model's id is "<model>~<i>-<j>-...~<tau>": the registry model,
  * the parent class indices in output order, and the threshold (%g). '~'

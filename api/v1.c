@@ -80,13 +80,24 @@ void v1_model_get(api *a, const char *name, api_response *resp) {
     for (int c = 0; c < k; c++)
         json_array_append_new(classes, json_pack("{s:i,s:s,s:f}", "index", c, "name", mi->class_names[c],
                                                  "module_size", sizes ? rm->stats.size[c] : 0.0));
+    json_t *overlap = json_array(), *layers = json_array();
+    for (int r = 0; sizes && rm->stats.overlap && r < k; r++) {
+        json_t *row = json_array();
+        for (int c = 0; c < k; c++) json_array_append_new(row, json_real(rm->stats.overlap[(size_t)r * k + c]));
+        json_array_append_new(overlap, row);
+    }
+    for (int l = 0; l < rm->stats.n_layers; l++) {
+        int node = rm->stats.layer_node[l];
+        json_array_append_new(layers, json_pack("{s:i,s:s,s:f}", "node", node, "name", rm->g->nodes[node].name,
+                                                "overlap", rm->stats.layer_overlap[l]));
+    }
     json_t *root = json_pack(
-        "{s:s,s:s,s:f,s:i,s:f,s:f,s:f,s:f,s:I,s:f,s:{s:i,s:i,s:i,s:i,s:o,s:o},s:o,s:b}", "name", rm->name, "arch",
+        "{s:s,s:s,s:f,s:i,s:f,s:f,s:f,s:f,s:I,s:f,s:{s:i,s:i,s:i,s:i,s:o,s:o},s:o,s:o,s:o,s:b}", "name", rm->name, "arch",
         model_arch_name(mi->model.arch), "width", short_real(mi->model.width), "num_classes", k, "test_accuracy",
         rm->test_acc, "tau", short_real(rm->stats.tau), "mean_module_size", rm->stats.mean_size, "mean_overlap",
         rm->stats.mean_overlap, "params", (json_int_t)m->params, "flops", m->macs, "input", "channels", mi->channels,
         "height", rm->g->in_h, "width", rm->g->in_w, "pad", mi->pad, "mean", mean, "std", std, "classes", classes,
-        "composed", rm->composed);
+        "overlap", overlap, "layers", layers, "composed", rm->composed);
     if (root && rm->composed) {
         json_t *cls = json_array();
         for (int i = 0; i < rm->origin.n_classes; i++) json_array_append_new(cls, json_integer(rm->origin.classes[i]));

@@ -5,7 +5,9 @@ Writes ankle-boot.u8 (784 raw uint8 pixels, 28x28, row-major),
 infer-ankle-boot.json (a /v1/infer JSON request for the same pixels),
 ankle-boot.png (the same pixels as an 8-bit gray PNG, lossless) and, when
 cjpeg (Debian's libjpeg-turbo-progs) is on PATH, ankle-boot.jpg (quality
-95, gray). Plain python3: gzip, struct and zlib only.
+95, gray); and, for the module explorer's test images, the first test
+image of a few other classes as PNG (trouser.png, ...). Plain python3:
+gzip, struct and zlib only.
 
     python3 examples/make_examples.py [--data-dir DIR] [--out-dir DIR]
 """
@@ -22,18 +24,23 @@ CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
-def read_first_image(data_dir):
+# The module explorer's other test images: the first test image of each.
+GALLERY = {"Trouser": "trouser.png", "Pullover": "pullover.png", "Sneaker": "sneaker.png", "Bag": "bag.png"}
+
+
+def read_test_images(data_dir, count):
+    """The first count test images (bytes of rows*cols pixels each) and labels."""
     with gzip.open(os.path.join(data_dir, "t10k-images-idx3-ubyte.gz")) as f:
-        magic, count, rows, cols = struct.unpack(">IIII", f.read(16))
-        if magic != 0x803 or count < 1:
+        magic, total, rows, cols = struct.unpack(">IIII", f.read(16))
+        if magic != 0x803 or total < count:
             raise SystemExit("not an IDX image file")
-        pixels = f.read(rows * cols)
+        images = [f.read(rows * cols) for _ in range(count)]
     with gzip.open(os.path.join(data_dir, "t10k-labels-idx1-ubyte.gz")) as f:
-        magic, count = struct.unpack(">II", f.read(8))
-        if magic != 0x801 or count < 1:
+        magic, total = struct.unpack(">II", f.read(8))
+        if magic != 0x801 or total < count:
             raise SystemExit("not an IDX label file")
-        label = f.read(1)[0]
-    return pixels, rows, cols, label
+        labels = list(f.read(count))
+    return images, labels, rows, cols
 
 
 def png_gray(pixels, rows, cols):
@@ -63,7 +70,8 @@ def main():
     ap.add_argument("--out-dir", default=here)
     args = ap.parse_args()
 
-    pixels, rows, cols, label = read_first_image(args.data_dir)
+    images, labels, rows, cols = read_test_images(args.data_dir, 100)
+    pixels, label = images[0], labels[0]
     # The files are named after this image's class; stop if the data differ.
     if CLASSES[label] != "Ankle boot":
         raise SystemExit("test image 0 is %r, expected 'Ankle boot'" % CLASSES[label])
@@ -90,6 +98,11 @@ def main():
     else:
         print("cjpeg not found (apt-get install libjpeg-turbo-progs): ankle-boot.jpg left as it is")
     print("label %d (%s), %dx%d" % (label, CLASSES[label], rows, cols))
+    for name, file in GALLERY.items():
+        i = labels.index(CLASSES.index(name))
+        with open(os.path.join(args.out_dir, file), "wb") as f:
+            f.write(png_gray(images[i], rows, cols))
+        print("%s: test image %d (%s)" % (file, i, name))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ packages=(
 # The deploy tests build and run images with podman, without a daemon, from a
 # Debian root that mmdebstrap makes (tests/containers/).
 if [ "$mode" = test ]; then
-  packages+=(python3 python3-venv podman runc netavark aardvark-dns catatonit uidmap mmdebstrap)
+  packages+=(python3 python3-venv podman runc netavark aardvark-dns catatonit uidmap mmdebstrap chromium chromium-driver)
 fi
 
 missing=()

@@ -633,6 +633,138 @@ static void test_light_requests(void **state) {
     assert_false(api_request_is_light(NULL, &req));
 }
 
+/* The value of response header key (as the API spells it), or NULL. */
+static const char *header_of(const api_response *r, const char *key) {
+    for (int i = 0; i < r->n_headers; i++)
+        if (!strcmp(r->headers[i].key, key)) return r->headers[i].value;
+    return NULL;
+}
+
+static bool body_contains(const api_response *r, const char *text) {
+    size_t n = strlen(text);
+    for (size_t i = 0; i + n <= r->body_len; i++)
+        if (!memcmp(r->body + i, text, n)) return true;
+    return false;
+}
+
+/* The module explorer: the page at / and /ui/, its files at /ui/<name>,
+ * revalidation by ETag, and JSON errors for anything else under /ui/. */
+static void test_ui_routes(void **state) {
+    (void)state;
+    api_response page, r;
+    api_request req = {.method = "GET", .path = "/"};
+    api_handle(a, 0, &req, &page);
+    assert_int_equal(page.status, 200);
+    assert_string_equal(page.content_type, "text/html; charset=utf-8");
+    assert_non_null(page.body);
+    assert_true(page.body_len > 1000);
+    assert_memory_equal(page.body, "<!DOCTYPE html>", 15);
+    assert_true(body_contains(&page, "src=\"/ui/explorer.js\""));
+    assert_string_equal(header_of(&page, "Cache-Control"), "no-cache");
+    const char *etag = header_of(&page, "ETag");
+    assert_non_null(etag);
+    assert_int_equal(strlen(etag), 18); /* 16 hex digits, quoted */
+    assert_non_null(strstr(header_of(&page, "Content-Security-Policy"), "default-src 'none'"));
+
+    const char *same_page[] = {"/ui/", "/ui/index.html"};
+    for (size_t i = 0; i < 2; i++) {
+        req.path = same_page[i];
+        api_handle(a, 0, &req, &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.body_len, page.body_len);
+        assert_memory_equal(r.body, page.body, page.body_len);
+        api_response_free(&r);
+    }
+    /* HEAD is answered as GET (the HTTP layer drops the body). */
+    req.method = "HEAD";
+    api_handle(a, 0, &req, &r);
+    assert_int_equal(r.status, 200);
+    api_response_free(&r);
+    req.method = "GET";
+
+    const struct {
+        const char *path, *type, *start;
+    } files[] = {
+        {"/ui/explorer.js", "text/javascript; charset=utf-8", "//"},
+        {"/ui/explorer.css", "text/css; charset=utf-8", "/*"},
+        {"/ui/ankle-boot.png", "image/png", "\x89PNG"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        req.path = files[i].path;
+        api_handle(a, 0, &req, &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.content_type, files[i].type);
+        assert_memory_equal(r.body, files[i].start, strlen(files[i].start));
+        assert_null(header_of(&r, "Content-Security-Policy"));
+        assert_string_not_equal(header_of(&r, "ETag"), etag);
+        api_response_free(&r);
+    }
+    /* The bundled ankle boot is examples/ankle-boot.png, byte for byte. */
+    unsigned char png[4096];
+    FILE *f = fopen(MODA_MODELS_DIR "/../examples/ankle-boot.png", "rb");
+    assert_non_null(f);
+    size_t png_len = fread(png, 1, sizeof png, f);
+    fclose(f);
+    assert_true(png_len > 0 && png_len < sizeof png);
+    req.path = "/ui/ankle-boot.png";
+    api_handle(a, 0, &req, &r);
+    assert_int_equal(r.body_len, png_len);
+    assert_memory_equal(r.body, png, png_len);
+    api_response_free(&r);
+
+    /* The browser's copy is still current: 304, no body. */
+    api_kv inm = {"If-None-Match", (char *)etag};
+    req = (api_request){.method = "GET", .path = "/", .headers = &inm, .n_headers = 1};
+    api_handle(a, 0, &req, &r);
+    assert_int_equal(r.status, 304);
+    assert_null(r.body);
+    assert_string_equal(header_of(&r, "ETag"), etag);
+    api_response_free(&r);
+    inm.value = "\"0000000000000000\"";
+    api_handle(a, 0, &req, &r);
+    assert_int_equal(r.status, 200);
+    api_response_free(&r);
+    api_response_free(&page);
+
+    expect_error(&(call){.method = "GET", .path = "/ui/unknown"}, 404, "not_found");
+    expect_error(&(call){.method = "GET", .path = "/ui/images/ankle-boot.png"}, 404, "not_found");
+    expect_error(&(call){.method = "GET", .path = "/ui/../v1/models"}, 404, "not_found");
+    expect_error(&(call){.method = "POST", .path = "/", .ctype = "application/json", .body = "{}"}, 405,
+                 "method_not_allowed");
+    expect_error(&(call){.method = "DELETE", .path = "/ui/explorer.js"}, 405, "method_not_allowed");
+}
+
+/* /v1/models/{model}'s module statistics are the registry's: the pair
+ * overlaps and the overlap of each parameterised layer. */
+static void test_model_overlaps(void **state) {
+    (void)state;
+    api_response r;
+    json_t *root = run(&(call){.method = "GET", .path = "/v1/models/" MODEL}, &r);
+    assert_int_equal(r.status, 200);
+    json_t *overlap = json_object_get(root, "overlap");
+    assert_int_equal(json_array_size(overlap), K);
+    for (int i = 0; i < K; i++) {
+        json_t *row = json_array_get(overlap, (size_t)i);
+        assert_int_equal(json_array_size(row), K);
+        for (int j = 0; j < K; j++)
+            assert_true(fabs(json_number_value(json_array_get(row, (size_t)j)) - parent.stats.overlap[i * K + j]) <
+                        1e-8);
+    }
+    json_t *layers = json_object_get(root, "layers");
+    assert_int_equal(json_array_size(layers), parent.stats.n_layers);
+    assert_int_equal(parent.stats.n_layers, 5); /* LeNet5: conv1, conv2, fc1, fc2, fc3 */
+    for (int l = 0; l < parent.stats.n_layers; l++) {
+        json_t *layer = json_array_get(layers, (size_t)l);
+        int node = (int)json_integer_value(json_object_get(layer, "node"));
+        assert_int_equal(node, parent.stats.layer_node[l]);
+        assert_string_equal(json_string_value(json_object_get(layer, "name")), parent.g->nodes[node].name);
+        assert_true(fabs(json_number_value(json_object_get(layer, "overlap")) - parent.stats.layer_overlap[l]) < 1e-8);
+    }
+    assert_string_equal(json_string_value(json_object_get(json_array_get(layers, 0), "name")), "conv1");
+    json_decref(root);
+    api_response_free(&r);
+}
+
 static void test_health(void **state) {
     (void)state;
     api_response r;
@@ -660,7 +792,7 @@ static void test_health(void **state) {
 static void test_routing_errors(void **state) {
     (void)state;
     expect_error(&(call){.method = "GET", .path = "/v1/nothing"}, 404, "not_found");
-    expect_error(&(call){.method = "GET", .path = "/"}, 404, "not_found");
+    expect_error(&(call){.method = "GET", .path = "/ui"}, 404, "not_found");
     expect_error(&(call){.method = "GET", .path = "/v1/models/a/b"}, 404, "not_found");
     expect_error(&(call){.method = "GET", .path = "/v1/models/nope"}, 404, "unknown_model");
     /* Messages quote request bytes that are not UTF-8, or whose multi-byte
@@ -1012,6 +1144,8 @@ int main(void) {
         cmocka_unit_test(test_tau0_all_classes_is_full_model),
         cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_models_routes),
+        cmocka_unit_test(test_model_overlaps),
+        cmocka_unit_test(test_ui_routes),
         cmocka_unit_test(test_health),         cmocka_unit_test(test_light_requests),
         cmocka_unit_test(test_routing_errors),
         cmocka_unit_test(test_compose_errors),
