@@ -9,6 +9,7 @@ set -u
 moda=$1
 server=$2
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/server_port.sh"
 pass=0 fails=0
 check() { # description, status (0 = ok)
   if [ "$2" -eq 0 ]; then pass=$((pass + 1)); else echo "FAIL: $1"; fails=$((fails + 1)); fi
@@ -36,13 +37,7 @@ check "moda inspect names the folder classes" $?
 
 "$server" --registry "$work/registry" --port 0 --threads 2 --workers 2 2> "$work/server.log" &
 pid=$!
-port=
-for _ in $(seq 1 300); do
-  port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$work/server.log" | head -1)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ]
+port=$(server_port "$work/server.log" "$pid")
 check "moda-server serves the registry" $? || { cat "$work/server.log"; exit 1; }
 
 # classify FILE QUERY: the class the server gives a PNG.

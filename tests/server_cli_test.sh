@@ -4,6 +4,7 @@
 # --registry does, and a real start (from MODA_REGISTRY) on an ephemeral
 # port that reports the port, answers over HTTP, and exits 0 on SIGTERM.
 set -u
+source "$(dirname "$0")/server_port.sh"
 server=$1
 registry=$2
 fails=0
@@ -39,14 +40,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 MODA_REGISTRY="$registry" "$server" --port 0 --threads 2 --workers 2 2>"$log" &
 pid=$!
-port=
-for _ in $(seq 1 600); do # the registry loads first; up to a minute
-  port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9][0-9]*\).*|\1|p' "$log" | head -1)
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$port" ] && [ "$port" -gt 0 ]
+port=$(server_port "$log" "$pid")
+[ -n "$port" ] && [ "$port" -gt 0 ] && grep -q "listening on http://127.0.0.1:$port " "$log"
 check "start-up line reports the bound port" $?
 grep -Eq 'listening on .*\(device (cpu|cuda),' "$log"
 check "start-up line names the device" $?

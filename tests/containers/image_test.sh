@@ -11,6 +11,7 @@
 # Exit 0 when it passes, 77 when podman cannot run containers here.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../server_port.sh"
 build=$(cd "${1:-$root/build}" && pwd)
 image=localhost/moda-server
 
@@ -51,12 +52,8 @@ check "the image's HEALTHCHECK passes" $?
 # The local binary on the same registry is the reference.
 "$build/moda-server" --registry "$root/models" --port 0 --quiet 2>"$log.local" &
 local_pid=$!
-local_port=
-for _ in $(seq 1 300); do
-  local_port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$log.local" | head -1)
-  [ -n "$local_port" ] && break
-  sleep 0.1
-done
+local_port=$(server_port "$log.local" "$local_pid")
+check "the local binary starts" $?
 "$root/.venv/bin/python" "$(dirname "$0")/compare_servers.py" \
   "http://127.0.0.1:$port" "http://127.0.0.1:$local_port" "$root/examples"
 check "the image answers as the local binary does" $?
