@@ -36,6 +36,9 @@ for t in fresh_root image_test compose_test; do
   fi
   summary+=("$(printf '%-14s %-8s %4d s' "$t" "$result" "$took")")
 done
+# Images that rebuilds left untagged pile up on a machine that runs this
+# often; a day's worth stay as build cache.
+podman image prune -f --filter until=24h >/dev/null 2>&1 || true
 printf '%s\n' "== container checks" "${summary[@]}"
 echo "container checks: $passed passed, $failed failed, $skipped skipped"
 [ $failed -eq 0 ]
