@@ -41,6 +41,9 @@ fail() {
 "$venv/bin/openapi-spec-validator" "$root/openapi.yaml" || fail "openapi.yaml is not a valid OpenAPI document"
 
 # Start the server on an ephemeral loopback port; it logs the bound port.
+# The log exists before the server's shell opens it: a first read that
+# raced that open would end the script (set -e, pipefail).
+: >"$work/server.log"
 OMP_NUM_THREADS=1 "$server_bin" --registry "$root/models" --host 127.0.0.1 --port 0 \
   --threads 2 --workers 2 --drain-seconds 10 >"$work/server.log" 2>&1 &
 server_pid=$!

@@ -7,7 +7,8 @@
 server_port() {
   local log=$1 pid=$2 i port
   for ((i = 0; i < ${3:-60} * 10; i++)); do
-    port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
+    # The log may not exist yet: the server's shell opens it after the fork.
+    port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" 2>/dev/null | head -n 1)
     if [ -n "$port" ]; then
       echo "$port"
       return 0
