@@ -5,9 +5,10 @@
 #   scripts/install-deps.sh           build the project and run it: compilers,
 #                                     libraries, and the default data set
 #   scripts/install-deps.sh --build   only what the build needs (image builds)
-#   scripts/install-deps.sh --test    everything above, the container tools the
-#                                     deploy tests use, and the pinned Python
-#                                     test tools in .venv
+#   scripts/install-deps.sh --test    everything above, the container tools of
+#                                     the deploy tests, headless Chromium for
+#                                     the web page's test, and the pinned
+#                                     Python test tools in .venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ case "$mode" in
 --build) mode=build ;;
 --test) mode=test ;;
 run) ;;
--h|--help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
+-h|--help) sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0 ;;
 *) echo "usage: scripts/install-deps.sh [--build|--test]" >&2; exit 2 ;;
 esac
 
@@ -29,9 +30,12 @@ packages=(
 )
 [ "$mode" = build ] || packages+=(dataset-fashion-mnist)
 # The deploy tests build and run images with podman, without a daemon, from a
-# Debian root that mmdebstrap makes (tests/containers/).
+# Debian root that mmdebstrap makes (tests/containers/); the web page's test
+# drives Chromium.
 if [ "$mode" = test ]; then
-  packages+=(python3 python3-venv podman runc netavark aardvark-dns catatonit uidmap mmdebstrap chromium chromium-driver)
+  packages+=(python3 python3-venv)
+  packages+=(podman runc netavark aardvark-dns catatonit uidmap mmdebstrap)
+  packages+=(chromium chromium-driver)
 fi
 
 missing=()

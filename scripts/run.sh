@@ -6,7 +6,7 @@
 #                         under AddressSanitizer + UndefinedBehaviorSanitizer,
 #                         then the deploy checks in containers: this test
 #                         command and the demo on a fresh Debian 12 root, the
-#                         Docker image, compose.yaml, and the deploy files' lint
+#                         Docker image, and compose.yaml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
