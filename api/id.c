@@ -36,10 +36,10 @@ int api_id_parse(const char *id, char model[REGISTRY_NAME_MAX + 1], int **classe
     const char *t1 = strchr(id, '~');
     const char *t2 = t1 ? strchr(t1 + 1, '~') : NULL;
     if (!t1 || !t2)
-        return api_error_set(e, "invalid_id", "\"%.80s\" is not a composed id (<model>~<i>-<j>-...~<tau>)", id);
+        return api_error_set(e, "unknown_model", "\"%.80s\" is not a composed id (<model>~<i>-<j>-...~<tau>)", id);
     size_t mlen = (size_t)(t1 - id);
     if (mlen == 0 || mlen > REGISTRY_NAME_MAX)
-        return api_error_set(e, "invalid_id", "id \"%.80s\": the model name is empty or too long", id);
+        return api_error_set(e, "unknown_model", "id \"%.80s\": the model name is empty or too long", id);
     memcpy(model, id, mlen);
     model[mlen] = '\0';
     /* Classes: decimal indices separated by single '-'. */
@@ -55,14 +55,14 @@ int api_id_parse(const char *id, char model[REGISTRY_NAME_MAX + 1], int **classe
         while (p < t2 && isdigit((unsigned char)*p) && v <= ID_CLASS_MAX) v = v * 10 + (*p++ - '0');
         if (p == start || v > ID_CLASS_MAX || (p < t2 && *p != '-') || (p < t2 && p + 1 == t2)) {
             free(cls);
-            return api_error_set(e, "invalid_id", "id \"%.80s\": the classes must be indices joined by '-'", id);
+            return api_error_set(e, "unknown_model", "id \"%.80s\": the classes must be indices joined by '-'", id);
         }
         cls[count++] = (int)v;
         if (p < t2) p++; /* the '-' */
     }
     if (count == 0) {
         free(cls);
-        return api_error_set(e, "invalid_id", "id \"%.80s\" names no classes", id);
+        return api_error_set(e, "unknown_model", "id \"%.80s\" names no classes", id);
     }
     const char *ts = t2 + 1;
     char *end = NULL;
@@ -70,7 +70,7 @@ int api_id_parse(const char *id, char model[REGISTRY_NAME_MAX + 1], int **classe
     float v = strtof(ts, &end);
     if (!*ts || isspace((unsigned char)*ts) || *end || errno || !isfinite(v)) {
         free(cls);
-        return api_error_set(e, "invalid_id", "id \"%.80s\": the threshold after the last '~' is not a number", id);
+        return api_error_set(e, "unknown_model", "id \"%.80s\": the threshold after the last '~' is not a number", id);
     }
     *classes = cls;
     *n = count;

@@ -27,25 +27,22 @@ bool api_dtype_parse(const char *s, api_dtype *dt) {
 
 static size_t dtype_size(api_dtype dt) { return dt == API_DTYPE_UINT8 ? 1 : sizeof(float); }
 
+/* One dimension: [1-9][0-9]{0,8}, as openapi.yaml's pattern says. */
+static const char *shape_dim(const char *p, int *v) {
+    if (*p < '1' || *p > '9') return NULL;
+    long d = 0;
+    int digits = 0;
+    while (isdigit((unsigned char)*p) && digits < 9) d = d * 10 + (*p++ - '0'), digits++;
+    if (isdigit((unsigned char)*p)) return NULL;
+    *v = (int)d;
+    return p;
+}
+
 int api_shape_parse(const char *text, int shape[4], api_error *e) {
     int dims[4], n = 0;
     const char *p = text ? text : "";
-    bool ok = *p != '\0';
-    while (ok && *p) {
-        while (isspace((unsigned char)*p)) p++;
-        char *end = NULL;
-        errno = 0;
-        long v = isdigit((unsigned char)*p) ? strtol(p, &end, 10) : 0;
-        if (errno || v < 1 || v > INT32_MAX || n == 4) {
-            ok = false;
-            break;
-        }
-        dims[n++] = (int)v;
-        for (p = end; isspace((unsigned char)*p);) p++;
-        if (*p == ',') ok = *++p != '\0';
-        else ok = *p == '\0';
-    }
-    if (!ok || (n != 3 && n != 4))
+    while ((p = shape_dim(p, &dims[n])) != NULL && ++n < 4 && *p == ',') p++;
+    if (!p || *p || (n != 3 && n != 4))
         return api_error_set(e, "invalid_shape", "shape \"%.40s\" must be N,C,H,W (or C,H,W) of positive integers",
                              text ? text : "");
     shape[0] = 1;

@@ -1,6 +1,7 @@
 #include "model_store.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,8 +75,10 @@ int model_store_class(const api_model *m, const char *text, api_error *e) {
 int model_store_class_json(const api_model *m, const json_t *v, api_error *e) {
     int k = m->rm.info.model.num_classes;
     if (json_is_string(v)) return model_store_class(m, json_string_value(v), e);
-    if (json_is_integer(v)) {
-        json_int_t c = json_integer_value(v);
+    /* JSON Schema, and so openapi.yaml, counts 3.0 as the integer 3. */
+    double r = json_is_real(v) ? json_real_value(v) : 0.5;
+    if (json_is_integer(v) || (r == floor(r) && fabs(r) < 1e15)) {
+        json_int_t c = json_is_integer(v) ? json_integer_value(v) : (json_int_t)r;
         if (c >= 0 && c < k) return (int)c;
         return api_error_set(e, "unknown_class", "class index %lld is out of range: %s has %d classes (0 to %d)",
                              (long long)c, m->rm.name, k, k - 1);

@@ -445,6 +445,22 @@ static int infer_parse_image(const api *a, const api_request *req, infer_request
     return infer_query_model(a, req, r, m, e);
 }
 
+/* The shape and dtype parameters (query or X-Moda-* headers) only serve a
+ * binary body, but a malformed one is refused whatever the body, as
+ * openapi.yaml's patterns say. */
+static int infer_check_binary_params(const api_request *req, api_error *e) {
+    const char *shapes[] = {api_request_query(req, "shape"), api_request_header(req, "X-Moda-Shape")};
+    const char *dtypes[] = {api_request_query(req, "dtype"), api_request_header(req, "X-Moda-Dtype")};
+    int shape[4];
+    api_dtype dt;
+    for (int i = 0; i < 2; i++) {
+        if (shapes[i] && api_shape_parse(shapes[i], shape, e)) return -1;
+        if (dtypes[i] && !api_dtype_parse(dtypes[i], &dt))
+            return api_error_set(e, "bad_request", "dtype must be float32 or uint8");
+    }
+    return 0;
+}
+
 /* One sample's output object. */
 static json_t *sample_output(const api_entry_info *mi, const float *p, int top_k) {
     int k = mi->n_classes, best = 0;
@@ -484,7 +500,9 @@ void v1_infer(api *a, int worker, const api_request *req, api_response *resp) {
     float *x = NULL, *probs = NULL;
     bool cached;
     int rc;
-    if (api_request_is_type(req, "application/octet-stream"))
+    if (infer_check_binary_params(req, &e))
+        rc = -1;
+    else if (api_request_is_type(req, "application/octet-stream"))
         rc = infer_parse_binary(a, req, &r, &m, &e);
     else if (api_request_is_image(req))
         rc = infer_parse_image(a, req, &r, &m, &e);

@@ -23,7 +23,7 @@ contains() { # description, needle
 expect "no command" 2 "$moda"
 expect "top help" 0 "$moda" --help
 contains "top help" "train"
-for c in train eval info decompose inspect compose eval-reuse; do
+for c in train eval info decompose inspect verify compose eval-reuse; do
   expect "$c --help" 0 "$moda" $c --help
   contains "$c --help" "usage: moda $c"
 done

@@ -847,6 +847,10 @@ static void test_compose_errors(void **state) {
     expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[10]}", 404, "unknown_class");
     expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[-1]}", 404, "unknown_class");
     expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[1.5]}", 400, "invalid_type");
+    /* 1.0 is the integer 1 (as JSON Schema counts): a duplicate here, and
+     * 10.0 an index out of range. */
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[1.0,1]}", 400, "duplicate_class");
+    expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[10.0]}", 404, "unknown_class");
     expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[null]}", 400, "invalid_type");
     expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[0,1,2,3,4,5,6,7,8,9,0]}", 400, "too_many_classes");
     expect_json_error(p, "{\"model\":\"" MODEL "\",\"classes\":[1],\"threshold\":1.5}", 400, "invalid_threshold");
@@ -859,12 +863,12 @@ static void test_compose_errors(void **state) {
 static void test_compose_delete_errors(void **state) {
     (void)state;
     expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL}, 400, "invalid_id");
-    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/garbage"}, 400, "invalid_id");
-    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1--2~0.5"}, 400, "invalid_id");
-    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~~0.5"}, 400, "invalid_id");
-    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~x"}, 400, "invalid_id");
-    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~"}, 400, "invalid_id");
-    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~nan"}, 400, "invalid_id");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/garbage"}, 404, "unknown_model");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1--2~0.5"}, 404, "unknown_model");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~~0.5"}, 404, "unknown_model");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~x"}, 404, "unknown_model");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~"}, 404, "unknown_model");
+    expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~nan"}, 404, "unknown_model");
     expect_error(&(call){.method = "DELETE", .path = "/v1/compose/" MODEL "~1-2~0.123"}, 404, "not_cached");
 }
 
@@ -902,7 +906,7 @@ static void test_infer_errors(void **state) {
     snprintf(head, sizeof head, "\"id\":\"nope~1~0.9\",%s", shape);
     expect_infer_error(head, ok, 404, "unknown_model");
     snprintf(head, sizeof head, "\"id\":\"" MODEL "~1-x~0.9\",%s", shape);
-    expect_infer_error(head, ok, 400, "invalid_id");
+    expect_infer_error(head, ok, 404, "unknown_model");
     snprintf(head, sizeof head, "\"id\":\"" MODEL "~1-1~0.9\",%s", shape);
     expect_infer_error(head, ok, 400, "duplicate_class");
     snprintf(head, sizeof head, "\"id\":\"" MODEL "~1-10~0.9\",%s", shape);
@@ -958,6 +962,21 @@ static void test_infer_errors(void **state) {
     expect_infer_error("\"id\":\"" MODEL "\",\"shape\":[1,1,32,32],", big, 400, "invalid_input");
     free(big);
     expect_json_error("/v1/infer", "{\"id\":\"" MODEL "\",\"inputs\":[NaN]}", 400, "invalid_json");
+    /* Shape and dtype parameters follow openapi.yaml's patterns whatever
+     * the body: digits without a leading zero or spaces, 3 or 4 of them. */
+    char *bad_shapes[] = {"", "1,28", "1,1,28,28,", "1, 1,28,28", "01,1,28,28", "1,1,28,28,1",
+                          "1,1,28,1234567890", "0,1,28,28"};
+    for (size_t i = 0; i < sizeof bad_shapes / sizeof bad_shapes[0]; i++) {
+        call hc = {.method = "POST", .path = "/v1/infer", .ctype = "application/json", .body = "{}",
+                   .headers = {{"X-Moda-Shape", bad_shapes[i]}}, .n_headers = 1};
+        expect_error(&hc, 400, "invalid_shape");
+        call qc = {.method = "POST", .path = "/v1/infer", .ctype = "application/octet-stream", .body = "x",
+                   .query = {{"id", MODEL}, {"shape", bad_shapes[i]}}, .n_query = 2};
+        expect_error(&qc, 400, "invalid_shape");
+    }
+    call dc = {.method = "POST", .path = "/v1/infer", .ctype = "application/json", .body = "{}",
+               .headers = {{"X-Moda-Dtype", "int8"}}, .n_headers = 1};
+    expect_error(&dc, 400, "bad_request");
 
     /* Binary bodies. */
     size_t nb = SIZE * SIZE * sizeof(float);

@@ -13,6 +13,7 @@
 #include "cmd_registry.h"
 #include "cmd_replace.h"
 #include "cmd_reuse.h"
+#include "cmd_verify.h"
 #include "models.h"
 #include "train.h"
 
@@ -25,6 +26,7 @@ static void usage(FILE *f) {
             "  info        layer table, parameters and FLOPs of an architecture\n"
             "  decompose   activation rates and module stats of a checkpoint into a registry\n"
             "  inspect     models, classes, module sizes and overlaps in a registry\n"
+            "  verify      check every file of a registry (or of one model): sizes, hashes, structure\n"
             "  compose     compose a model's modules for a class subset; optionally store it\n"
             "  eval-reuse  accuracy of composed models over class subsets\n"
             "  replace     patch a weak model's class with a strong model's module, calibrated\n\n"
@@ -166,6 +168,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
     if (!strcmp(cmd, "decompose")) return cmd_decompose(argc, argv);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc, argv);
+    if (!strcmp(cmd, "verify")) return cmd_verify(argc, argv);
     if (!strcmp(cmd, "compose")) return cmd_compose(argc, argv);
     if (!strcmp(cmd, "eval-reuse")) return cmd_eval_reuse(argc, argv);
     if (!strcmp(cmd, "replace")) return cmd_replace(argc, argv);
