@@ -7,6 +7,19 @@
 
 #include "backend_impl.h"
 
+/* Set only by exactly "1", as documented. */
+static bool setting_is_one(char *(*lookup)(const char *), const char *name) {
+    const char *v = lookup(name);
+    return v && strcmp(v, "1") == 0;
+}
+
+backend_options backend_options_from(char *(*lookup)(const char *name)) {
+    return (backend_options){
+        .cuda_tf32 = setting_is_one(lookup, "MODA_CUDA_TF32"),
+        .cuda_sync_each_op = setting_is_one(lookup, "MODA_CUDA_SYNC"),
+    };
+}
+
 #ifndef MODA_HAVE_CUDA
 moda_backend *backend_cuda_new(int device, const backend_options *opts) {
     (void)device;

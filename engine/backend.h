@@ -82,6 +82,11 @@ typedef struct backend_options {
     bool cuda_sync_each_op; /* synchronise after every op, so a failing kernel shows where it fails */
 } backend_options;
 
+/* The options from the programs' settings: MODA_CUDA_TF32 and
+ * MODA_CUDA_SYNC, each set only by exactly "1". lookup names how a setting
+ * is read (getenv, at the programs' edges); NULL from it means unset. */
+backend_options backend_options_from(char *(*lookup)(const char *name));
+
 /* The oneDNN CPU backend; always available. NULL on failure. */
 moda_backend *backend_cpu_new(void);
 /* The CUDA backend on GPU `device`; NULL when built without CUDA, when no

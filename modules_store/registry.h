@@ -107,6 +107,12 @@ typedef struct registry_remote_options {
  * 86400; 0 (the defaults) for NULL or anything else. */
 long registry_timeout_parse(const char *text);
 
+/* The options from the programs' settings: MODA_REGISTRY_CACHE,
+ * XDG_CACHE_HOME, HOME and MODA_REGISTRY_TIMEOUT. lookup names how a
+ * setting is read (getenv, at the programs' edges); NULL from it means
+ * unset. The strings are the lookup's, not copied. */
+registry_remote_options registry_remote_options_from(char *(*lookup)(const char *name));
+
 /* Bring the local mirror of the registry at url up to date (see
  * registry_remote.c) and put its directory in local: the options' cache
  * directory, then a directory per URL. Only what changed is downloaded;

@@ -24,6 +24,15 @@
 #define STALL_TIMEOUT_S 60L
 #define MAX_TIMEOUT_S 86400L
 
+registry_remote_options registry_remote_options_from(char *(*lookup)(const char *name)) {
+    return (registry_remote_options){
+        .cache_dir = lookup("MODA_REGISTRY_CACHE"),
+        .cache_home = lookup("XDG_CACHE_HOME"),
+        .home = lookup("HOME"),
+        .timeout_s = registry_timeout_parse(lookup("MODA_REGISTRY_TIMEOUT")),
+    };
+}
+
 long registry_timeout_parse(const char *text) {
     char *end = NULL;
     long s = text ? strtol(text, &end, 10) : 0;

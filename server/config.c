@@ -137,11 +137,8 @@ int server_config_parse(int argc, char **argv, server_config *cfg) {
     if (env_registry && env_registry[0]) cfg->api.registry = env_registry;
     /* The rest of the environment the docs name, read here once: the
      * libraries below read none. */
-    cfg->api.remote = (registry_remote_options){getenv("MODA_REGISTRY_CACHE"), getenv("XDG_CACHE_HOME"), getenv("HOME"),
-                                                registry_timeout_parse(getenv("MODA_REGISTRY_TIMEOUT"))};
-    const char *tf32 = getenv("MODA_CUDA_TF32"), *sync = getenv("MODA_CUDA_SYNC");
-    cfg->api.backend.cuda_tf32 = tf32 && strcmp(tf32, "1") == 0;
-    cfg->api.backend.cuda_sync_each_op = sync && strcmp(sync, "1") == 0;
+    cfg->api.remote = registry_remote_options_from(getenv);
+    cfg->api.backend = backend_options_from(getenv);
     char threads_help[80], workers_help[80];
     snprintf(threads_help, sizeof threads_help, "connection threads; they run light requests (cores: %d)", cfg->threads);
     snprintf(workers_help, sizeof workers_help, "inference worker threads (cores: %d)", cfg->api.workers);
