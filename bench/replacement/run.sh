@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The replacement experiment (docs/results.md, "Module replacement"):
+# MODA's calibrated replacement against CNNSplitter's on Fashion-MNIST.
+#
+#   bench/replacement/run.sh [BUILD_DIR]      (default: build)
+#
+# Strong models: VGG16 w0.5 and ResNet18 w0.5, MODA-trained on classes 0-4.
+# Weak models: LeNet5, MODA-trained without augmentation on classes 5-9
+# (relabelled 0-4) plus a mixed class t in 0..4 (label 5) that keeps 10% of
+# its training images; kept twice, after epoch 1 (under-fitted) and after
+# the last epoch (over-fitted). Each (strong, t, weak state) is replaced with
+# `moda replace --optimizer sgd --lr 0.05 --epochs 5`, which also scores
+# CNNSplitter's baseline; table.py turns the results into the table.
+#
+# It resumes where it stopped: finished trainings, models already in the
+# registry and finished replacements are skipped, an interrupted training
+# continues with `moda train --resume`. Everything goes under $OUT.
+#
+# Environment: OUT (runs/replacement), STRONG_EPOCHS (3), WEAK_EPOCHS (30),
+# SEED (1), JOBS (1; 2 trains the weak models beside the strong ones),
+# NICE (19), OMP_NUM_THREADS (1: on a shared machine one thread per job
+# runs far faster than OpenMP threads that wait on each other).
+set -euo pipefail
+
+BUILD=${1:-build}
+MODA=$BUILD/moda
+OUT=${OUT:-runs/replacement}
+STRONG_EPOCHS=${STRONG_EPOCHS:-3}
+WEAK_EPOCHS=${WEAK_EPOCHS:-30}
+SEED=${SEED:-1}
+JOBS=${JOBS:-1}
+NICE=${NICE:-19}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+[ -x "$MODA" ] || { echo "run.sh: $MODA not found: build first (cmake --build $BUILD)" >&2; exit 2; }
+mkdir -p "$OUT/train" "$OUT/registry" "$OUT/results" "$OUT/logs"
+exec 9>"$OUT/.lock"
+flock -n 9 || { echo "run.sh: another run holds $OUT/.lock" >&2; exit 1; }
+
+STRONG="vgg16 resnet18"
+STATES="early late"
+
+log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+run() { nice -n "$NICE" "$MODA" "$@"; }
+
+# Epochs finished by the run in $1 (its metrics.csv: a header, a row per epoch).
+epochs_done() {
+    if [ -f "$1/checkpoint.safetensors" ] && [ -f "$1/metrics.csv" ]; then
+        echo $(($(wc -l <"$1/metrics.csv") - 1))
+    else
+        echo 0
+    fi
+}
+
+# train DIR EPOCHS [STOP_AFTER] -- TRAIN_OPTIONS...: a fresh run, or the
+# interrupted one continued; nothing when it is finished.
+train() {
+    local dir=$1 epochs=$2 stop=$3
+    shift 4
+    local done
+    done=$(epochs_done "$dir")
+    if [ "$done" -ge "$epochs" ] || { [ "$stop" -gt 0 ] && [ "$done" -ge "$stop" ]; }; then return 0; fi
+    local extra=()
+    [ "$stop" -gt 0 ] && extra=(--stop-after $((stop - done)))
+    if [ "$done" -gt 0 ]; then
+        log "resuming $dir after epoch $done"
+        run train --resume --out "$dir" "${extra[@]}" 2>>"$OUT/logs/$(basename "$dir").log"
+    else
+        log "training $dir ($epochs epochs)"
+        rm -rf "$dir"
+        run train "$@" --epochs "$epochs" --out "$dir" "${extra[@]}" 2>>"$OUT/logs/$(basename "$dir").log"
+    fi
+}
+
+# decompose CHECKPOINT_DIR NAME: the model into the registry, once.
+decompose() {
+    local dir=$1 name=$2
+    [ -f "$OUT/registry/.$name.done" ] && return 0
+    log "decomposing $name"
+    run decompose --checkpoint "$dir/checkpoint.safetensors" --out "$OUT/registry" --name "$name" \
+        >>"$OUT/logs/decompose.log" 2>&1
+    touch "$OUT/registry/.$name.done"
+}
+
+train_strong() {
+    local arch
+    for arch in $STRONG; do
+        train "$OUT/train/$arch" "$STRONG_EPOCHS" 0 -- --arch "$arch" --width 0.5 --moda --seed "$SEED" \
+            --classes 0,1,2,3,4
+        decompose "$OUT/train/$arch" "$arch-w0.5-c0-4"
+    done
+}
+
+# A weak model per mixed class t: its checkpoint after epoch 1 is copied
+# aside (early), then the run goes on to the last epoch (late).
+train_weak() {
+    local t dir
+    for t in 0 1 2 3 4; do
+        dir=$OUT/train/lenet5-t$t
+        local opts=(--arch lenet5 --moda --no-augment --seed "$SEED" --classes 5,6,7,8,9 --mix-class "$t"
+            --mix-fraction 0.1)
+        if [ ! -f "$dir-early/checkpoint.safetensors" ]; then
+            # The early copy must be epoch 1's: a run that went past it without one starts again.
+            [ "$(epochs_done "$dir")" -gt 1 ] && rm -rf "$dir"
+            train "$dir" "$WEAK_EPOCHS" 1 -- "${opts[@]}"
+            mkdir -p "$dir-early.tmp"
+            cp "$dir/checkpoint.safetensors" "$dir/metrics.csv" "$dir-early.tmp/"
+            rm -rf "$dir-early"
+            mv "$dir-early.tmp" "$dir-early"
+        fi
+        train "$dir" "$WEAK_EPOCHS" 0 -- "${opts[@]}"
+        decompose "$dir-early" "lenet5-t$t-early"
+        decompose "$dir" "lenet5-t$t-late"
+    done
+}
+
+if [ "$JOBS" -gt 1 ]; then
+    train_weak &
+    weak_pid=$!
+    train_strong
+    wait "$weak_pid"
+else
+    train_weak
+    train_strong
+fi
+log "trainings done"
+
+# Each strong model's module for class t into the weak model of t, both states.
+declare -A CLASS_NAME=([0]=T-shirt/top [1]=Trouser [2]=Pullover [3]=Dress [4]=Coat)
+for arch in $STRONG; do
+    for t in 0 1 2 3 4; do
+        for state in $STATES; do
+            res=$OUT/results/$arch-t$t-$state.json
+            [ -s "$res" ] && continue
+            log "replacing ${CLASS_NAME[$t]} in lenet5-t$t-$state by $arch's module"
+            run replace --registry "$OUT/registry" --weak "lenet5-t$t-$state" --strong "$arch-w0.5-c0-4" \
+                --class "${CLASS_NAME[$t]}" --optimizer sgd --lr 0.05 --epochs 5 --json \
+                >"$res.tmp" 2>>"$OUT/logs/replace.log"
+            mv "$res.tmp" "$res"
+        done
+    done
+done
+log "replacements done"
+python3 "$HERE/table.py" "$OUT/results" "$OUT/train" | tee "$OUT/table.md"
