@@ -16,8 +16,9 @@
 # registry and finished replacements are skipped, an interrupted training
 # continues with `moda train --resume`. Everything goes under $OUT.
 #
-# Environment: OUT (runs/replacement), STRONG_EPOCHS (3), WEAK_EPOCHS (30),
-# SEED (1), JOBS (1; 2 trains the weak models beside the strong ones),
+# Environment: OUT (runs/replacement), STRONG_EPOCHS (3), STRONG_SUBSET
+# (training images per class of the strong models, 0: all; 2000), WEAK_EPOCHS
+# (30), SEED (1), JOBS (trainings at once: the weak models, VGG16, ResNet18; 1),
 # NICE (19), OMP_NUM_THREADS (1: on a shared machine one thread per job
 # runs far faster than OpenMP threads that wait on each other).
 set -euo pipefail
@@ -26,6 +27,7 @@ BUILD=${1:-build}
 MODA=$BUILD/moda
 OUT=${OUT:-runs/replacement}
 STRONG_EPOCHS=${STRONG_EPOCHS:-3}
+STRONG_SUBSET=${STRONG_SUBSET:-2000}
 WEAK_EPOCHS=${WEAK_EPOCHS:-30}
 SEED=${SEED:-1}
 JOBS=${JOBS:-1}
@@ -84,12 +86,11 @@ decompose() {
 }
 
 train_strong() {
-    local arch
-    for arch in $STRONG; do
-        train "$OUT/train/$arch" "$STRONG_EPOCHS" 0 -- --arch "$arch" --width 0.5 --moda --seed "$SEED" \
-            --classes 0,1,2,3,4
-        decompose "$OUT/train/$arch" "$arch-w0.5-c0-4"
-    done
+    local arch=$1 subset=()
+    [ "$STRONG_SUBSET" -gt 0 ] && subset=(--subset "$STRONG_SUBSET")
+    train "$OUT/train/$arch" "$STRONG_EPOCHS" 0 -- --arch "$arch" --width 0.5 --moda --seed "$SEED" \
+        --classes 0,1,2,3,4 "${subset[@]}"
+    decompose "$OUT/train/$arch" "$arch-w0.5-c0-4"
 }
 
 # A weak model per mixed class t: its checkpoint after epoch 1 is copied
@@ -115,15 +116,18 @@ train_weak() {
     done
 }
 
-if [ "$JOBS" -gt 1 ]; then
-    train_weak &
-    weak_pid=$!
-    train_strong
-    wait "$weak_pid"
-else
-    train_weak
-    train_strong
-fi
+# The trainings are independent: up to JOBS of them at once.
+lanes=(train_weak)
+for arch in $STRONG; do lanes+=("train_strong $arch"); done
+pids=()
+for lane in "${lanes[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+    $lane &
+    pids+=($!)
+done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" -eq 0 ] || { log "a training failed: see $OUT/logs"; exit 1; }
 log "trainings done"
 
 # Each strong model's module for class t into the weak model of t, both states.
