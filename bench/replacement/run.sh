@@ -183,4 +183,6 @@ if [ "$st" -eq 3 ]; then
     exit 3
 fi
 log "done"
-python3 "$HERE/table.py" "$OUT/results" "$OUT/train" | tee "$OUT/table.md"
+if compgen -G "$OUT/results/*.json" >/dev/null; then
+    python3 "$HERE/table.py" "$OUT/results" "$OUT/train" | tee "$OUT/table.md"
+fi
