@@ -130,8 +130,12 @@ replace() {
         return 3
     fi
     log "replacing ${CLASS_NAME[$t]} in $weak by $strong's module"
-    run replace --registry "$OUT/registry" --weak "$weak" --strong "$strong" --class "${CLASS_NAME[$t]}" \
-        --optimizer sgd --lr 0.05 --epochs 5 --json >"$res.tmp" 2>>"$OUT/logs/replace-$arch-t$t-$state.log"
+    if ! run replace --registry "$OUT/registry" --weak "$weak" --strong "$strong" --class "${CLASS_NAME[$t]}" \
+        --optimizer sgd --lr 0.05 --epochs 5 --json >"$res.tmp" 2>>"$OUT/logs/replace-$arch-t$t-$state.log"; then
+        rm -f "$res.tmp"
+        log "replacing in $weak by $strong failed: see $OUT/logs/replace-$arch-t$t-$state.log"
+        return 1
+    fi
     mv "$res.tmp" "$res"
 }
 
@@ -141,6 +145,7 @@ locked() {
     local name=$1
     shift
     (
+        set -e # again: the caller runs this where a failing command would not stop it
         flock -n 9 || { log "skipping $name: another run is on it"; exit 3; }
         "$@"
     ) 9>"$OUT/locks/$name.lock"
@@ -167,8 +172,11 @@ run_tasks() {
 tasks=()
 for t in $MIX; do tasks+=("weak-t$t train_weak $t"); done
 for arch in $STRONG; do tasks+=("strong-$arch train_strong $arch"); done
-st=0
-run_tasks "${tasks[@]}" || st=$?
+# Not in an `||` list: that would switch off set -e inside the tasks.
+set +e
+run_tasks "${tasks[@]}"
+st=$?
+set -e
 [ "$st" -eq 1 ] && { log "a training failed: see $OUT/logs"; exit 1; }
 tasks=()
 for arch in $STRONG; do
@@ -176,7 +184,10 @@ for arch in $STRONG; do
         for state in $STATES; do tasks+=("replace-$arch-t$t-$state replace $arch $t $state"); done
     done
 done
-run_tasks "${tasks[@]}" || st=$?
+set +e
+run_tasks "${tasks[@]}"
+st=$?
+set -e
 [ "$st" -eq 1 ] && { log "a replacement failed: see $OUT/logs"; exit 1; }
 if [ "$st" -eq 3 ]; then
     log "some work is held by another run or waits for its models: run this again when it is done"
