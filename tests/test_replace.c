@@ -46,6 +46,7 @@ static void test_own_module_at_tau_zero_changes_nothing(void **state) {
     }
     assert_float_equal(r.loss[0], r.loss[1], 1e-5); /* the module's logit may differ in rounding */
     assert_true(r.acc[REPLACE_WEAK][0] > 25.0); /* better than chance over 4 classes */
+    replace_result_free(&r);
 }
 
 static void test_replacement_runs(void **state) {
