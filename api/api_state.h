@@ -26,6 +26,11 @@ struct api {
     pthread_mutex_t save_lock; /* jobs write and publish models one at a time */
     char *admin_token;     /* owned copy; NULL: no token asked */
     char *data_dirs;       /* owned copy of cfg.data_dirs, or NULL */
+    pthread_t poller;      /* --registry-poll's thread, when started */
+    bool polling;
+    pthread_mutex_t poll_lock;
+    pthread_cond_t poll_stop;
+    bool stopping;
 };
 
 /* Take a model just added to the store into the api's per-model bounds
