@@ -53,7 +53,14 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     if (a->cfg.max_batch < 1) a->cfg.max_batch = API_DEFAULT_MAX_BATCH;
     if (a->cfg.intra_threads < 1) a->cfg.intra_threads = 1;
     a->chunk = a->cfg.max_batch < API_CHUNK_MAX ? a->cfg.max_batch : API_CHUNK_MAX;
-    if (model_store_open(&a->store, cfg->registry, &cfg->remote, cfg->workers, cfg->device, &cfg->backend, err,
+    /* The batcher's instances are slots of their own, after the workers'. */
+    a->slots = cfg->workers;
+    if (api_batching_open(a, err, errlen)) {
+        api_free(a);
+        return -1;
+    }
+    if (a->batcher) a->slots += a->cfg.batching.instances > 0 ? a->cfg.batching.instances : 1;
+    if (model_store_open(&a->store, cfg->registry, &cfg->remote, a->slots, cfg->device, &cfg->backend, err,
                          errlen)) {
         api_free(a);
         return -1;
@@ -67,7 +74,7 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
         if (!a->min_sample_bytes || bytes < a->min_sample_bytes) a->min_sample_bytes = bytes;
     }
     a->cache = compose_cache_new(cfg->cache_bytes, cfg->metrics);
-    a->be = calloc((size_t)cfg->workers, sizeof(*a->be));
+    a->be = calloc((size_t)a->slots, sizeof(*a->be));
     if (!a->cache || !a->be) {
         snprintf(err, errlen, "out of memory creating the cache");
         api_free(a);
@@ -75,7 +82,7 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     }
     /* The workers run on the store's kind of backend: on a GPU the weights
      * stay where they were loaded and every worker reads them there. */
-    for (int w = 0; w < cfg->workers; w++) {
+    for (int w = 0; w < a->slots; w++) {
         if (!(a->be[w] = backend_new(backend_name(a->store.be), &a->cfg.backend, err, errlen))) {
             api_free(a);
             return -1;
@@ -93,8 +100,9 @@ void api_free(api *a) {
     /* Composed graphs and handles use the worker backends: free them first. */
     compose_cache_free(a->cache);
     model_store_close(&a->store);
-    for (int w = 0; a->be && w < a->cfg.workers; w++) backend_free(a->be[w]);
+    for (int w = 0; a->be && w < a->slots; w++) backend_free(a->be[w]);
     free(a->be);
+    batcher_free(a->batcher);
     free(a);
 }
 
@@ -117,6 +125,8 @@ bool api_request_is_light(const api *a, const api_request *req) {
         return false;
     /* A small image body may still decode to millions of pixels. */
     if (req->body_len > API_LIGHT_BODY || !a->min_sample_bytes || api_request_is_image(req)) return false;
+    if (a->batcher && (batcher_busy(a->batcher) > 0 || atomic_load_explicit(&a->inline_busy, memory_order_relaxed) > 0))
+        return false;
     double samples = ceil((double)req->body_len / (double)a->min_sample_bytes);
     return samples * a->max_macs <= API_LIGHT_MACS;
 }

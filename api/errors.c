@@ -21,7 +21,7 @@ static const code_status CODE_TABLE[] = {
     {"method_not_allowed", 405},   {"body_too_large", 413},     {"image_too_large", 413},
     {"unsupported_media_type", 415},
     {"invalid_combination", 422},  {"internal", 500},           {"not_ready", 503},
-    {"overloaded", 503},
+    {"overloaded", 503},           {"queue_timeout", 503},
 };
 
 int api_error_status(const char *code) {

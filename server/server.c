@@ -579,6 +579,7 @@ int server_start(const server_config *cfg, server **out, char *err, size_t errle
     api_config ac = cfg->api;
     ac.metrics = s->metrics;
     ac.workers = cfg->api.workers + cfg->threads; /* workers' slots, then connection threads' */
+    ac.batching.wait_slots = cfg->api.workers;    /* connection threads never wait in a batch */
     if (api_new(&ac, &s->api, err, errlen) != 0) {
         if (errlen && !err[0]) snprintf(err, errlen, "cannot open registry '%s'", cfg->api.registry);
         goto fail;
