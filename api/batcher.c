@@ -211,6 +211,13 @@ static void collect(batcher *b, queue *q, item *self) {
     while (q->head && (!samples || samples + q->head->r->n <= max)) {
         item *it = q->head;
         queue_remove(q, it);
+        if (it->r->deadline_us && now >= it->r->deadline_us) { /* expired while the batch filled */
+            it->done = true;
+            it->rc = api_error_set(it->err, "queue_timeout",
+                                   "the request waited in %s's batch queue past its timeout", it->r->key);
+            if (it != self) pthread_cond_signal(&it->cv);
+            continue;
+        }
         it->taken = true;
         it->outcome.queue_us = (double)(now - it->t_submit);
         samples += it->r->n;

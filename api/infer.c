@@ -74,8 +74,7 @@ int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float
     float *z = logits ? logits : malloc((size_t)n * k * sizeof(float));
     if (!z) return api_error_set(err, "internal", "out of memory");
     int rc;
-    /* A pass that serves no request (m NULL: the warm-up) never queues. */
-    if (m && api_batch_wanted(a, worker, e)) {
+    if (api_batch_wanted(a, worker, e)) {
         rc = api_infer_batched(a, e, x, n, z, m, err);
     } else {
         /* Counted so that, with batching on, light requests stop running
