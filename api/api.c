@@ -75,7 +75,8 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     }
     a->cache = compose_cache_new(cfg->cache_bytes, cfg->metrics);
     a->be = calloc((size_t)a->slots, sizeof(*a->be));
-    if (!a->cache || !a->be) {
+    a->loaded = v2_loaded_new();
+    if (!a->cache || !a->be || !a->loaded) {
         snprintf(err, errlen, "out of memory creating the cache");
         api_free(a);
         return -1;
@@ -98,6 +99,7 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
 void api_free(api *a) {
     if (!a) return;
     /* Composed graphs and handles use the worker backends: free them first. */
+    v2_loaded_free(a, a->loaded);
     compose_cache_free(a->cache);
     model_store_close(&a->store);
     for (int w = 0; a->be && w < a->slots; w++) backend_free(a->be[w]);
@@ -136,8 +138,8 @@ void api_set_ready(api *a, bool ready) { atomic_store(&a->ready, ready); }
 /* ---- server-level routes -------------------------------------------------- */
 
 static void v2_server_metadata(api_response *resp) {
-    json_t *root = json_pack("{s:s,s:s,s:[s]}", "name", "moda-server", "version", MODA_VERSION, "extensions",
-                             "binary_tensor_data");
+    json_t *root = json_pack("{s:s,s:s,s:[s,s,s,s]}", "name", "moda-server", "version", MODA_VERSION, "extensions",
+                             "binary_tensor_data", "model_configuration", "statistics", "model_repository");
     api_response_json(resp, 200, root);
 }
 
@@ -229,6 +231,19 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp) 
     const char *method = req && req->method ? req->method : "";
     if (!a || !req || worker < 0 || worker >= a->cfg.workers) {
         route_error(resp, path, "internal", "bad worker index or request");
+        return;
+    }
+    if (!strcmp(path, "/v2/models/stats")) {
+        if (strcmp(method, "GET")) {
+            route_error(resp, path, "method_not_allowed", "this route takes GET");
+            api_response_add_header(resp, "Allow", "GET, HEAD");
+        } else {
+            v2_model_stats(a, NULL, resp);
+        }
+        return;
+    }
+    if (!strncmp(path, "/v2/repository/", 15)) {
+        v2_repository_route(a, worker, req, path + 15, resp);
         return;
     }
     if (!strncmp(path, "/v2/models/", 11)) {

@@ -143,6 +143,10 @@ bool api_request_is_light(const api *a, const api_request *req);
  * /v1/infer, whose model is in the body). */
 bool api_infer_route(const char *path, char *model, size_t size);
 
+/* The route template of path ("/v1/infer", "/v2/models/{name}/infer",
+ * ...; "other" when no route matches): a label of bounded cardinality. */
+const char *api_route_template(const char *path);
+
 /* An error answered without api_handle (the server's own refusals: body
  * too large, overloaded, shutting down, /metrics): code's status from the
  * API's one table, the error shape of path's protocol, and the fields the

@@ -8,6 +8,7 @@
 #include "batcher.h"
 #include "compose_cache.h"
 #include "model_store.h"
+#include "v2_ext.h"
 
 #define API_CHUNK_MAX 64 /* samples per forward pass: the handles' plan size */
 
@@ -18,6 +19,7 @@ struct api {
     int slots;             /* cfg.workers, then the batcher's instances */
     moda_backend **be;     /* (slots) one backend per slot, owned */
     batcher *batcher;      /* owned; NULL when batching is off for every model */
+    v2_loaded *loaded;     /* composed models pinned by the repository API, owned */
     atomic_int inline_busy; /* inferences running unbatched on slots that may not wait */
     int chunk;             /* samples per forward pass */
     double max_macs;       /* the registry's most expensive model, per sample */

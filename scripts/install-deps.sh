@@ -36,6 +36,8 @@ if [ "$mode" = test ]; then
   packages+=(python3 python3-venv)
   packages+=(podman runc netavark aardvark-dns catatonit uidmap mmdebstrap)
   packages+=(chromium chromium-driver)
+  # promtool, which lints /metrics (tests/metrics_promtool_test.sh).
+  packages+=(prometheus)
 fi
 
 missing=()
