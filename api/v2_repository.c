@@ -2,7 +2,8 @@
  * the registry's models and the composed ids loaded here; load composes a
  * composed id (through the cache) and pins it so that it is never evicted;
  * unload unpins it and drops it from the cache. A registry model is always
- * loaded: loading it succeeds, unloading it is refused. */
+ * loaded: loading it succeeds, unloading it is refused. At most 64 are
+ * loaded at once. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,10 @@
 #include "api_state.h"
 #include "id.h"
 #include "v2_ext.h"
+
+/* Loaded models are pinned, out of the cache's reach: a bound keeps a
+ * client from holding memory without limit. */
+#define LOADED_MAX 64
 
 struct v2_loaded {
     pthread_mutex_t mu;
@@ -103,6 +108,8 @@ static void load_route(api *a, int worker, const char *name, const json_t *body,
     bool keep = mi->composed;
     pthread_mutex_lock(&l->mu);
     for (int i = 0; keep && i < l->n; i++) keep = strcmp(api_entry_info_of(l->pins[i])->id, mi->id) != 0;
+    bool full = keep && l->n >= LOADED_MAX;
+    keep = keep && !full;
     if (keep && l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 8;
         api_entry **p = realloc(l->pins, (size_t)cap * sizeof(*p));
@@ -115,6 +122,10 @@ static void load_route(api *a, int worker, const char *name, const json_t *body,
     if (keep) l->pins[l->n++] = e;
     pthread_mutex_unlock(&l->mu);
     if (!keep) api_entry_release(a, e); /* a registry model, or loaded already */
+    if (full) {
+        api_response_errorf_v2(resp, "bad_request", "%d models are loaded already; unload one first", LOADED_MAX);
+        return;
+    }
     api_response_json(resp, 200, json_pack("{s:s,s:s}", "name", mi->id, "state", "READY"));
 }
 
