@@ -38,7 +38,8 @@ void v2_loaded_free(api *a, v2_loaded *l) {
 }
 
 /* The JSON body of a repository request: empty (tritonclient sends none
- * for the index) or an object. */
+ * for the index) or an object, whose "parameters" (if any) is an object and
+ * "ready" a boolean, as openapi.yaml says for every repository route. */
 static int body_object(const api_request *req, json_t **root, api_error *e) {
     *root = NULL;
     if (!req->body_len) {
@@ -46,21 +47,22 @@ static int body_object(const api_request *req, json_t **root, api_error *e) {
         return *root ? 0 : api_error_set(e, "internal", "out of memory");
     }
     if (api_json_parse(req, root, e)) return -1;
-    if (!json_is_object(*root)) {
+    const char *why = !json_is_object(*root) ? "the body must be a JSON object"
+                      : json_object_get(*root, "parameters") && !json_is_object(json_object_get(*root, "parameters"))
+                          ? "\"parameters\" must be an object"
+                      : json_object_get(*root, "ready") && !json_is_boolean(json_object_get(*root, "ready"))
+                          ? "\"ready\" must be a boolean"
+                          : NULL;
+    if (why) {
         json_decref(*root);
         *root = NULL;
-        return api_error_set(e, "invalid_type", "the body must be a JSON object");
+        return api_error_set(e, "invalid_type", "%s", why);
     }
     return 0;
 }
 
-static void index_route(api *a, const json_t *body, api_response *resp) {
-    const json_t *ready = json_object_get(body, "ready");
-    if (ready && !json_is_boolean(ready)) {
-        api_response_errorf_v2(resp, "invalid_type", "\"ready\" must be a boolean");
-        return;
-    }
-    /* Every model listed is ready, so {"ready": true} lists them all too. */
+/* Every model listed is ready, so {"ready": true} lists them all too. */
+static void index_route(api *a, api_response *resp) {
     json_t *arr = json_array();
     for (int i = 0; i < a->store.n; i++)
         json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", a->store.models[i].rm.name, "version", "1",
@@ -187,7 +189,7 @@ void v2_repository_route(api *a, int worker, const api_request *req, const char 
         api_response_error_v2(resp, &e);
         return;
     }
-    if (!action) index_route(a, body, resp);
+    if (!action) index_route(a, resp);
     else if (!strcmp(action, "load")) load_route(a, worker, name, body, resp);
     else unload_route(a, name, resp);
     json_decref(body);

@@ -204,6 +204,8 @@ static void test_repository(void **state) {
     expect_status(a, "POST", "/v2/repository/models/" MODEL "~1-2~0.9/load", "[1]", 400);
     expect_status(a, "POST", "/v2/repository/models/" MODEL "~1-2~0.9/load", "{", 400);
     expect_status(a, "POST", "/v2/repository/index", "{\"ready\":\"yes\"}", 400);
+    expect_status(a, "POST", "/v2/repository/index", "{\"parameters\":[null]}", 400);
+    expect_status(a, "POST", "/v2/repository/models/" MODEL "~1-2~0.9/unload", "{\"parameters\":1}", 400);
     expect_status(a, "GET", "/v2/repository/index", NULL, 405);
     expect_status(a, "POST", "/v2/repository/models/" MODEL "/reload", NULL, 404);
     expect_status(a, "POST", "/v2/repository/models//load", NULL, 404);
