@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api_state.h"
 #include "ui.h"
@@ -65,18 +66,17 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
         api_free(a);
         return -1;
     }
-    for (int i = 0; i < a->store.n; i++) {
-        const api_model *m = &a->store.models[i];
-        const model_info *mi = &m->rm.info;
-        size_t side_h = (size_t)(m->rm.g->in_h - 2 * mi->pad), side_w = (size_t)(m->rm.g->in_w - 2 * mi->pad);
-        size_t bytes = (size_t)mi->channels * side_h * side_w;
-        if (m->macs > a->max_macs) a->max_macs = m->macs;
-        if (!a->min_sample_bytes || bytes < a->min_sample_bytes) a->min_sample_bytes = bytes;
-    }
+    for (int i = 0; i < a->store.n; i++) api_note_model(a, &a->store.models[i]);
+    pthread_mutex_init(&a->save_lock, NULL);
     a->cache = compose_cache_new(cfg->cache_bytes, cfg->metrics);
     a->be = calloc((size_t)a->slots, sizeof(*a->be));
     a->loaded = v2_loaded_new();
-    if (!a->cache || !a->be || !a->loaded) {
+    a->jobs = job_queue_new(cfg->jobs_max > 0 ? cfg->jobs_max : 1, cfg->jobs_queue >= 0 ? cfg->jobs_queue : 4);
+    a->admin_token = cfg->admin_token ? strdup(cfg->admin_token) : NULL;
+    a->data_dirs = cfg->data_dirs ? strdup(cfg->data_dirs) : NULL;
+    a->cfg.admin_token = a->cfg.data_dirs = NULL; /* not kept: the caller's strings */
+    if (!a->cache || !a->be || !a->loaded || !a->jobs || (cfg->admin_token && !a->admin_token) ||
+        (cfg->data_dirs && !a->data_dirs)) {
         snprintf(err, errlen, "out of memory creating the cache");
         api_free(a);
         return -1;
@@ -96,8 +96,34 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     return 0;
 }
 
+void api_note_model(api *a, const api_model *m) {
+    if (!a || !m) return;
+    const model_info *mi = &m->rm.info;
+    size_t side_h = (size_t)(m->rm.g->in_h - 2 * mi->pad), side_w = (size_t)(m->rm.g->in_w - 2 * mi->pad);
+    size_t bytes = (size_t)mi->channels * side_h * side_w;
+    if (m->macs > a->max_macs) a->max_macs = m->macs;
+    if (!a->min_sample_bytes || bytes < a->min_sample_bytes) a->min_sample_bytes = bytes;
+}
+
+bool api_admin_check(const api *a, const api_request *req, api_response *resp) {
+    if (!a->admin_token) return true;
+    const char *h = api_request_header(req, "Authorization");
+    const char *given = h && !strncasecmp(h, "Bearer ", 7) ? h + 7 : NULL;
+    /* Compared in time that depends on the lengths only. */
+    size_t n = strlen(a->admin_token), m = given ? strlen(given) : 0;
+    unsigned char diff = (unsigned char)(n != m || !given);
+    for (size_t i = 0; given && i < n && i < m; i++) diff |= (unsigned char)(a->admin_token[i] ^ given[i]);
+    if (!diff) return true;
+    api_response_errorf(resp, "unauthorized", "%s", given ? "the bearer token is not the admin token"
+                                                          : "this route needs \"Authorization: Bearer <admin token>\"");
+    api_response_add_header(resp, "WWW-Authenticate", "Bearer realm=\"moda-server\"");
+    return false;
+}
+
 void api_free(api *a) {
     if (!a) return;
+    /* Jobs read the store's models and write through it: stop them first. */
+    job_queue_free(a->jobs);
     /* Composed graphs and handles use the worker backends: free them first. */
     v2_loaded_free(a, a->loaded);
     compose_cache_free(a->cache);
@@ -105,6 +131,9 @@ void api_free(api *a) {
     for (int w = 0; a->be && w < a->slots; w++) backend_free(a->be[w]);
     free(a->be);
     batcher_free(a->batcher);
+    free(a->admin_token);
+    free(a->data_dirs);
+    pthread_mutex_destroy(&a->save_lock);
     free(a);
 }
 
@@ -161,6 +190,11 @@ typedef enum route_id {
     ROUTE_COMPOSE,
     ROUTE_COMPOSE_ID,
     ROUTE_INFER,
+    ROUTE_REPLACE,
+    ROUTE_CALIBRATE,
+    ROUTE_JOBS,
+    ROUTE_JOB,
+    ROUTE_JOB_CANCEL,
     ROUTE_V2,
     ROUTE_V2_LIVE,
     ROUTE_V2_READY,
@@ -181,6 +215,11 @@ static const route ROUTES[] = {
     {"/v1/compose", false, "POST", ROUTE_COMPOSE},
     {"/v1/compose/", true, "DELETE", ROUTE_COMPOSE_ID},
     {"/v1/infer", false, "POST", ROUTE_INFER},
+    {"/v1/replace", false, "POST", ROUTE_REPLACE},
+    {"/v1/calibrate", false, "POST", ROUTE_CALIBRATE},
+    {"/v1/jobs", false, "GET", ROUTE_JOBS},
+    {"/v1/jobs/", true, "GET", ROUTE_JOB},
+    {"/v1/jobs/", true, "DELETE", ROUTE_JOB_CANCEL},
     {"/v2", false, "GET", ROUTE_V2},
     {"/v2/health/live", false, "GET", ROUTE_V2_LIVE},
     {"/v2/health/ready", false, "GET", ROUTE_V2_READY},
@@ -189,16 +228,25 @@ static const route ROUTES[] = {
     {"/ui/", true, "GET", ROUTE_UI_FILE},
 };
 
-/* The route of path (rest: its last segment for a prefix route), or NULL. */
-static const route *route_find(const char *path, const char **rest) {
+static bool route_matches(const route *r, const char *path, const char **rest) {
+    size_t n = strlen(r->path);
+    if (!r->prefix) return !strcmp(path, r->path);
+    if (strncmp(path, r->path, n) || !path[n] || strchr(path + n, '/')) return false;
+    *rest = path + n;
+    return true;
+}
+
+/* The route of path and method (rest: its last segment for a prefix
+ * route). NULL when no route has the path; when routes have it but not
+ * the method, NULL with their methods in allow ("GET, DELETE"). */
+static const route *route_find(const char *path, const char *method, const char **rest, char *allow, size_t len) {
+    allow[0] = '\0';
     for (size_t i = 0; i < sizeof(ROUTES) / sizeof(ROUTES[0]); i++) {
         const route *r = &ROUTES[i];
-        size_t n = strlen(r->path);
-        if (!r->prefix && !strcmp(path, r->path)) return r;
-        if (r->prefix && !strncmp(path, r->path, n) && path[n] && !strchr(path + n, '/')) {
-            *rest = path + n;
-            return r;
-        }
+        if (!route_matches(r, path, rest)) continue;
+        if (!strcmp(method, r->method)) return r;
+        size_t used = strlen(allow);
+        snprintf(allow + used, len - used, "%s%s", used ? ", " : "", !strcmp(r->method, "GET") ? "GET, HEAD" : r->method);
     }
     return NULL;
 }
@@ -251,24 +299,34 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp) 
         return;
     }
     const char *rest = NULL;
-    const route *r = route_find(path, &rest);
-    if (!r) {
+    char allow[64];
+    const route *r = route_find(path, method, &rest, allow, sizeof allow);
+    if (!r && !allow[0]) {
         route_error(resp, path, "not_found", "no such route");
         return;
     }
-    if (strcmp(method, r->method)) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "%s is not allowed here; use %s", method[0] ? method : "this method", r->method);
+    if (!r) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s is not allowed here; use %s", method[0] ? method : "this method", allow);
         route_error(resp, path, "method_not_allowed", msg);
-        api_response_add_header(resp, "Allow", strcmp(r->method, "GET") ? r->method : "GET, HEAD");
+        api_response_add_header(resp, "Allow", allow);
         return;
     }
+    /* Routes that change what is served, or spend a core for minutes. */
+    bool admin = r->id == ROUTE_REPLACE || r->id == ROUTE_CALIBRATE || r->id == ROUTE_JOB_CANCEL ||
+                 r->id == ROUTE_COMPOSE_ID;
+    if (admin && !api_admin_check(a, req, resp)) return;
     switch (r->id) {
     case ROUTE_MODELS: v1_models_list(a, resp); break;
     case ROUTE_MODEL: v1_model_get(a, rest, resp); break;
     case ROUTE_COMPOSE: v1_compose(a, worker, req, resp); break;
     case ROUTE_COMPOSE_ID: v1_compose_delete(a, rest, resp); break;
     case ROUTE_INFER: v1_infer(a, worker, req, resp); break;
+    case ROUTE_REPLACE: v1_replace(a, req, resp); break;
+    case ROUTE_CALIBRATE: v1_calibrate(a, req, resp); break;
+    case ROUTE_JOBS: v1_jobs_list(a, resp); break;
+    case ROUTE_JOB: v1_job_get(a, rest, resp); break;
+    case ROUTE_JOB_CANCEL: v1_job_cancel(a, rest, resp); break;
     case ROUTE_V2: v2_server_metadata(resp); break;
     case ROUTE_V2_LIVE: v2_health(a, false, resp); break;
     case ROUTE_V2_READY: v2_health(a, true, resp); break;

@@ -9,6 +9,8 @@
  *   GET    /v1/models                 GET /v1/models/{model}
  *   POST   /v1/compose                DELETE /v1/compose/{id}
  *   POST   /v1/infer
+ *   POST   /v1/replace                POST /v1/calibrate     (jobs; admin)
+ *   GET    /v1/jobs                   GET, DELETE /v1/jobs/{id}
  *   GET    /v2                        GET /v2/health/live, /v2/health/ready
  *   GET    /v2/models/{id}            GET /v2/models/{id}/ready
  *   POST   /v2/models/{id}/infer
@@ -107,6 +109,12 @@ typedef struct api_config {
     float default_tau;     /* threshold when a request gives none (0.9) */
     api_batching batching; /* zeroed: no dynamic batching */
     metrics *metrics;      /* not owned; may be NULL */
+    const char *admin_token; /* required as "Authorization: Bearer" by replace, calibrate, cancelling a job and
+                              * DELETE /v1/compose; NULL: none (copied) */
+    int jobs_max;          /* jobs running at once (1) */
+    int jobs_queue;        /* jobs waiting, beyond those (4) */
+    const char *data_dirs; /* "KIND=DIR[,KIND=DIR...]": where jobs read a dataset kind; NULL: models' records
+                            * (copied) */
 } api_config;
 
 typedef struct api api;

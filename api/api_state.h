@@ -4,9 +4,12 @@
 
 #include <stdatomic.h>
 
+#include <pthread.h>
+
 #include "api_internal.h"
 #include "batcher.h"
 #include "compose_cache.h"
+#include "jobs.h"
 #include "model_store.h"
 #include "v2_ext.h"
 
@@ -22,9 +25,13 @@ struct api {
     v2_loaded *loaded;     /* composed models pinned by the repository API, owned */
     atomic_int inline_busy; /* inferences running unbatched on slots that may not wait */
     int chunk;             /* samples per forward pass */
-    double max_macs;       /* the registry's most expensive model, per sample */
-    size_t min_sample_bytes; /* its smallest sample as uint8 (raw size, before padding) */
+    _Atomic double max_macs;         /* the registry's most expensive model, per sample */
+    _Atomic size_t min_sample_bytes; /* its smallest sample as uint8 (raw size, before padding) */
     atomic_bool ready;
+    job_queue *jobs;       /* replacement and calibration jobs; owned */
+    pthread_mutex_t save_lock; /* jobs write and publish models one at a time */
+    char *admin_token;     /* owned copy; NULL: no token asked */
+    char *data_dirs;       /* owned copy of cfg.data_dirs, or NULL */
 };
 
 /* The dynamic batcher's half of api_infer_run (infer_batch.c). */
@@ -38,6 +45,14 @@ int api_infer_batched(api *a, api_entry *e, const float *x, int n, float *logits
  * METRIC_EXEC_COUNT and METRIC_COMPUTE_DURATION_US (infer.c). */
 int api_infer_logits(api *a, int slot, api_entry *e, const float *x, int n, float *logits, metrics *m,
                      api_error *err);
+
+/* Take a model just added to the store into the api's per-model bounds
+ * (what api_request_is_light weighs). Accepts NULL. */
+void api_note_model(api *a, const api_model *m);
+
+/* Whether req may use an admin route: true when no token is configured or
+ * it carries "Authorization: Bearer <token>"; otherwise resp gets a 401. */
+bool api_admin_check(const api *a, const api_request *req, api_response *resp);
 
 /* Pin the composition of m for classes[0..n) at tau (checked here:
  * distinct, in range, no more than the class limit, tau in [0, 1]) through

@@ -11,13 +11,17 @@
 int model_store_open(model_store *s, const char *root, const registry_remote_options *remote, int workers,
                      const char *device, const backend_options *backend, char *err, size_t errlen) {
     memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->add_lock, NULL);
+    s->workers = workers;
+    s->remote = registry_is_url(root);
     if (!(s->be = backend_new(device ? device : "cpu", backend, err, errlen))) return -1;
     if (registry_open(root, remote, &s->reg, err, errlen) != MODA_OK) {
         model_store_close(s);
         return -1;
     }
     int n = registry_count(s->reg);
-    if (n > 0 && !(s->models = calloc((size_t)n, sizeof(*s->models)))) {
+    s->cap = n + MODEL_STORE_SPARE;
+    if (!(s->models = calloc((size_t)s->cap, sizeof(*s->models)))) {
         snprintf(err, errlen, "out of memory");
         model_store_close(s);
         return -1;
@@ -49,7 +53,34 @@ void model_store_close(model_store *s) {
     free(s->models);
     registry_close(s->reg);
     backend_free(s->be);
+    pthread_mutex_destroy(&s->add_lock);
     memset(s, 0, sizeof(*s));
+}
+
+int model_store_add(model_store *s, const char *name, char *err, size_t errlen) {
+    pthread_mutex_lock(&s->add_lock);
+    int rc = -1, n = s->n;
+    registry *now = NULL;
+    api_model *m = n < s->cap ? &s->models[n] : NULL;
+    if (model_store_find(s, name))
+        snprintf(err, errlen, "\"%s\" is already served", name);
+    else if (!m)
+        snprintf(err, errlen, "no room for more models (%d served); restart the server to serve \"%s\"", n, name);
+    else if (registry_open(registry_root(s->reg), NULL, &now, err, errlen) == MODA_OK &&
+             registry_load_model(now, name, s->be, &m->rm, err, errlen) == MODA_OK) {
+        m->params = graph_param_count(m->rm.g);
+        m->macs = graph_macs(m->rm.g);
+        if (!(m->full = entry_new_full(m, s->workers))) {
+            snprintf(err, errlen, "%s: out of memory", name);
+            registry_model_free(&m->rm);
+        } else {
+            s->n = n + 1; /* publishes the complete slot */
+            rc = 0;
+        }
+    }
+    registry_close(now);
+    pthread_mutex_unlock(&s->add_lock);
+    return rc;
 }
 
 api_model *model_store_find(const model_store *s, const char *name) {

@@ -4,6 +4,8 @@
 #define MODA_API_MODEL_STORE_H
 
 #include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
 
 #include "errors.h"
 #include "registry.h"
@@ -17,11 +19,21 @@ typedef struct api_model {
     double macs;       /* graph_macs(rm.g) */
 } api_model;
 
+/* Models are only ever added (model_store_add), never removed or moved
+ * while the store is open: slots are allocated once, with room for
+ * MODEL_STORE_SPARE more, and a model is published by incrementing n after
+ * its slot is complete, so readers need no lock. */
+#define MODEL_STORE_SPARE 256
+
 typedef struct model_store {
-    registry *reg;      /* owned */
+    registry *reg;      /* owned; the index as opened (models added later are not in it) */
     moda_backend *be;   /* holds every model's weights; owned */
-    api_model *models;  /* (n) in registry order, owned */
-    int n;
+    api_model *models;  /* (cap) in registry order, then as added; owned */
+    _Atomic int n;      /* published models */
+    int cap;
+    int workers;
+    bool remote;        /* the registry is a mirror of a URL: read-only */
+    pthread_mutex_t add_lock; /* one model_store_add at a time */
 } model_store;
 
 /* Open the registry at root (fetched as remote says, when a URL) and load
@@ -33,6 +45,11 @@ int model_store_open(model_store *s, const char *root, const registry_remote_opt
 void model_store_close(model_store *s); /* accepts NULL; leaves *s zeroed */
 
 api_model *model_store_find(const model_store *s, const char *name); /* NULL if unknown */
+
+/* Load model `name` from the registry on disk (re-reading its index,
+ * which a writer has just updated) and publish it. -1 with a reason when
+ * it is already served, there is no spare slot, or it fails to load. */
+int model_store_add(model_store *s, const char *name, char *err, size_t errlen);
 
 /* The class of m that text names: an exact class name, else a decimal
  * index. -1 with unknown_class otherwise. */

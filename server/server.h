@@ -29,6 +29,8 @@ typedef struct server_config {
     FILE *log;              /* request and lifecycle log; NULL = silent */
     bool quiet;             /* lifecycle lines only, no line per request */
     api_config api;         /* registry, cache, workers, limits */
+    const char *admin_token_file; /* --admin-token-file; its token goes to api.admin_token */
+    char admin_token[1024]; /* the token read from it */
 } server_config;
 
 /* Defaults as above; api: cache 256 MiB, workers = cores, intra_threads 1,
