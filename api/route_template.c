@@ -13,14 +13,16 @@ static bool has_suffix(const char *s, const char *suffix) {
 }
 
 const char *api_route_template(const char *path) {
-    static const char *const exact[] = {"/",          "/ui/",      "/metrics",         "/v1/models",
-                                        "/v1/compose", "/v1/infer", "/v2",              "/v2/health/live",
-                                        "/v2/health/ready", "/v2/models/stats", "/v2/repository/index"};
+    static const char *const exact[] = {"/",           "/ui/",          "/metrics",         "/v1/models",
+                                        "/v1/compose", "/v1/infer",     "/v1/replace",      "/v1/calibrate",
+                                        "/v1/jobs",    "/v2",           "/v2/health/live",  "/v2/health/ready",
+                                        "/v2/models/stats", "/v2/repository/index"};
     if (!path) return "other";
     for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
         if (!strcmp(path, exact[i])) return exact[i];
     if (has_prefix(path, "/v1/models/")) return "/v1/models/{model}";
     if (has_prefix(path, "/v1/compose/")) return "/v1/compose/{id}";
+    if (has_prefix(path, "/v1/jobs/")) return "/v1/jobs/{id}";
     if (has_prefix(path, "/ui/")) return "/ui/{file}";
     if (has_prefix(path, "/v2/repository/models/")) {
         if (has_suffix(path, "/load")) return "/v2/repository/models/{name}/load";

@@ -16,7 +16,7 @@
 
 typedef enum v2_action { V2_METADATA, V2_READY, V2_INFER, V2_CONFIG, V2_STATS } v2_action;
 
-/* Split rest into {name}[/versions/{v}][/ready|/infer]; false when it is no
+/* Split rest into {name}[/versions/{v}][/ready|/infer|/config|/stats]; false when it is no
  * such path. name and version point into buf. */
 static bool parse_path(char *buf, const char **name, const char **version, v2_action *action) {
     char *seg[6];
