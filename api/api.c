@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "api_state.h"
 #include "ui.h"
@@ -35,6 +36,43 @@ static void warm_up(api *a) {
         free(x);
         free(z);
     }
+}
+
+int api_reload(api *a, char *msg, size_t len) {
+    model_store_changes ch;
+    int before = a->store.n;
+    if (model_store_reload(&a->store, &ch, msg, len)) {
+        metrics_add(a->cfg.metrics, METRIC_REGISTRY_RELOAD_FAILURE, NULL, NULL, 1);
+        return -1;
+    }
+    int dropped = 0;
+    for (int i = 0; i < ch.n_gone; i++) dropped += compose_cache_drop_parent(a->cache, ch.gone[i]);
+    free(ch.gone);
+    for (int i = before; i < a->store.n; i++) api_note_model(a, &a->store.models[i]);
+    metrics_add(a->cfg.metrics, METRIC_REGISTRY_RELOAD, NULL, NULL, 1);
+    snprintf(msg, len, "%d added, %d replaced, %d removed, %d unchanged; %d composed model(s) dropped", ch.added,
+             ch.replaced, ch.removed, ch.kept, dropped);
+    return 0;
+}
+
+/* --registry-poll: a reload every registry_poll_s seconds until api_free. */
+static void *poll_registry(void *arg) {
+    api *a = arg;
+    pthread_mutex_lock(&a->poll_lock);
+    while (!a->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += a->cfg.registry_poll_s;
+        while (!a->stopping && pthread_cond_timedwait(&a->poll_stop, &a->poll_lock, &until) == 0) {
+        }
+        if (a->stopping) break;
+        pthread_mutex_unlock(&a->poll_lock);
+        char msg[512];
+        (void)api_reload(a, msg, sizeof msg); /* a failure keeps the old models and shows in /metrics */
+        pthread_mutex_lock(&a->poll_lock);
+    }
+    pthread_mutex_unlock(&a->poll_lock);
+    return NULL;
 }
 
 int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
@@ -91,6 +129,16 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
         backend_set_threads(a->be[w], a->cfg.intra_threads);
     }
     warm_up(a);
+    pthread_mutex_init(&a->poll_lock, NULL);
+    pthread_cond_init(&a->poll_stop, NULL);
+    if (cfg->registry_poll_s > 0) {
+        if (pthread_create(&a->poller, NULL, poll_registry, a) != 0) {
+            snprintf(err, errlen, "cannot start the registry poller");
+            api_free(a);
+            return -1;
+        }
+        a->polling = true;
+    }
     atomic_store(&a->ready, true);
     *out = a;
     return 0;
@@ -122,6 +170,13 @@ bool api_admin_check(const api *a, const api_request *req, api_response *resp) {
 
 void api_free(api *a) {
     if (!a) return;
+    if (a->polling) {
+        pthread_mutex_lock(&a->poll_lock);
+        a->stopping = true;
+        pthread_cond_signal(&a->poll_stop);
+        pthread_mutex_unlock(&a->poll_lock);
+        pthread_join(a->poller, NULL);
+    }
     /* Jobs read the store's models and write through it: stop them first. */
     job_queue_free(a->jobs);
     /* Composed graphs and handles use the worker backends: free them first. */
@@ -134,6 +189,8 @@ void api_free(api *a) {
     free(a->admin_token);
     free(a->data_dirs);
     pthread_mutex_destroy(&a->save_lock);
+    pthread_mutex_destroy(&a->poll_lock);
+    pthread_cond_destroy(&a->poll_stop);
     free(a);
 }
 
@@ -182,6 +239,15 @@ static void v2_health(api *a, bool ready_route, api_response *resp) {
     if (!ready) resp->error_code = "not_ready";
 }
 
+static void reload_route(api *a, api_response *resp) {
+    char msg[API_ERROR_MSG_MAX - 32];
+    if (api_reload(a, msg, sizeof msg)) {
+        api_response_errorf(resp, "reload_failed", "the registry was not reloaded, the old one serves on: %s", msg);
+        return;
+    }
+    api_response_json(resp, 200, json_pack("{s:b,s:s}", "reloaded", 1, "summary", msg));
+}
+
 /* ---- routing -------------------------------------------------------------- */
 
 typedef enum route_id {
@@ -195,6 +261,7 @@ typedef enum route_id {
     ROUTE_JOBS,
     ROUTE_JOB,
     ROUTE_JOB_CANCEL,
+    ROUTE_RELOAD,
     ROUTE_V2,
     ROUTE_V2_LIVE,
     ROUTE_V2_READY,
@@ -220,6 +287,7 @@ static const route ROUTES[] = {
     {"/v1/jobs", false, "GET", ROUTE_JOBS},
     {"/v1/jobs/", true, "GET", ROUTE_JOB},
     {"/v1/jobs/", true, "DELETE", ROUTE_JOB_CANCEL},
+    {"/v1/registry/reload", false, "POST", ROUTE_RELOAD},
     {"/v2", false, "GET", ROUTE_V2},
     {"/v2/health/live", false, "GET", ROUTE_V2_LIVE},
     {"/v2/health/ready", false, "GET", ROUTE_V2_READY},
@@ -314,7 +382,7 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp) 
     }
     /* Routes that change what is served, or spend a core for minutes. */
     bool admin = r->id == ROUTE_REPLACE || r->id == ROUTE_CALIBRATE || r->id == ROUTE_JOB_CANCEL ||
-                 r->id == ROUTE_COMPOSE_ID;
+                 r->id == ROUTE_COMPOSE_ID || r->id == ROUTE_RELOAD;
     if (admin && !api_admin_check(a, req, resp)) return;
     switch (r->id) {
     case ROUTE_MODELS: v1_models_list(a, resp); break;
@@ -327,6 +395,7 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp) 
     case ROUTE_JOBS: v1_jobs_list(a, resp); break;
     case ROUTE_JOB: v1_job_get(a, rest, resp); break;
     case ROUTE_JOB_CANCEL: v1_job_cancel(a, rest, resp); break;
+    case ROUTE_RELOAD: reload_route(a, resp); break;
     case ROUTE_V2: v2_server_metadata(resp); break;
     case ROUTE_V2_LIVE: v2_health(a, false, resp); break;
     case ROUTE_V2_READY: v2_health(a, true, resp); break;

@@ -11,6 +11,7 @@
  *   POST   /v1/infer
  *   POST   /v1/replace                POST /v1/calibrate     (jobs; admin)
  *   GET    /v1/jobs                   GET, DELETE /v1/jobs/{id}
+ *   POST   /v1/registry/reload                               (admin)
  *   GET    /v2                        GET /v2/health/live, /v2/health/ready
  *   GET    /v2/models/{id}            GET /v2/models/{id}/ready
  *   POST   /v2/models/{id}/infer
@@ -115,6 +116,7 @@ typedef struct api_config {
     int jobs_queue;        /* jobs waiting, beyond those (4) */
     const char *data_dirs; /* "KIND=DIR[,KIND=DIR...]": where jobs read a dataset kind; NULL: models' records
                             * (copied) */
+    int registry_poll_s;   /* reload the registry every this many seconds; 0: never */
 } api_config;
 
 typedef struct api api;
@@ -160,6 +162,14 @@ const char *api_route_template(const char *path);
  * API's one table, the error shape of path's protocol, and the fields the
  * server's metrics read (model, is_inference, error_code). */
 void api_response_refusal(api_response *resp, const char *path, const char *code, const char *message);
+
+/* Reload the registry (SIGHUP, POST /v1/registry/reload, --registry-poll):
+ * the registry is re-read and every new or changed model loaded; only when
+ * all load are they swapped in (requests in flight finish on the models
+ * they hold), removed models retired, and composed models of a replaced or
+ * removed parent dropped from the cache. A failure leaves everything as it
+ * was. Returns 0 with a one-line summary in msg, or -1 with the reason. */
+int api_reload(api *a, char *msg, size_t len);
 
 /* Readiness, as /v2/health/ready reports it: true after api_new, false once
  * the server starts shutting down. */

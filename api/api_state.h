@@ -32,6 +32,11 @@ struct api {
     pthread_mutex_t save_lock; /* jobs write and publish models one at a time */
     char *admin_token;     /* owned copy; NULL: no token asked */
     char *data_dirs;       /* owned copy of cfg.data_dirs, or NULL */
+    pthread_t poller;      /* --registry-poll's thread, when started */
+    bool polling;
+    pthread_mutex_t poll_lock;
+    pthread_cond_t poll_stop;
+    bool stopping;
 };
 
 /* The dynamic batcher's half of api_infer_run (infer_batch.c). */

@@ -213,8 +213,7 @@ static void collect(batcher *b, queue *q, item *self) {
         queue_remove(q, it);
         if (it->r->deadline_us && now >= it->r->deadline_us) { /* expired while the batch filled */
             it->done = true;
-            it->rc = api_error_set(it->err, "queue_timeout",
-                                   "the request waited in %s's batch queue past its timeout", it->r->key);
+            it->rc = api_error_set(it->err, "queue_timeout", "the request waited in its batch queue past its timeout");
             if (it != self) pthread_cond_signal(&it->cv);
             continue;
         }
@@ -269,8 +268,7 @@ int batcher_run(batcher *b, const batch_request *r, batch_outcome *outcome, api_
         if (!it.taken && r->deadline_us && batcher_now_us() >= r->deadline_us) {
             queue_remove(q, &it);
             it.done = true;
-            it.rc = api_error_set(err, "queue_timeout", "the request waited in %s's batch queue past its timeout",
-                                  r->key);
+            it.rc = api_error_set(err, "queue_timeout", "the request waited in its batch queue past its timeout");
             break;
         }
         if (!it.taken && !q->collecting && b->n_free > 0 && q->head) {

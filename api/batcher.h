@@ -32,7 +32,8 @@ typedef struct batcher batcher;
 typedef int (*batch_run_fn)(void *ctx, int instance, const float *x, int n, float *out, api_error *err);
 
 /* After each engine call: its samples and requests, and whether it
- * succeeded; key and ctx as the first merged request's. May be NULL. */
+ * succeeded; key and ctx as the first merged request's (a merged call's
+ * requests share their key). May be NULL. */
 typedef void (*batch_observe_fn)(void *observe_ctx, const char *key, void *ctx, int samples, int requests, bool ok);
 
 /* NULL when out of memory or instances < 1. */

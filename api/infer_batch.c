@@ -1,7 +1,8 @@
 /* Inference through the dynamic batcher: which requests queue, the engine
- * call the batcher makes, and its metrics. Requests merge by entry id, so
- * a composed model and the same id composed again after an eviction share
- * one queue (they are the same network). */
+ * call the batcher makes, and its metrics. Requests merge by entry (the
+ * pinned network itself, not its name), so requests that resolved a model
+ * before a reload replaced it never run on the new one's weights, or the
+ * reverse. */
 #include <stdio.h>
 #include <string.h>
 
@@ -45,10 +46,11 @@ static int batch_run(void *ctx, int instance, const float *x, int n, float *out,
 }
 
 static void batch_observe(void *observe_ctx, const char *key, void *ctx, int samples, int requests, bool ok) {
-    (void)ctx;
+    (void)key;
     (void)requests;
     api *a = observe_ctx;
-    if (ok) metrics_observe(a->cfg.metrics, HISTOGRAM_BATCH_SIZE, key, samples);
+    const batch_ctx *c = ctx;
+    if (ok) metrics_observe(a->cfg.metrics, HISTOGRAM_BATCH_SIZE, c->e->id, samples);
 }
 
 int api_batching_open(api *a, char *err, size_t errlen) {
@@ -68,8 +70,10 @@ int api_infer_batched(api *a, api_entry *e, const float *x, int n, float *logits
     batch_settings(a, e->info.model, &max_batch, &delay);
     batch_ctx ctx = {a, e};
     const api_batching *b = &a->cfg.batching;
+    char key[32];
+    snprintf(key, sizeof key, "%p", (void *)e); /* alive while any request of it waits */
     batch_request r = {
-        .key = e->id,
+        .key = key,
         .max_batch = max_batch,
         .max_delay_us = delay,
         .deadline_us = b->timeout_us > 0 ? batcher_now_us() + (uint64_t)b->timeout_us : 0,

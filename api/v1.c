@@ -80,7 +80,8 @@ static json_t *model_summary(const api_model *m) {
 
 void v1_models_list(api *a, api_response *resp) {
     json_t *models = json_array();
-    for (int i = 0; models && i < a->store.n; i++) json_array_append_new(models, model_summary(&a->store.models[i]));
+    for (int i = 0; models && i < a->store.n; i++)
+        if (model_store_at(&a->store, i)) json_array_append_new(models, model_summary(&a->store.models[i]));
     api_response_json(resp, 200, json_pack("{s:o}", "models", models));
 }
 

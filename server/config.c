@@ -168,7 +168,7 @@ static void print_usage(FILE *f, const opt_spec *specs, int n) {
                "Serves a module registry over HTTP: composes class subsets of its models\n"
                "(cached, LRU bounded in bytes) and runs inference on them; /v1 routes, the\n"
                "Open Inference Protocol v2 under /v2, Prometheus metrics at /metrics.\n"
-               "SIGTERM or SIGINT shut it down gracefully.\n\noptions:\n");
+               "SIGHUP reloads the registry; SIGTERM or SIGINT shut it down gracefully.\n\noptions:\n");
     for (int k = 0; k < n; k++) {
         char left[64];
         snprintf(left, sizeof left, "--%s%s%s", specs[k].name, specs[k].meta ? " " : "",
@@ -221,6 +221,8 @@ int server_config_parse(int argc, char **argv, server_config *cfg) {
         {"jobs-max", OPT_INT, &cfg->api.jobs_max, 1, 64, "N", "replacement jobs running at once (1)"},
         {"jobs-queue", OPT_INT, &cfg->api.jobs_queue, 0, 4096, "N", "jobs waiting beyond those; more get 429 (4)"},
         {"data", OPT_STRING, &cfg->api.data_dirs, 0, 0, "KIND=DIR,..", "where jobs read a dataset kind (models' records)"},
+        {"registry-poll", OPT_INT, &cfg->api.registry_poll_s, 0, 86400, "S",
+         "reload the registry every S seconds, e.g. from a URL (0: only on SIGHUP or POST /v1/registry/reload)"},
         {"admin-token-file", OPT_STRING, &cfg->admin_token_file, 0, 0, "FILE",
          "replace, calibrate, cancel and uncache need this bearer token (none)"},
         {"quiet", OPT_BOOL, &cfg->quiet, 0, 0, NULL, "no log line per request"},

@@ -49,6 +49,8 @@ typedef struct server server;
 int server_start(const server_config *cfg, server **out, char *err, size_t errlen);
 int server_port(const server *s);  /* the bound port */
 metrics *server_metrics(server *s);
+/* Reload the registry (api_reload), logging the outcome; 0 or -1. */
+int server_reload(server *s);
 
 /* Graceful shutdown as described above; returns the number of requests
  * still in flight when the drain limit was reached (0 = clean). Safe to

@@ -11,6 +11,7 @@
 #include "api.h"
 #include "api_state.h"
 #include "cmd_replace.h"
+#include "metrics.h"
 #include "tiny_registry.h"
 
 static char root[256], reg[300], data[300];
@@ -323,12 +324,105 @@ static void test_refusals(void **state) {
     api_free(b);
 }
 
+/* Rewrite index.json without the models named in drop (NULL-terminated). */
+static void index_without(const char *const *drop) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/index.json", reg);
+    json_t *idx = json_load_file(path, 0, NULL);
+    json_t *models = json_object_get(idx, "models");
+    for (size_t i = json_array_size(models); i-- > 0;)
+        for (int d = 0; drop[d]; d++)
+            if (!strcmp(json_string_value(json_object_get(json_array_get(models, i), "name")), drop[d]))
+                json_array_remove(models, i);
+    assert_int_equal(json_dump_file(idx, path, 0), 0);
+    json_decref(idx);
+}
+
+/* Hot reload: a new model appears; a changed parent under patched models
+ * is refused whole (the old registry keeps serving); once they are gone
+ * the change takes effect, removed models disappear and composed models
+ * of the replaced parent are dropped. Counted in the metrics. */
+static void test_reload(void **state) {
+    (void)state;
+    metrics *mx = metrics_new();
+    api_config cfg = {.registry = reg, .cache_bytes = 16u << 20, .workers = 1, .intra_threads = 1, .max_batch = 64,
+                      .default_tau = 0.9f, .jobs_max = 1, .jobs_queue = 0, .metrics = mx};
+    char err[1024] = "";
+    api *b = NULL;
+    if (api_new(&cfg, &b, err, sizeof err)) fail_msg("api_new: %s", err);
+    int st;
+    const char *compose = "{\"model\":\"weak\",\"classes\":[0,1]}";
+    json_t *o = call(b, "POST", "/v1/compose", compose, NULL, &st, NULL);
+    assert_int_equal(st, 200);
+    json_decref(o);
+
+    /* A new model. */
+    registry *r = NULL;
+    registry_model m;
+    moda_backend *be = backend_cpu_new();
+    assert_int_equal(registry_open(reg, NULL, &r, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_load_model(r, "weak", be, &m, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_write_model(reg, "added", m.g, &m.info, NULL, m.test_acc, &m.r, &m.stats, err,
+                                          sizeof err), MODA_OK);
+    o = call(b, "POST", "/v1/registry/reload", NULL, NULL, &st, NULL);
+    assert_int_equal(st, 200);
+    assert_non_null(strstr(json_string_value(json_object_get(o, "summary")), "1 added, 0 replaced, 0 removed"));
+    json_decref(o);
+    o = call(b, "GET", "/v1/models/added", NULL, NULL, &st, NULL);
+    assert_int_equal(st, 200);
+    json_decref(o);
+
+    /* "weak" changes, but patched models were made from the old one. */
+    assert_int_equal(registry_write_model(reg, "weak", m.g, &m.info, NULL, 0.125, &m.r, &m.stats, err, sizeof err),
+                     MODA_OK);
+    o = call(b, "POST", "/v1/registry/reload", NULL, NULL, &st, NULL);
+    assert_int_equal(st, 422);
+    assert_string_equal(code_of(o), "reload_failed");
+    assert_non_null(strstr(json_string_value(json_object_get(json_object_get(o, "error"), "message")),
+                           "weak parent \"weak\" has changed"));
+    json_decref(o);
+    o = call(b, "GET", "/v1/models/weak", NULL, NULL, &st, NULL);
+    assert_true(json_real_value(json_object_get(o, "test_accuracy")) != 0.125); /* the old one serves on */
+    json_decref(o);
+    o = call(b, "GET", "/v1/models/job-patched", NULL, NULL, &st, NULL);
+    assert_int_equal(st, 200);
+    json_decref(o);
+
+    /* Without them, the change takes effect. */
+    index_without((const char *const[]){"job-patched", "job-patched-recalibrated", "cli-patched", NULL});
+    o = call(b, "POST", "/v1/registry/reload", NULL, NULL, &st, NULL);
+    assert_int_equal(st, 200);
+    assert_non_null(strstr(json_string_value(json_object_get(o, "summary")),
+                           "0 added, 1 replaced, 3 removed, 3 unchanged; 1 composed model(s) dropped"));
+    json_decref(o);
+    o = call(b, "GET", "/v1/models/weak", NULL, NULL, &st, NULL);
+    assert_float_equal(json_real_value(json_object_get(o, "test_accuracy")), 0.125, 0);
+    json_decref(o);
+    o = call(b, "GET", "/v1/models/job-patched", NULL, NULL, &st, NULL);
+    assert_int_equal(st, 404);
+    json_decref(o);
+    o = call(b, "GET", "/v1/models", NULL, NULL, &st, NULL);
+    assert_int_equal(json_array_size(json_object_get(o, "models")), 4); /* strong, weak, shifted, added */
+    json_decref(o);
+    o = call(b, "POST", "/v1/compose", compose, NULL, &st, NULL);
+    assert_false(json_is_true(json_object_get(o, "cached"))); /* composed again, from the new weak */
+    json_decref(o);
+    assert_float_equal(metrics_get(mx, METRIC_REGISTRY_RELOAD, NULL, NULL), 2, 0);
+    assert_float_equal(metrics_get(mx, METRIC_REGISTRY_RELOAD_FAILURE, NULL, NULL), 1, 0);
+    registry_model_free(&m);
+    registry_close(r);
+    backend_free(be);
+    api_free(b);
+    metrics_free(mx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_job_to_served_model),
         cmocka_unit_test(test_full_queue_and_cancel),
         cmocka_unit_test(test_admin_token),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_reload),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
