@@ -15,7 +15,7 @@ static bool has_suffix(const char *s, const char *suffix) {
 const char *api_route_template(const char *path) {
     static const char *const exact[] = {"/",           "/ui/",          "/metrics",         "/v1/models",
                                         "/v1/compose", "/v1/infer",     "/v1/replace",      "/v1/calibrate",
-                                        "/v1/jobs",    "/v2",           "/v2/health/live",  "/v2/health/ready",
+                                        "/v1/jobs",    "/v1/registry/reload", "/v2",           "/v2/health/live",  "/v2/health/ready",
                                         "/v2/models/stats", "/v2/repository/index"};
     if (!path) return "other";
     for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)

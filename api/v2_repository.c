@@ -64,9 +64,10 @@ static int body_object(const api_request *req, json_t **root, api_error *e) {
 /* Every model listed is ready, so {"ready": true} lists them all too. */
 static void index_route(api *a, api_response *resp) {
     json_t *arr = json_array();
-    for (int i = 0; i < a->store.n; i++)
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", a->store.models[i].rm.name, "version", "1",
-                                             "state", "READY"));
+    for (int i = 0; i < a->store.n; i++) {
+        const api_model *m = model_store_at(&a->store, i); /* NULL: retired by a reload */
+        if (m) json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", m->rm.name, "version", "1", "state", "READY"));
+    }
     v2_loaded *l = a->loaded;
     pthread_mutex_lock(&l->mu);
     for (int i = 0; i < l->n; i++)

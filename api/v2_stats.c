@@ -68,7 +68,8 @@ void v2_model_stats(api *a, const char *id, api_response *resp) {
         add_model(&l, id);
     } else {
         /* The registry's models first, then every composed id with metrics. */
-        for (int i = 0; i < a->store.n; i++) add_model(&l, a->store.models[i].rm.name);
+        for (int i = 0; i < a->store.n; i++)
+            if (model_store_at(&a->store, i)) add_model(&l, a->store.models[i].rm.name);
         metrics_each_model(l.m, add_model, &l);
     }
     api_response_json(resp, 200, json_pack("{s:o}", "model_stats", l.arr));

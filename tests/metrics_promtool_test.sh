@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # /metrics of a live moda-server through promtool's linter (Debian's
 # prometheus package): after inference (batched, failed), compose, cache
-# hits and repository calls, every histogram has its _bucket, _sum and
+# hits, repository calls and a registry reload, every histogram has its _bucket, _sum and
 # _count series, and promtool flags nothing but the legacy Triton-style
 # counters that docs/server.md lists (kept for compatibility), each for the
 # reasons listed there.
@@ -45,6 +45,7 @@ curl -s -o /dev/null -X POST --data-binary "@$work/zeros.f32" -H 'Content-Type: 
   "$base/v1/infer?id=fmnist-lenet5~7-8-9~0.9&dtype=float32&shape=8,1,32,32"
 curl -s -o /dev/null -X POST -d '{}' "$base/v2/repository/models/fmnist-lenet5~1-2~0.9/load"
 curl -s -o /dev/null "$base/v2/models/stats"
+curl -s -o /dev/null -X POST "$base/v1/registry/reload"
 curl -s -o /dev/null "$base/no/such/route"
 curl -sf "$base/metrics" >"$work/metrics.txt" || fail "GET /metrics"
 
@@ -69,7 +70,8 @@ rc=$?
 legacy=(moda_inference_request_success moda_inference_request_failure moda_inference_count
   moda_inference_exec_count moda_inference_request_duration_us moda_inference_queue_duration_us
   moda_inference_compute_infer_duration_us moda_compose_count moda_compose_duration_us
-  moda_cache_hit_count moda_cache_miss_count moda_cache_eviction_count)
+  moda_cache_hit_count moda_cache_miss_count moda_cache_eviction_count moda_registry_reload_count
+  moda_registry_reload_failure_count)
 known=0
 while read -r name problem; do
   [ -n "$name" ] || continue
@@ -87,7 +89,7 @@ done <"$work/lint.txt"
 # nothing else is.
 [ $rc -ne 0 ] && [ $known -gt 0 ] || fail "promtool found nothing to flag (rc $rc): $(cat "$work/lint.txt")"
 grep -v -E '^(moda_http_request_duration_seconds|moda_inference_duration_seconds|moda_batch_size|moda_batch_queue_duration_seconds)' \
-  "$work/metrics.txt" | grep -v '^#' | grep -v -E '^moda_(inference|compose|cache)_' &&
+  "$work/metrics.txt" | grep -v '^#' | grep -v -E '^moda_(inference|compose|cache|registry)_' &&
   fail "series outside the known families"
 
 kill -TERM "$pid"
