@@ -151,6 +151,7 @@ moda_backend *backend_cpu_new(void) {
         .softmax_ce_fwd = cpu_softmax_ce_fwd,
         .softmax_ce_bwd = cpu_softmax_ce_bwd,
         .sgd_update = cpu_sgd_update,
+        .frozen = &cpu_frozen_ops,
     };
     if (dnnl_engine_create(&c->engine, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags) != dnnl_success) {
