@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "optim.h"
 #include "rng.h"
 
 moda_status calibration_init(calibration *c, int k, uint64_t seed) {
@@ -78,6 +79,15 @@ double calibration_loss(const calibration *c, const float *f, const int32_t *y, 
     return loss_over(c, f, y, NULL, n, gw, gb);
 }
 
+bool calibration_optimizer_parse(const char *text, calibration_optimizer *out) {
+    if (text && !strcmp(text, "adam")) *out = CALIBRATION_ADAM;
+    else if (text && !strcmp(text, "sgd")) *out = CALIBRATION_SGD;
+    else return false;
+    return true;
+}
+
+const char *calibration_optimizer_name(calibration_optimizer o) { return o == CALIBRATION_SGD ? "sgd" : "adam"; }
+
 calibration_options calibration_options_default(void) {
     return (calibration_options){.epochs = 3, .batch = 128, .lr = 0.01f, .seed = 0};
 }
@@ -100,10 +110,14 @@ moda_status calibration_train(calibration *c, const float *f, const int32_t *y, 
         free(order);
         return MODA_ERR_NOMEM;
     }
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8, mu = 0.9;
+    const bool sgd = o->optimizer == CALIBRATION_SGD;
     long step = 0;
     double epoch_loss = 0;
-    for (int e = 0; e < o->epochs; e++) {
+    moda_status st = MODA_OK;
+    for (int e = 0; e < o->epochs && st == MODA_OK; e++) {
+        /* SGD's rate for the epoch: cosine from lr down towards 0, per epoch as in training. */
+        const double lr = sgd ? cosine_lr(o->lr, e, o->epochs) : o->lr;
         rng r;
         rng_seed(&r, o->seed, 1000 + (uint64_t)e);
         for (int i = 0; i < n; i++) order[i] = i;
@@ -116,18 +130,25 @@ moda_status calibration_train(calibration *c, const float *f, const int32_t *y, 
             step++;
             double c1 = 1 - pow(b1, (double)step), c2 = 1 - pow(b2, (double)step);
             for (int j = 0; j < np; j++) {
+                float *p = j < k * k ? &c->w[j] : &c->b[j - k * k];
+                if (sgd) { /* m is the velocity: v = mu v + g; step g + mu v (Nesterov) */
+                    m[j] = mu * m[j] + g[j];
+                    *p -= (float)(lr * (g[j] + mu * m[j]));
+                    continue;
+                }
                 m[j] = b1 * m[j] + (1 - b1) * g[j];
                 v[j] = b2 * v[j] + (1 - b2) * (double)g[j] * g[j];
-                float *p = j < k * k ? &c->w[j] : &c->b[j - k * k];
-                *p -= (float)(o->lr * (m[j] / c1) / (sqrt(v[j] / c2) + eps));
+                *p -= (float)(lr * (m[j] / c1) / (sqrt(v[j] / c2) + eps));
             }
         }
         epoch_loss = sum / batches;
+        if (o->on_epoch && !o->on_epoch(o->ctx, e, epoch_loss)) st = MODA_ERR_CANCELLED;
     }
     if (final_loss) *final_loss = epoch_loss;
     free(g);
     free(m);
     free(v);
     free(order);
+    if (st != MODA_OK) return st;
     return isfinite(epoch_loss) ? MODA_OK : MODA_ERR_ARG; /* NaN or inf among the inputs */
 }

@@ -9,6 +9,7 @@
 #ifndef MODA_CALIBRATION_H
 #define MODA_CALIBRATION_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "status.h"
@@ -30,17 +31,31 @@ void calibration_apply(const calibration *c, const float *f, int n, float *z);
  * [0, K); with gw (K x K) and gb (K) non-NULL, also its gradient. */
 double calibration_loss(const calibration *c, const float *f, const int32_t *y, int n, float *gw, float *gb);
 
+typedef enum calibration_optimizer {
+    CALIBRATION_ADAM, /* beta1 0.9, beta2 0.999, eps 1e-8, constant lr */
+    CALIBRATION_SGD,  /* momentum 0.9, Nesterov, lr annealed to 0 by a cosine over the epochs, as the paper trains */
+} calibration_optimizer;
+
 typedef struct calibration_options {
     int epochs;    /* passes over the samples (3) */
     int batch;     /* samples per step (128) */
-    float lr;      /* Adam step size (0.01) */
+    float lr;      /* step size (0.01) */
     uint64_t seed; /* order of the samples */
+    calibration_optimizer optimizer; /* CALIBRATION_ADAM */
+    /* Called after each epoch with its mean loss; returning false stops
+     * the training with MODA_ERR_CANCELLED. NULL: never stops. */
+    bool (*on_epoch)(void *ctx, int epoch, double loss);
+    void *ctx;
 } calibration_options;
+
+/* "adam" or "sgd"; false for anything else. */
+bool calibration_optimizer_parse(const char *text, calibration_optimizer *out);
+const char *calibration_optimizer_name(calibration_optimizer o);
 
 calibration_options calibration_options_default(void);
 
-/* Adam (beta1 0.9, beta2 0.999, eps 1e-8) on shuffled minibatches; the
- * order is a pure function of (seed, epoch). *final_loss (may be NULL)
+/* The optimiser of o on shuffled minibatches; the order is a pure
+ * function of (seed, epoch). *final_loss (may be NULL)
  * gets the last epoch's mean loss over its batches. */
 moda_status calibration_train(calibration *c, const float *f, const int32_t *y, int n, const calibration_options *o,
                               double *final_loss);

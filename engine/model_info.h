@@ -24,4 +24,9 @@ void model_info_free(model_info *mi); /* accepts NULL */
 /* Copy mean/std/pad/class names from a prepared (normalised) dataset. */
 moda_status model_info_from_dataset(model_info *mi, const dataset *ds);
 
+/* The class that item names among names[0..k): an exact name, else the
+ * one name equal to it ignoring case, else a decimal index. -1 with the
+ * reason in why (listing the names, when few) otherwise. */
+int class_resolve(const char *item, char *const *names, int k, char *why, size_t len);
+
 #endif

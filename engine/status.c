@@ -13,6 +13,7 @@ const char *moda_status_string(moda_status s) {
     case MODA_ERR_BACKEND: return "backend failure";
     case MODA_ERR_UNSUPPORTED: return "unsupported";
     case MODA_ERR_STATE: return "invalid state";
+    case MODA_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

@@ -18,6 +18,7 @@ typedef enum moda_status {
     MODA_ERR_BACKEND,     /* the backend library reported a failure */
     MODA_ERR_UNSUPPORTED, /* valid request the backend cannot run */
     MODA_ERR_STATE,       /* call made in the wrong order */
+    MODA_ERR_CANCELLED,   /* stopped at the caller's request */
 } moda_status;
 
 const char *moda_status_string(moda_status s);

@@ -2,8 +2,8 @@
 # Fails when an #include climbs a layer. The layers, and the folders each
 # may include from (its own first); docs/design.md explains them:
 #
-#   server -> api -> modules_store -> engine
-#   trainer       -> modules_store -> engine
+#   server -> api -> replace -> modules_store -> engine
+#   trainer       -> replace -> modules_store -> engine
 #   kernels -> the engine's backend interface only
 #
 # Headers are included by file name (the CMake targets add the folders), so
@@ -15,9 +15,10 @@ cd "${1:-$(dirname "$0")/..}" || exit 2
 declare -A may_include=(
     [engine]="engine"
     [modules_store]="modules_store engine"
-    [trainer]="trainer modules_store engine"
-    [api]="api modules_store engine"
-    [server]="server api modules_store engine"
+    [replace]="replace modules_store engine"
+    [trainer]="trainer replace modules_store engine"
+    [api]="api replace modules_store engine"
+    [server]="server api replace modules_store engine"
     [kernels]="kernels engine"
 )
 # What of the engine the CUDA backend may see: the backend interface.

@@ -126,12 +126,82 @@ static void test_learns_a_relabelling(void **state) {
     calibration_free(&b);
 }
 
+/* One SGD step by hand: a single batch, one epoch (the cosine's first
+ * epoch is the full rate), so w' = w - lr (g + 0.9 v) with v = g. */
+static void test_sgd_step(void **state) {
+    (void)state;
+    const int k = 3, n = 4;
+    const float f[12] = {1, -2, 0.5f, 0, 3, -1, 2, 2, 2, -1, 0, 1};
+    const int32_t y[4] = {0, 1, 2, 1};
+    calibration c;
+    assert_int_equal(calibration_init(&c, k, 9), MODA_OK);
+    float w0[9], b0[3], gw[9] = {0}, gb[3] = {0};
+    memcpy(w0, c.w, sizeof w0);
+    memcpy(b0, c.b, sizeof b0);
+    calibration_loss(&c, f, y, n, gw, gb);
+    calibration_options o = calibration_options_default();
+    o.optimizer = CALIBRATION_SGD;
+    o.lr = 0.05f;
+    o.epochs = 1;
+    o.batch = n;
+    assert_int_equal(calibration_train(&c, f, y, n, &o, NULL), MODA_OK);
+    for (int j = 0; j < 9; j++) assert_float_equal(c.w[j], w0[j] - 0.05 * 1.9 * gw[j], 1e-6);
+    for (int j = 0; j < 3; j++) assert_float_equal(c.b[j], b0[j] - 0.05 * 1.9 * gb[j], 1e-6);
+    calibration_optimizer opt;
+    assert_true(calibration_optimizer_parse("sgd", &opt) && opt == CALIBRATION_SGD);
+    assert_true(calibration_optimizer_parse("adam", &opt) && opt == CALIBRATION_ADAM);
+    assert_false(calibration_optimizer_parse("Adam", &opt));
+    calibration_free(&c);
+}
+
+static bool stop_after_two(void *ctx, int epoch, double loss) {
+    int *calls = ctx;
+    assert_int_equal(epoch, *calls);
+    assert_true(isfinite(loss));
+    return ++*calls < 2;
+}
+
+/* SGD (Nesterov, cosine) learns the relabelling too; the epoch callback
+ * sees every epoch and can stop the run. */
+static void test_sgd_learns_and_stops(void **state) {
+    (void)state;
+    const int k = 4, n = 2000;
+    rng r;
+    rng_seed(&r, 8, 1);
+    float *f = tu_randn(&r, (size_t)n * k, 1.0f);
+    int32_t *y = malloc((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++) {
+        int c = (int)rng_below(&r, (uint32_t)k);
+        f[(size_t)i * k + c] += 4.0f;
+        y[i] = (c + 1) % k;
+    }
+    calibration c;
+    assert_int_equal(calibration_init(&c, k, 1), MODA_OK);
+    double before = calibration_loss(&c, f, y, n, NULL, NULL), after = 0;
+    calibration_options o = calibration_options_default();
+    o.optimizer = CALIBRATION_SGD;
+    o.lr = 0.05f;
+    o.epochs = 5;
+    assert_int_equal(calibration_train(&c, f, y, n, &o, &after), MODA_OK);
+    assert_true(after < 0.2 * before);
+    int calls = 0;
+    o.on_epoch = stop_after_two;
+    o.ctx = &calls;
+    assert_int_equal(calibration_train(&c, f, y, n, &o, NULL), MODA_ERR_CANCELLED);
+    assert_int_equal(calls, 2);
+    free(y);
+    free(f);
+    calibration_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply),
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_gradient),
         cmocka_unit_test(test_learns_a_relabelling),
+        cmocka_unit_test(test_sgd_step),
+        cmocka_unit_test(test_sgd_learns_and_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

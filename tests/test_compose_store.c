@@ -548,7 +548,7 @@ static void test_cli(void **state) {
     /* The stored accuracy is the reuse accuracy on the test images of
      * classes 2 and 0, labels remapped to positions 0 and 1. */
     dataset test = {0};
-    assert_int_equal(train_load_split(&test, "idx", data, &(dataset_load_options){.image_size = 16}, DATASET_TEST, 0, &sm.info,
+    assert_int_equal(data_load_split(&test, "idx", data, &(dataset_load_options){.image_size = 16}, DATASET_TEST, 0, &sm.info,
                                       NULL, err, sizeof err),
                      MODA_OK);
     float *y = logits(sm.g, test.images, test.n);

@@ -916,7 +916,7 @@ static void test_cli_decompose_inspect(void **state) {
     checkpoint ck;
     if (checkpoint_open(ckpt, be, &ck, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     dataset train = {0};
-    assert_int_equal(train_load_split(&train, "idx", data, &(dataset_load_options){.names_path = names, .image_size = 16},
+    assert_int_equal(data_load_split(&train, "idx", data, &(dataset_load_options){.names_path = names, .image_size = 16},
                                       DATASET_TRAIN, 0, &ck.info, NULL, err, sizeof err),
                      MODA_OK);
     assert_int_equal(graph_plan(ck.g, 64), MODA_OK);

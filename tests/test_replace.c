@@ -36,7 +36,7 @@ static void test_own_module_at_tau_zero_changes_nothing(void **state) {
     char err[1024] = "";
     replace_options o = options("strong", "strong", "fine-check", 0.0f);
     replace_result r;
-    if (replace_run(&o, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (replace_cli_run(&o, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(r.cls, 2);
     assert_string_equal(r.class_name, "fine-check");
     assert_float_equal(r.module_params, 1.0 - 3 * 85.0 / 15116, 1e-9); /* only the other classes' logit rows go */
@@ -53,7 +53,7 @@ static void test_replacement_runs(void **state) {
     char err[1024] = "";
     replace_options o = options("weak", "strong", "V-STRIPES", 0.9f); /* case is forgiven */
     replace_result r;
-    if (replace_run(&o, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    if (replace_cli_run(&o, &r, err, sizeof err) != MODA_OK) fail_msg("%s", err);
     assert_int_equal(r.cls, 1);
     assert_int_equal(r.k, 4);
     assert_int_equal(r.train_n, 256);
@@ -61,9 +61,37 @@ static void test_replacement_runs(void **state) {
     for (int i = 0; i < REPLACE_ROWS; i++)
         for (int j = 0; j < 2; j++) assert_true(r.acc[i][j] >= 0 && r.acc[i][j] <= 100);
     assert_true(isfinite(r.loss[0]) && isfinite(r.loss[1]));
+    assert_int_equal(r.layer.k, 4); /* the patched model's layer is handed back */
+    replace_result_free(&r);
     const char *argv[] = {"moda", "replace", "--registry", reg, "--weak", "weak", "--strong", "strong", "--class", "3",
                           "--epochs", "2", "--data-dir", data, NULL};
     assert_int_equal(tiny_run_cmd(cmd_replace, argv), 0);
+}
+
+static bool cancel_in_calibration(void *ctx, const replace_progress *p) {
+    int *seen = ctx;
+    if (p->phase == REPLACE_PHASE_FORWARD) {
+        assert_true(p->done > 0 && p->done <= p->total);
+        seen[0]++;
+    }
+    if (p->phase == REPLACE_PHASE_CALIBRATE) seen[1]++;
+    return p->phase != REPLACE_PHASE_CALIBRATE;
+}
+
+/* Progress reaches the callback, and returning false stops the run. */
+static void test_progress_and_cancel(void **state) {
+    (void)state;
+    char err[1024] = "";
+    replace_options o = options("weak", "strong", "0", 0.9f);
+    int seen[2] = {0, 0};
+    o.progress = cancel_in_calibration;
+    o.ctx = seen;
+    replace_result r;
+    assert_int_equal(replace_cli_run(&o, &r, err, sizeof err), MODA_ERR_CANCELLED);
+    assert_string_equal(err, "cancelled");
+    assert_int_equal(seen[0], 4); /* one batch per split per model */
+    assert_int_equal(seen[1], 1);
+    assert_null(r.layer.w);
 }
 
 static void test_errors(void **state) {
@@ -71,14 +99,14 @@ static void test_errors(void **state) {
     char err[1024] = "";
     replace_result r;
     replace_options o = options("weak", "strong", "no-such-class", 0.9f);
-    assert_int_equal(replace_run(&o, &r, err, sizeof err), MODA_ERR_ARG);
+    assert_int_equal(replace_cli_run(&o, &r, err, sizeof err), MODA_ERR_ARG);
     assert_non_null(strstr(err, "unknown class \"no-such-class\""));
     assert_non_null(strstr(err, "h-stripes")); /* the classes are listed */
     o = options("weak", "nope", "0", 0.9f);
-    assert_int_equal(replace_run(&o, &r, err, sizeof err), MODA_ERR_NOT_FOUND);
+    assert_int_equal(replace_cli_run(&o, &r, err, sizeof err), MODA_ERR_NOT_FOUND);
     assert_non_null(strstr(err, "nope"));
     o = options("weak", "strong", "9", 0.9f);
-    assert_int_equal(replace_run(&o, &r, err, sizeof err), MODA_ERR_ARG);
+    assert_int_equal(replace_cli_run(&o, &r, err, sizeof err), MODA_ERR_ARG);
     assert_non_null(strstr(err, "out of range"));
 
     const char *missing[] = {"moda", "replace", "--registry", reg, "--weak", "weak", NULL};
@@ -97,6 +125,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_own_module_at_tau_zero_changes_nothing),
         cmocka_unit_test(test_replacement_runs),
+        cmocka_unit_test(test_progress_and_cancel),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -16,41 +16,7 @@
 #include "registry.h"
 #include "train.h"
 
-#define LIST_NAMES_MAX 20 /* an unknown class lists the model's classes up to this many */
-
 /* ---- the class list ------------------------------------------------------ */
-
-int resolve_class(const char *item, char *const *names, int k, char *why, size_t len) {
-    for (int c = 0; c < k; c++)
-        if (!strcmp(names[c], item)) return c;
-    int found = -1, matches = 0;
-    for (int c = 0; c < k; c++)
-        if (!strcasecmp(names[c], item)) {
-            found = c;
-            matches++;
-        }
-    if (matches == 1) return found;
-    if (matches > 1) {
-        snprintf(why, len, "class \"%s\" matches %d class names when case is ignored; give its exact name or index",
-                 item, matches);
-        return -1;
-    }
-    size_t n = strlen(item);
-    bool digits = n > 0 && n <= 9;
-    for (size_t i = 0; digits && i < n; i++) digits = isdigit((unsigned char)item[i]);
-    if (digits) {
-        int idx = atoi(item);
-        if (idx < k) return idx;
-        snprintf(why, len, "class index %d is out of range: the model has %d classes (0 to %d)", idx, k, k - 1);
-        return -1;
-    }
-    int off = snprintf(why, len, "unknown class \"%s\"", item);
-    if (k > LIST_NAMES_MAX && off > 0 && (size_t)off < len)
-        snprintf(why + off, len - (size_t)off, "; 'moda inspect' lists the model's classes");
-    for (int c = 0; k <= LIST_NAMES_MAX && c < k && off > 0 && (size_t)off < len; c++)
-        off += snprintf(why + off, len - (size_t)off, "%s\"%s\"", c ? ", " : "; the model's classes are ", names[c]);
-    return -1;
-}
 
 /* Resolve a comma-separated LIST into out (room for k); false with a
  * reason on an empty list or item, an unknown class or a repeat. */
@@ -77,7 +43,7 @@ static bool parse_class_list(const char *list, char *const *names, int k, int *o
             ok = false;
             break;
         }
-        int c = resolve_class(item, names, k, why, len);
+        int c = class_resolve(item, names, k, why, len);
         ok = c >= 0;
         for (int j = 0; ok && j < *n; j++)
             if (out[j] == c) {

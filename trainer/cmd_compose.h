@@ -8,11 +8,4 @@
 
 int cmd_compose(int argc, char **argv);
 
-#include <stddef.h>
-
-/* Index of class `item` among names[0..k): an exact name, else the one
- * name equal to it ignoring case, else a decimal index. -1 with a reason
- * in why otherwise. Shared with `moda replace`. */
-int resolve_class(const char *item, char *const *names, int k, char *why, size_t len);
-
 #endif

@@ -8,8 +8,8 @@
 
 #include <stddef.h>
 
-#include "calibration.h"
 #include "registry.h"
+#include "replace.h"
 #include "status.h"
 
 int cmd_replace(int argc, char **argv);
@@ -24,21 +24,12 @@ typedef struct replace_options {
     float tau;              /* the module's threshold */
     calibration_options calib;
     registry_remote_options remote; /* for registry URLs; zeroed: the defaults */
+    replace_progress_fn progress;   /* NULL: silent */
+    void *ctx;
 } replace_options;
 
-/* The rows of the result: test accuracy of each way of using the models. */
-enum { REPLACE_WEAK, REPLACE_PATCHED, REPLACE_WEAK_CALIBRATED, REPLACE_PATCHED_CALIBRATED, REPLACE_ROWS };
-
-typedef struct replace_result {
-    int cls, k, train_n;
-    char class_name[128];
-    double module_params;         /* the module's share of the strong model's parameters */
-    double acc[REPLACE_ROWS][2];  /* % of the test set, and of its samples of the class */
-    double loss[2];               /* final training loss: weak calibrated, patched calibrated */
-} replace_result;
-
-/* The experiment itself, without printing. An unknown class or bad
- * arguments are MODA_ERR_ARG; err says what went wrong. */
-moda_status replace_run(const replace_options *o, replace_result *res, char *err, size_t errlen);
+/* Opens the registries, loads both models and runs replace_run() on the
+ * CPU. err says what went wrong. */
+moda_status replace_cli_run(const replace_options *o, replace_result *res, char *err, size_t errlen);
 
 #endif

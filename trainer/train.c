@@ -34,135 +34,6 @@ train_options train_options_default(void) {
     };
 }
 
-moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
-                             dataset_split split, int subset, const model_info *mi, dataset_record *rec, char *err,
-                             size_t errlen) {
-    if (!ds || !lo) return MODA_ERR_NULL;
-    dataset_load_options o = *lo;
-    o.names_path = NULL; /* applied after the fingerprint */
-    if (mi && !o.channels) o.channels = mi->channels; /* the model's, not a guess from the data */
-    MODA_TRY(dataset_load(ds, kind, dir, split, &o, err, errlen));
-    /* Fingerprinted before the names file: names label the data, they do
-     * not change it. */
-    moda_status s = rec ? dataset_record_split(rec, split, ds) : MODA_OK;
-    if (s == MODA_OK && lo->names_path) s = dataset_apply_names_file(ds, lo->names_path, err, errlen);
-    if (s != MODA_OK) {
-        dataset_free(ds);
-        return s;
-    }
-    return train_prepare_split(ds, lo->image_size, subset, mi, err, errlen);
-}
-
-moda_status train_prepare_split(dataset *ds, int input_size, int subset, const model_info *mi, char *err,
-                                size_t errlen) {
-    moda_status s = MODA_OK;
-    if (subset > 0) s = dataset_subset_per_class(ds, subset);
-    if (s == MODA_OK && (ds->h != ds->w || ds->h > input_size || (input_size - ds->h) % 2)) {
-        s = fileio_fail(err, errlen, MODA_ERR_SHAPE, "%s: %dx%d images do not pad evenly to %dx%d", ds->source, ds->h,
-                   ds->w, input_size, input_size);
-    }
-    if (s == MODA_OK && ds->h < input_size) s = dataset_pad(ds, (input_size - ds->h) / 2);
-    if (s == MODA_OK) {
-        if (mi) {
-            if (mi->channels != ds->c)
-                s = fileio_fail(err, errlen, MODA_ERR_SHAPE, "%s: %d channels, the model expects %d", ds->source, ds->c,
-                           mi->channels);
-            else
-                s = dataset_normalize(ds, mi->mean, mi->std);
-        } else {
-            float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
-            s = dataset_compute_stats(ds, mean, std);
-            if (s == MODA_OK) s = dataset_normalize(ds, mean, std);
-        }
-    }
-    if (s != MODA_OK) {
-        if (err && !err[0]) fileio_fail(err, errlen, s, "%s: %s", ds->source, moda_status_string(s));
-        dataset_free(ds);
-    }
-    return s;
-}
-
-void eval_result_free(eval_result *r) {
-    if (!r) return;
-    free(r->correct);
-    free(r->total);
-    r->correct = r->total = NULL;
-}
-
-static int argmax(const float *v, int k) {
-    int best = 0;
-    for (int i = 1; i < k; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
-}
-
-moda_status evaluate_outputs(graph *g, const dataset *ds, int batch, float *out, int node, float *capture) {
-    if (!g || !ds || !out) return MODA_ERR_NULL;
-    if (batch < 1 || batch > g->max_batch || node < 0 || node >= g->n_nodes) return MODA_ERR_ARG;
-    const graph_node *cn = &g->nodes[node];
-    size_t per = (size_t)ds->c * ds->h * ds->w, cap = (size_t)cn->c * cn->h * cn->w;
-    int k = graph_output(g)->c;
-    for (int off = 0; off < ds->n; off += batch) {
-        int b = ds->n - off < batch ? ds->n - off : batch;
-        MODA_TRY(graph_forward(g, ds->images + (size_t)off * per, b, false));
-        MODA_TRY(backend_copy_to_host(g->be, out + (size_t)off * k, graph_output(g)->out.data,
-                                      (size_t)b * k * sizeof(float)));
-        if (capture)
-            MODA_TRY(backend_copy_to_device(g->be, capture + (size_t)off * cap, cn->out.data,
-                                            (size_t)b * cap * sizeof(float)));
-    }
-    return MODA_OK;
-}
-
-moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r) {
-    if (!g || !ds || !r) return MODA_ERR_NULL;
-    if (batch_size > g->max_batch) return MODA_ERR_ARG;
-    int k = graph_output(g)->c;
-    if (k != ds->num_classes) return MODA_ERR_SHAPE;
-    memset(r, 0, sizeof(*r));
-    r->correct = calloc((size_t)k, sizeof(int));
-    r->total = calloc((size_t)k, sizeof(int));
-    size_t per = (size_t)ds->c * ds->h * ds->w;
-    float *x = malloc((size_t)batch_size * per * sizeof(float));
-    float *logits = malloc((size_t)batch_size * k * sizeof(float));
-    float *probs = backend_alloc(g->be, (size_t)batch_size * k * sizeof(float)); /* an op's output */
-    int32_t *y = malloc((size_t)batch_size * sizeof(int32_t));
-    dataset_iter it;
-    moda_status s = (!r->correct || !r->total || !x || !logits || !probs || !y) ? MODA_ERR_NOMEM
-                    : dataset_iter_init(&it, ds, batch_size, 0, NULL, 0);
-    if (s == MODA_OK) {
-        double loss_sum = 0;
-        long right = 0;
-        dataset_iter_begin_epoch(&it, 0);
-        int n;
-        while (s == MODA_OK && (n = dataset_iter_next(&it, x, y)) > 0) {
-            float loss;
-            tensor tp = tensor_2d(probs, n, k);
-            s = graph_forward(g, x, n, false);
-            if (s == MODA_OK) s = softmax_ce_fwd(g->be, &loss, &tp, &graph_output(g)->out, y);
-            if (s == MODA_OK)
-                s = backend_copy_to_host(g->be, logits, graph_output(g)->out.data, (size_t)n * k * sizeof(float));
-            if (s != MODA_OK) break;
-            loss_sum += (double)loss * n;
-            for (int i = 0; i < n; i++) {
-                int ok = argmax(logits + (size_t)i * k, k) == y[i];
-                right += ok;
-                r->correct[y[i]] += ok;
-                r->total[y[i]]++;
-            }
-        }
-        r->loss = loss_sum / ds->n;
-        r->acc = (double)right / ds->n;
-        dataset_iter_free(&it);
-    }
-    free(x);
-    free(logits);
-    if (probs) backend_dealloc(g->be, probs);
-    free(y);
-    if (s != MODA_OK) eval_result_free(r);
-    return s;
-}
-
 /* ---- run metadata ------------------------------------------------------ */
 
 static json_t *floats_json(const float *v, int n) {
@@ -389,7 +260,7 @@ static moda_status train_epoch(run *r, dataset_iter *it, int epoch, epoch_record
         com_sum += com * n;
         loss_sum += ((double)loss + extra) * n;
         seen += n;
-        for (int i = 0; i < n; i++) right += argmax(r->logits + (size_t)i * k, k) == r->y[i];
+        for (int i = 0; i < n; i++) right += logits_argmax(r->logits + (size_t)i * k, k) == r->y[i];
         progress_update(&pg, ++b, seen, loss_sum / seen, (double)right / seen);
     }
     progress_end(&pg);
@@ -472,7 +343,7 @@ static dataset_load_options load_options(const run *r) {
  * on the same data (its normalisation), a fresh one is built for it. */
 static moda_status load_training_data(run *r, char *err, size_t errlen) {
     const dataset_load_options lo = load_options(r);
-    MODA_TRY(train_load_split(&r->train, r->o.dataset, r->o.data_dir, &lo, DATASET_TRAIN, r->o.subset, NULL, &r->read,
+    MODA_TRY(data_load_split(&r->train, r->o.dataset, r->o.data_dir, &lo, DATASET_TRAIN, r->o.subset, NULL, &r->read,
                               err, errlen));
     if (!r->mi) return build_model(r, err, errlen);
     if (r->mi->data.present) return MODA_OK; /* settle_record checks the fingerprints */
@@ -505,7 +376,7 @@ static moda_status settle_record(run *r, char *err, size_t errlen) {
  * for a batch, the MODA loss and the batch buffers. */
 static moda_status prepare_training(const train_options *cli, run *r, char *err, size_t errlen) {
     const dataset_load_options lo = load_options(r);
-    MODA_TRY(train_load_split(&r->test, r->o.dataset, r->o.data_dir, &lo, DATASET_TEST, 0, r->mi, &r->read, err,
+    MODA_TRY(data_load_split(&r->test, r->o.dataset, r->o.data_dir, &lo, DATASET_TEST, 0, r->mi, &r->read, err,
                               errlen));
     if (r->test.num_classes != r->train.num_classes)
         return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: %d classes, the training set has %d", r->test.source,

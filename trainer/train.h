@@ -7,7 +7,9 @@
 #include <stdio.h>
 
 #include "checkpoint.h"
+#include "data_prep.h"
 #include "dataset.h"
+#include "evaluate.h"
 #include "graph.h"
 #include "moda_loss.h"
 #include "optim.h"
@@ -47,36 +49,5 @@ moda_status train_run(const train_options *o, char *err, size_t errlen);
  * (n x K) is scratch; g must be planned for n and moda initialised on g. */
 moda_status train_step(graph *g, sgd *opt, moda_loss *moda, const float *x, const int32_t *y, int n, float lr,
                        float *probs, float *logits, float *ce);
-
-/* Prepares a split as loaded for a model: the first `subset` samples of
- * each class (0: all), padded to input_size and normalised with mi's
- * statistics or, for training data with mi == NULL, its own. Frees ds on
- * failure. */
-moda_status train_prepare_split(dataset *ds, int input_size, int subset, const model_info *mi, char *err,
-                                size_t errlen);
-
-/* Loads split `split` of kind from dir (NULL: the kind's default) with
- * the loader options lo (lo->image_size is the input size; lo->channels 0
- * takes mi's channels when mi is given), puts its sample count and
- * fingerprint in rec (NULL: not wanted), names its classes from
- * lo->names_path (NULL: the kind's names) and prepares it. */
-moda_status train_load_split(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
-                             dataset_split split, int subset, const model_info *mi, dataset_record *rec, char *err,
-                             size_t errlen);
-
-typedef struct eval_result {
-    double loss, acc;
-    int *correct, *total; /* (K) per class, owned */
-} eval_result;
-
-/* Eval-mode pass over ds in order; g must be planned for batch_size. */
-moda_status evaluate(graph *g, const dataset *ds, int batch_size, eval_result *r);
-void eval_result_free(eval_result *r);
-
-/* Eval-mode outputs of g for every sample of ds, in order, in batches of
- * at most `batch` (g planned for it): out (n, outputs) on the host and,
- * when capture (backend memory) is set, node `node`'s activations (n, its
- * numel). */
-moda_status evaluate_outputs(graph *g, const dataset *ds, int batch, float *out, int node, float *capture);
 
 #endif

@@ -2,9 +2,8 @@
 
 #include <string.h>
 
-#include "cli.h"
+#include "data_prep.h"
 #include "fileio.h"
-#include "train.h"
 
 /* The kind must be the model's; the location as the header says. */
 static moda_status resolve(const model_data_options *o, const char *name, const model_info *mi, const char **dir,
@@ -42,16 +41,16 @@ moda_status model_data_read(dataset *raw, const model_data_options *o, const cha
     memset(raw, 0, sizeof *raw);
     const char *dir = NULL;
     MODA_TRY(resolve(o, name, mi, &dir, where, wlen, err, errlen));
-    char why[ERR_LEN] = "";
+    char why[1024] = "";
     /* Read as it was for training: folder images fitted to the model's input. */
     const dataset_load_options lo = {.image_size = mi->model.input_size, .channels = mi->channels};
     moda_status s = dataset_load(raw, mi->dataset, dir, split, &lo, why, sizeof why);
     if (s == MODA_ERR_NOMEM) return fileio_fail(err, errlen, s, "%s", why);
     if (s != MODA_OK)
         return fileio_fail(err, errlen, MODA_ERR_NOT_FOUND,
-                           "%s: its %s data (%s) cannot be read from %s: %s; give --data-dir with the data it was "
-                           "trained on",
-                           name, dataset_split_name(split), mi->dataset, where, why);
+                           "%s: its %s data (%s) cannot be read from %s: %s; %s",
+                           name, dataset_split_name(split), mi->dataset, where, why,
+                           o->hint ? o->hint : "give --data-dir with the data it was trained on");
     s = model_data_verify(raw, where, o, name, mi, split, err, errlen);
     if (s != MODA_OK) dataset_free(raw);
     return s;
@@ -61,5 +60,5 @@ moda_status model_data_load(dataset *ds, const model_data_options *o, const char
                             dataset_split split, int subset, char *err, size_t errlen) {
     char where[DATASET_LOCATION_LEN + 64];
     MODA_TRY(model_data_read(ds, o, name, mi, split, where, sizeof where, err, errlen));
-    return train_prepare_split(ds, mi->model.input_size, subset, mi, err, errlen);
+    return data_prepare_split(ds, mi->model.input_size, subset, mi, err, errlen);
 }

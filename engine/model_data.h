@@ -20,12 +20,13 @@ typedef struct model_data_options {
     const char *kind;     /* --dataset, or NULL */
     const char *data_dir; /* --data-dir, or NULL */
     FILE *log;            /* where warnings go; NULL: nowhere */
+    const char *hint;     /* how to give the data, for messages; NULL: "give --data-dir ..." */
 } model_data_options;
 
 /* Split `split` of model `name`'s data as dataset_load() gives it, checked
  * against mi's record. where (wlen) receives a description of the
  * location read, for messages. Data not found: MODA_ERR_NOT_FOUND and a
- * message that says to give --data-dir. */
+ * message that ends with the hint. */
 moda_status model_data_read(dataset *raw, const model_data_options *o, const char *name, const model_info *mi,
                             dataset_split split, char *where, size_t wlen, char *err, size_t errlen);
 
