@@ -19,10 +19,15 @@
  * manifest's node format), and "__input__" (2 samples) with the frozen
  * plan's "__logits__" on them, which the peers check their outputs against.
  *
- * Usage: bench_infer [--batch LIST] [--threads LIST] [--time S] [--engines frozen,graph]
+ * Engines: frozen (the plan on --threads threads), frozen-auto (the plan
+ * choosing between one thread and --threads at batch 1 by timing both, its
+ * default), graph (graph_forward on an inference handle).
+ *
+ * Usage: bench_infer [--batch LIST] [--threads LIST] [--time S] [--engines frozen,frozen-auto,graph]
  *                    [--export DIR] MODEL...   (LIST: comma-separated ints) */
 #include <jansson.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,8 +226,11 @@ static int measure(const bench_model *m, const char *engine, int batch, int thre
     rng_seed(&q, 5, 5);
     if (s == MODA_OK) rng_fill_normal(&q, x, (uint64_t)batch * per, 0, 1);
     double t0 = now_ms();
-    if (s == MODA_OK && !strcmp(engine, "frozen")) {
+    if (s == MODA_OK && strstr(engine, "frozen")) {
         s = frozen_new(g, be, batch, &r.f);
+        /* frozen: on `threads` at every batch size; frozen-auto: the plan's
+         * own choice at batch 1 (it times one thread against `threads`). */
+        if (s == MODA_OK && !strcmp(engine, "frozen")) frozen_set_small_batch_threads(r.f, batch, threads);
         if (s == MODA_OK) s = frozen_prepare(r.f, batch);
     } else if (s == MODA_OK) {
         r.h = graph_share(g, be);
@@ -245,9 +253,11 @@ static int measure(const bench_model *m, const char *engine, int batch, int thre
         qsort(ms, (size_t)n, sizeof(double), cmp_double);
         double med = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
         printf("{\"model\":\"%s\",\"engine\":\"ours-%s\",\"batch\":%d,\"threads\":%d,\"ms\":%.5f,\"min_ms\":%.5f,"
-               "\"max_ms\":%.5f,\"calls\":%d,\"setup_ms\":%.3f,\"macs\":%.0f,\"parent_macs\":%.0f,\"bytes\":%zu}\n",
+               "\"max_ms\":%.5f,\"calls\":%d,\"setup_ms\":%.3f,\"macs\":%.0f,\"parent_macs\":%.0f,\"bytes\":%zu,"
+               "\"ran_threads\":%d,\"reorders\":%d,\"steps\":%d}\n",
                m->name, engine, batch, threads, med, ms[0], ms[n - 1], n, setup_ms, m->macs, m->parent_macs,
-               r.f ? frozen_bytes(r.f) : graph_activation_bytes(r.h));
+               r.f ? frozen_bytes(r.f) : graph_activation_bytes(r.h), r.f ? frozen_threads(r.f, batch) : threads,
+               r.f ? frozen_reorders(r.f, batch) : -1, r.f ? frozen_steps(r.f, batch) : -1);
         fflush(stdout);
         rc = 0;
     } else {
@@ -262,9 +272,19 @@ static int measure(const bench_model *m, const char *engine, int batch, int thre
     return rc;
 }
 
+static const char *const known_engines[3] = {"frozen", "frozen-auto", "graph"};
+
+/* Whether the comma-separated list names engine e. */
+static bool has_engine(const char *list, const char *e) {
+    size_t n = strlen(e);
+    for (const char *p = list; (p = strstr(p, e)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return true;
+    return false;
+}
+
 int main(int argc, char **argv) {
     static const char usage[] = "usage: bench_infer [--batch LIST] [--threads LIST] [--time S] "
-                                "[--engines frozen,graph] [--export DIR] MODEL...\n"
+                                "[--engines frozen,frozen-auto,graph] [--export DIR] MODEL...\n"
                                 "MODEL: ARCH:WIDTH or ARCH:WIDTH:cK (composed, K 2 or 5), e.g. resnet18:0.5:c2\n";
     int batches[MAX_LIST] = {1, 64}, n_batches = 2, threads[MAX_LIST] = {2}, n_threads = 1;
     double seconds = 1.0;
@@ -298,6 +318,12 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    int n_engines = 0;
+    for (int e = 0; e < 3; e++) n_engines += has_engine(engines, known_engines[e]);
+    if (!n_engines) {
+        fprintf(stderr, "bench_infer: no known engine in %s\n%s", engines, usage);
+        return 2;
+    }
     if (first_model == argc) {
         fputs(usage, stderr);
         return 2;
@@ -317,8 +343,9 @@ int main(int argc, char **argv) {
         } else {
             for (int b = 0; b < n_batches && !rc; b++)
                 for (int t = 0; t < n_threads && !rc; t++) {
-                    if (strstr(engines, "frozen")) rc = measure(&m, "frozen", batches[b], threads[t], seconds);
-                    if (!rc && strstr(engines, "graph")) rc = measure(&m, "graph", batches[b], threads[t], seconds);
+                    for (int e = 0; e < 3 && !rc; e++)
+                        if (has_engine(engines, known_engines[e]))
+                            rc = measure(&m, known_engines[e], batches[b], threads[t], seconds);
                 }
         }
         if (m.g != m.parent) graph_free(m.g);

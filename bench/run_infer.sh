@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CPU inference, ours (bench_infer: frozen plans, and the unfrozen graph)
+# CPU inference, ours (bench_infer: frozen plans on fixed threads, frozen
+# plans choosing their batch-1 threads, and the unfrozen graph)
 # next to PyTorch eager, TorchScript (freeze + optimize_for_inference) and
 # ONNX Runtime (bench/infer_torch.py), at batch 1 and 64, as one table.
 #
@@ -33,7 +34,7 @@ if [[ ! -x "$bench" ]]; then
     exit 1
 fi
 if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    echo "Debian's PyTorch is missing: apt-get install -y python3-torch" >&2
+    echo "Debian's PyTorch is missing: apt-get install -y python3-torch libopenblas0-openmp" >&2
     exit 1
 fi
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -47,7 +48,7 @@ trap 'rm -rf "$work"' EXIT
 out="$work/results.jsonl"
 "$bench" --export "$work" "${models[@]}"
 for ((r = 0; r < rounds; r++)); do
-    "$bench" --time "$time_s" --batch 1 --threads "$threads1" --engines frozen,graph "${models[@]}" >>"$out"
+    "$bench" --time "$time_s" --batch 1 --threads "$threads1" --engines frozen,frozen-auto,graph "${models[@]}" >>"$out"
     "$bench" --time "$time_s" --batch 64 --threads "$threads64" --engines frozen,graph "${models[@]}" >>"$out"
     "$python" "$here/infer_torch.py" --dir "$work" --time "$time_s" --batch 1 --threads "$threads1" "${models[@]}" >>"$out"
     "$python" "$here/infer_torch.py" --dir "$work" --time "$time_s" --batch 64 --threads "$threads64" "${models[@]}" >>"$out"
@@ -62,7 +63,7 @@ import sys
 
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rounds = int(sys.argv[2])
-engines = ["ours-frozen", "ours-graph", "torch-eager", "torchscript", "onnxruntime"]
+engines = ["ours-frozen", "ours-frozen-auto", "ours-graph", "torch-eager", "torchscript", "onnxruntime"]
 runs = collections.defaultdict(list)
 macs = {}
 for r in rows:

@@ -24,6 +24,7 @@ typedef struct backend_frozen_ops {
     size_t (*bytes)(const void *impl);
     int (*reorders)(const void *impl, int n);
     int (*steps)(const void *impl, int n);
+    int (*threads)(const void *impl, int n);
 } backend_frozen_ops;
 
 struct moda_backend {

@@ -54,7 +54,7 @@ moda_status frozen_run(frozen *f, const float *x, int n, float *logits) {
 }
 
 void frozen_set_small_batch_threads(frozen *f, int small_n, int threads) {
-    if (f && small_n >= 0 && threads >= 0) f->ops->set_small_batch_threads(f->impl, small_n, threads);
+    if (f && small_n >= 0 && threads >= FROZEN_THREADS_MEASURE) f->ops->set_small_batch_threads(f->impl, small_n, threads);
 }
 
 int frozen_max_batch(const frozen *f) { return f ? f->max_batch : 0; }
@@ -62,3 +62,4 @@ int frozen_classes(const frozen *f) { return f ? f->classes : 0; }
 size_t frozen_bytes(const frozen *f) { return f ? f->ops->bytes(f->impl) : 0; }
 int frozen_reorders(const frozen *f, int n) { return f ? f->ops->reorders(f->impl, n) : -1; }
 int frozen_steps(const frozen *f, int n) { return f ? f->ops->steps(f->impl, n) : -1; }
+int frozen_threads(const frozen *f, int n) { return f ? f->ops->threads(f->impl, n) : -1; }

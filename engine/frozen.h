@@ -44,9 +44,14 @@ moda_status frozen_prepare(frozen *f, int n);
  * no weights and allocates nothing. */
 moda_status frozen_run(frozen *f, const float *x, int n, float *logits);
 
-/* OpenMP threads the plan runs batches of up to small_n samples with
- * (0: the backend's count). Takes effect for batch sizes prepared after
- * the call; set it right after frozen_new. */
+/* OpenMP threads for batches of up to small_n samples: a count > 0, 0 for
+ * the backend's, or FROZEN_THREADS_MEASURE: when such a batch size is
+ * built, it is built both on the backend's threads and on one, the two
+ * are timed in turns, and the faster is kept (a no-op for a backend of
+ * one thread). Other batch sizes run on the backend's threads. Default:
+ * batch 1, measured. Takes effect for batch sizes built after the call:
+ * set it right after frozen_new. */
+#define FROZEN_THREADS_MEASURE (-1)
 void frozen_set_small_batch_threads(frozen *f, int small_n, int threads);
 
 int frozen_max_batch(const frozen *f);
@@ -59,5 +64,8 @@ int frozen_reorders(const frozen *f, int n);
 /* Primitives a pass at batch n runs, reorders included; -1 when n is not
  * prepared. For tests. */
 int frozen_steps(const frozen *f, int n);
+/* OpenMP threads batch n runs on (0: OpenMP's default); -1 when n is not
+ * prepared. */
+int frozen_threads(const frozen *f, int n);
 
 #endif

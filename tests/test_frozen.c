@@ -236,6 +236,43 @@ static void test_many_batch_sizes(void **state) {
     free(got);
 }
 
+/* Batch 1 on a two-thread backend is timed on one thread and on two, and
+ * runs on the faster; fixed counts are kept as given. */
+static void test_threads(void **state) {
+    (void)state;
+    moda_backend *two = backend_cpu_new();
+    assert_non_null(two);
+    backend_set_threads(two, 2);
+    graph *g = model(MODEL_LENET5, 1.0f, 8);
+    frozen *f = NULL;
+    assert_int_equal(frozen_new(g, two, 8, &f), MODA_OK);
+    assert_int_equal(frozen_prepare(f, 1), MODA_OK);
+    int t1 = frozen_threads(f, 1);
+    assert_true(t1 == 1 || t1 == 2);
+    assert_int_equal(frozen_prepare(f, 2), MODA_OK);
+    assert_int_equal(frozen_threads(f, 2), 2); /* beyond the small batches: the backend's */
+    frozen_free(f);
+    assert_int_equal(frozen_new(g, two, 8, &f), MODA_OK);
+    frozen_set_small_batch_threads(f, 4, 1);
+    assert_int_equal(frozen_prepare(f, 3), MODA_OK);
+    assert_int_equal(frozen_threads(f, 3), 1);
+    assert_int_equal(frozen_prepare(f, 5), MODA_OK);
+    assert_int_equal(frozen_threads(f, 5), 2);
+    assert_int_equal(frozen_threads(f, 6), -1);
+    /* Whatever the count, the same logits. */
+    rng q;
+    rng_seed(&q, 8, 1);
+    float *x = tu_randn(&q, 3 * 3 * 32 * 32, 1.0f), got[30];
+    float *want = unfrozen(g, x, 3);
+    assert_int_equal(frozen_run(f, x, 3, got), MODA_OK);
+    check_close("lenet5 on one thread", 3, got, want, 10);
+    frozen_free(f);
+    free(want);
+    free(x);
+    graph_free(g);
+    backend_free(two);
+}
+
 static void test_refusals(void **state) {
     (void)state;
     frozen *f = (frozen *)1;
@@ -287,6 +324,7 @@ int main(void) {
         cmocka_unit_test(test_composed_mobilenet),
         cmocka_unit_test(test_weights_copied),
         cmocka_unit_test(test_many_batch_sizes),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, setup, tu_backend_teardown);

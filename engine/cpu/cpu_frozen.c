@@ -21,14 +21,18 @@
  * later. Weights are kept once per layout, reordered when a batch size
  * first asks for a layout; the plain copy made at freezing is dropped once
  * no instance uses it. Running an instance binds the caller's input and
- * logits and executes the primitives: nothing is created or allocated. */
+ * logits and executes the primitives: nothing is created or allocated.
+ * Batch 1 is by default built twice, on the backend's threads and on one,
+ * and the faster of the two, timed in turns, is kept. */
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu_internal.h"
+#include "frozen.h"
 #include "graph.h"
 
 enum { L_CONV, L_IP, L_MAXPOOL, L_AVGPOOL, L_RELU, L_ADD };
@@ -496,9 +500,16 @@ static moda_status build_add(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *vm
     return inst_step(pl, in, pd, 3, args, false);
 }
 
+#define FZ_MEASURE FROZEN_THREADS_MEASURE
+#define FZ_TUNE_RUNS 9
+
+/* Threads for batch size n: the backend's, or for small batches a fixed
+ * count or FZ_MEASURE (when the backend has more than one thread). */
 static int inst_threads(const fz_plan *pl, int n) {
-    if (pl->small_threads > 0 && n <= pl->small_n) return pl->small_threads;
-    return pl->be->threads;
+    if (n > pl->small_n || pl->small_threads == 0) return pl->be->threads;
+    if (pl->small_threads > 0) return pl->small_threads;
+    int many = pl->be->threads > 0 ? pl->be->threads : omp_get_max_threads();
+    return many > 1 ? FZ_MEASURE : many;
 }
 
 /* Bind arena and scratchpad memories once both are allocated. */
@@ -523,7 +534,7 @@ static moda_status inst_bind(fz_inst *in) {
     return MODA_OK;
 }
 
-static moda_status inst_build(fz_plan *pl, int n, fz_inst **out) {
+static moda_status inst_build(fz_plan *pl, int n, int threads, fz_inst **out) {
     *out = NULL;
     fz_inst *in = calloc(1, sizeof(*in));
     dnnl_memory_t *vmem = calloc((size_t)pl->n_values, sizeof(*vmem));
@@ -533,7 +544,7 @@ static moda_status inst_build(fz_plan *pl, int n, fz_inst **out) {
         return MODA_ERR_NOMEM;
     }
     in->n = n;
-    in->threads = inst_threads(pl, n);
+    in->threads = threads;
     /* oneDNN sizes its work split for the threads there are at creation. */
     int saved = omp_get_max_threads();
     if (in->threads > 0 && in->threads != saved) omp_set_num_threads(in->threads);
@@ -584,6 +595,55 @@ static void drop_unused_plain(fz_plan *pl) {
     }
 }
 
+static moda_status inst_run(fz_plan *pl, fz_inst *in, const float *x, float *logits);
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return 1e6 * (double)t.tv_sec + 1e-3 * (double)t.tv_nsec;
+}
+
+/* Batch size n built twice, on the backend's threads and on one, timed in
+ * turns on a zero input (FZ_TUNE_RUNS each, after two warm-up runs); the
+ * faster by median is kept. On small tensors an OpenMP fork and join per
+ * primitive can cost more than the second thread gains. */
+static moda_status inst_build_measured(fz_plan *pl, int n, fz_inst **out) {
+    const int many = pl->be->threads > 0 ? pl->be->threads : omp_get_max_threads();
+    fz_inst *c[2] = {NULL, NULL};
+    MODA_TRY(inst_build(pl, n, many, &c[0]));
+    moda_status s = inst_build(pl, n, 1, &c[1]);
+    const size_t per = (size_t)pl->in_c * pl->in_h * pl->in_w;
+    float *x = calloc((size_t)n * per, sizeof(float)), *z = calloc((size_t)n * pl->classes, sizeof(float));
+    double t[2][FZ_TUNE_RUNS];
+    if (s == MODA_OK && (!x || !z)) s = MODA_ERR_NOMEM;
+    for (int i = 0; s == MODA_OK && i < 2 + FZ_TUNE_RUNS; i++)
+        for (int k = 0; s == MODA_OK && k < 2; k++) {
+            double t0 = now_us();
+            s = inst_run(pl, c[k], x, z);
+            if (i >= 2) t[k][i - 2] = now_us() - t0;
+        }
+    int keep = 0;
+    if (s == MODA_OK) {
+        qsort(t[0], FZ_TUNE_RUNS, sizeof(double), cmp_double);
+        qsort(t[1], FZ_TUNE_RUNS, sizeof(double), cmp_double);
+        keep = t[1][FZ_TUNE_RUNS / 2] < t[0][FZ_TUNE_RUNS / 2];
+    }
+    free(x);
+    free(z);
+    inst_free(c[!keep]);
+    if (s != MODA_OK) {
+        inst_free(c[keep]);
+        return s;
+    }
+    *out = c[keep];
+    return MODA_OK;
+}
+
 static fz_inst *inst_find(const fz_plan *pl, int n) {
     for (int i = 0; i < FZ_MAX_INST; i++)
         if (pl->inst[i] && pl->inst[i]->n == n) return pl->inst[i];
@@ -601,7 +661,8 @@ static moda_status plan_instance(fz_plan *pl, int n, fz_inst **out) {
             }
             if (pl->inst[i]->last_use < pl->inst[slot]->last_use) slot = i;
         }
-        MODA_TRY(inst_build(pl, n, &in));
+        int threads = inst_threads(pl, n);
+        MODA_TRY(threads == FZ_MEASURE ? inst_build_measured(pl, n, &in) : inst_build(pl, n, threads, &in));
         inst_free(pl->inst[slot]);
         pl->inst[slot] = in;
         drop_unused_plain(pl);
@@ -882,6 +943,8 @@ static moda_status fz_build(moda_backend *be, const graph *g, int max_batch, voi
     pl->in_h = g->in_h;
     pl->in_w = g->in_w;
     pl->classes = g->nodes[g->output].c;
+    pl->small_n = 1;
+    pl->small_threads = FZ_MEASURE;
     moda_status s = plan_build(pl, g);
     if (s != MODA_OK) {
         plan_destroy(pl);
@@ -917,6 +980,11 @@ static int fz_reorders(const void *impl, int n) {
     return in ? in->reorders : -1;
 }
 
+static int fz_threads(const void *impl, int n) {
+    const fz_inst *in = inst_find(impl, n);
+    return in ? in->threads : -1;
+}
+
 static int fz_steps(const void *impl, int n) {
     const fz_inst *in = inst_find(impl, n);
     return in ? in->n_steps : -1;
@@ -931,4 +999,5 @@ const backend_frozen_ops cpu_frozen_ops = {
     .bytes = fz_bytes,
     .reorders = fz_reorders,
     .steps = fz_steps,
+    .threads = fz_threads,
 };
