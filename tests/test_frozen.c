@@ -234,6 +234,24 @@ static void test_many_batch_sizes(void **state) {
     graph_free(g);
     free(x);
     free(got);
+    /* Every power of two to 64 on one plan: each batch size may want its
+     * own weight layouts (the classifier's above all), and the plan keeps
+     * a bounded number of them. */
+    g = model(MODEL_VGG16, 0.125f, 9);
+    assert_int_equal(frozen_new(g, be, 64, &f), MODA_OK);
+    x = tu_randn(&q, 64 * 3 * 32 * 32, 1.0f);
+    got = tu_alloc(64 * 10);
+    static const int sizes[] = {64, 1, 2, 4, 8, 16, 32, 3, 63};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        float *want = unfrozen(g, x, sizes[i]);
+        assert_int_equal(frozen_run(f, x, sizes[i], got), MODA_OK);
+        check_close("vgg16, every power of two", sizes[i], got, want, 10);
+        free(want);
+    }
+    frozen_free(f);
+    graph_free(g);
+    free(x);
+    free(got);
 }
 
 /* Batch 1 on a two-thread backend is timed on one thread and on two, and

@@ -37,7 +37,8 @@
 
 enum { L_CONV, L_IP, L_MAXPOOL, L_AVGPOOL, L_RELU, L_ADD };
 
-#define FZ_MAX_LAYOUTS 4 /* weight layouts per layer */
+#define FZ_MAX_LAYOUTS 8 /* weight layouts per layer */
+#define FZ_SOFT_LAYOUTS 2 /* beyond this many, a kept layout is preferred to a new one */
 #define FZ_MAX_INST 10   /* batch sizes kept: every power of two to 256, and two more */
 #define FZ_STEP_ARGS 8
 
@@ -309,6 +310,80 @@ static void value_dims(const fz_value *v, int n, dnnl_dims_t d) {
 
 #define Q_MD(pd, what, i) dnnl_primitive_desc_query_md((pd), (what), (i))
 
+/* A primitive descriptor for the layer with weights of layout wmd. */
+typedef dnnl_primitive_desc_t (*pd_maker)(fz_plan *pl, const void *ctx, const dnnl_memory_desc_t *wmd);
+
+static bool layer_has_layout(const fz_layer *L, const dnnl_memory_desc_t *want) {
+    for (int i = 0; i < L->n_w; i++) {
+        const dnnl_memory_desc_t *md;
+        if (dnnl_memory_get_memory_desc(L->w[i], &md) == dnnl_success && dnnl_memory_desc_equal(md, want)) return true;
+    }
+    return false;
+}
+
+static bool pd_is_ref(const_dnnl_primitive_desc_t pd) {
+    const char *impl = NULL;
+    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl ||
+           strstr(impl, "ref");
+}
+
+/* The primitive's own choice of weight layout, unless that would be a new
+ * copy of the weights for a layer that keeps FZ_SOFT_LAYOUTS already (each
+ * batch size may prefer another): then a kept layout, if a kernel other
+ * than the reference one takes it with the same activation layouts. */
+static dnnl_primitive_desc_t pd_prefer_kept(fz_plan *pl, const fz_layer *L, pd_maker make, const void *ctx,
+                                            const dnnl_memory_desc_t *w_any) {
+    dnnl_primitive_desc_t pd = make(pl, ctx, w_any);
+    if (!pd || L->n_w < FZ_SOFT_LAYOUTS || layer_has_layout(L, Q_MD(pd, dnnl_query_weights_md, 0))) return pd;
+    for (int i = L->n_w - 1; i >= 0; i--) {
+        const dnnl_memory_desc_t *md;
+        if (dnnl_memory_get_memory_desc(L->w[i], &md) != dnnl_success) continue;
+        dnnl_primitive_desc_t kept = make(pl, ctx, md);
+        /* Not at the price of a reorder of the activations. */
+        if (kept && !pd_is_ref(kept) &&
+            dnnl_memory_desc_equal(Q_MD(kept, dnnl_query_src_md, 0), Q_MD(pd, dnnl_query_src_md, 0)) &&
+            dnnl_memory_desc_equal(Q_MD(kept, dnnl_query_dst_md, 0), Q_MD(pd, dnnl_query_dst_md, 0))) {
+            dnnl_primitive_desc_destroy(pd);
+            return kept;
+        }
+        if (kept) dnnl_primitive_desc_destroy(kept);
+    }
+    return pd;
+}
+
+typedef struct conv_ctx {
+    dnnl_memory_desc_t x, b, y;
+    dnnl_dims_t strides, pad;
+    bool bias, sum, relu;
+} conv_ctx;
+
+static dnnl_primitive_desc_t conv_pd(fz_plan *pl, const void *ctx, const dnnl_memory_desc_t *wmd) {
+    const conv_ctx *c = ctx;
+    dnnl_convolution_desc_t cd;
+    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &c->x, wmd,
+                                           c->bias ? &c->b : NULL, &c->y, c->strides, c->pad, c->pad) != dnnl_success)
+        return NULL;
+    return pd_make(pl, &cd, c->sum, c->relu);
+}
+
+typedef struct ip_ctx {
+    const dnnl_memory_desc_t *src; /* the input as it is */
+    dnnl_memory_desc_t x_any, b, y;
+    bool bias, relu;
+} ip_ctx;
+
+/* The input as it is when the primitive takes it, else its choice. */
+static dnnl_primitive_desc_t ip_pd(fz_plan *pl, const void *ctx, const dnnl_memory_desc_t *wmd) {
+    const ip_ctx *c = ctx;
+    dnnl_inner_product_desc_t d;
+    dnnl_primitive_desc_t pd = NULL;
+    for (int t = 0; t < 2 && !pd; t++)
+        if (dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, t ? &c->x_any : c->src, wmd,
+                                                 c->bias ? &c->b : NULL, &c->y) == dnnl_success)
+            pd = pd_make(pl, &d, false, c->relu);
+    return pd;
+}
+
 static moda_status build_conv(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *vmem) {
     fz_layer *L = &pl->layers[li];
     const fz_value *vi = &pl->values[L->in], *vo = &pl->values[L->out];
@@ -324,25 +399,24 @@ static moda_status build_conv(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *v
     } else {
         wd[0] = L->k, wd[1] = vi->c, wd[2] = p->kh, wd[3] = p->kw;
     }
-    dnnl_memory_desc_t x_any, y_md, w_any, b_md;
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, xd, dnnl_f32, dnnl_format_tag_any));
+    conv_ctx cc = {.bias = L->b != NULL, .sum = L->other >= 0, .relu = L->relu};
+    dnnl_memory_desc_t w_any;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&cc.x, 4, xd, dnnl_f32, dnnl_format_tag_any));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_any, wnd, wd, dnnl_f32, dnnl_format_tag_any));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&cc.b, 1, bd, dnnl_f32, dnnl_x));
     /* With a residual, the output takes the shortcut's layout: the sum
      * post-op adds onto what dst holds. */
-    const bool sum = L->other >= 0;
+    const bool sum = cc.sum;
     if (sum && L->other != 0) {
         const dnnl_memory_desc_t *omd;
         DNNL_TRY(dnnl_memory_get_memory_desc(vmem[L->other], &omd));
-        y_md = *omd;
+        cc.y = *omd;
     } else {
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_md, 4, yd, dnnl_f32, dnnl_format_tag_any));
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&cc.y, 4, yd, dnnl_f32, dnnl_format_tag_any));
     }
-    const dnnl_dims_t strides = {p->stride_h, p->stride_w}, pad = {p->pad_h, p->pad_w};
-    dnnl_convolution_desc_t cd;
-    DNNL_TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &x_any, &w_any,
-                                                L->b ? &b_md : NULL, &y_md, strides, pad, pad));
-    dnnl_primitive_desc_t pd = pd_make(pl, &cd, sum, L->relu);
+    cc.strides[0] = p->stride_h, cc.strides[1] = p->stride_w;
+    cc.pad[0] = p->pad_h, cc.pad[1] = p->pad_w;
+    dnnl_primitive_desc_t pd = pd_prefer_kept(pl, L, conv_pd, &cc, &w_any);
     if (!pd) return MODA_ERR_BACKEND;
     dnnl_exec_arg_t args[5];
     int na = 0;
@@ -388,25 +462,16 @@ static moda_status build_ip(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *vme
     int nd = vi->ndim;
     value_dims(vi, n, xd);
     wd[0] = L->k, wd[1] = vi->c, wd[2] = vi->h, wd[3] = vi->w;
-    const dnnl_memory_desc_t *src_have;
-    DNNL_TRY(dnnl_memory_get_memory_desc(vmem[L->in], &src_have));
-    dnnl_memory_desc_t x_any, w_any, b_md, y_md;
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_any, nd, xd, dnnl_f32, dnnl_format_tag_any));
+    ip_ctx ic = {.bias = L->b != NULL, .relu = L->relu};
+    DNNL_TRY(dnnl_memory_get_memory_desc(vmem[L->in], &ic.src));
+    dnnl_memory_desc_t w_any;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&ic.x_any, nd, xd, dnnl_f32, dnnl_format_tag_any));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_any, nd, wd, dnnl_f32, dnnl_format_tag_any));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&ic.b, 1, bd, dnnl_f32, dnnl_x));
     /* The logits come out plain, straight into the caller's buffer. */
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_md, 2, yd, dnnl_f32, last ? dnnl_nc : dnnl_format_tag_any));
-    /* The input as it is when the primitive takes it, else its choice. */
-    dnnl_inner_product_desc_t d;
-    dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, src_have, &w_any, L->b ? &b_md : NULL,
-                                             &y_md) == dnnl_success)
-        pd = pd_make(pl, &d, false, L->relu);
-    if (!pd) {
-        DNNL_TRY(dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, &x_any, &w_any,
-                                                      L->b ? &b_md : NULL, &y_md));
-        if (!(pd = pd_make(pl, &d, false, L->relu))) return MODA_ERR_BACKEND;
-    }
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&ic.y, 2, yd, dnnl_f32, last ? dnnl_nc : dnnl_format_tag_any));
+    dnnl_primitive_desc_t pd = pd_prefer_kept(pl, L, ip_pd, &ic, &w_any);
+    if (!pd) return MODA_ERR_BACKEND;
     dnnl_exec_arg_t args[4];
     int na = 0;
     moda_status s;
