@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "api_state.h"
 #include "ui.h"
@@ -36,6 +38,43 @@ static void warm_up(api *a) {
     }
 }
 
+int api_reload(api *a, char *msg, size_t len) {
+    model_store_changes ch;
+    int before = a->store.n;
+    if (model_store_reload(&a->store, &ch, msg, len)) {
+        metrics_add(a->cfg.metrics, METRIC_REGISTRY_RELOAD_FAILURE, NULL, NULL, 1);
+        return -1;
+    }
+    int dropped = 0;
+    for (int i = 0; i < ch.n_gone; i++) dropped += compose_cache_drop_parent(a->cache, ch.gone[i]);
+    free(ch.gone);
+    for (int i = before; i < a->store.n; i++) api_note_model(a, &a->store.models[i]);
+    metrics_add(a->cfg.metrics, METRIC_REGISTRY_RELOAD, NULL, NULL, 1);
+    snprintf(msg, len, "%d added, %d replaced, %d removed, %d unchanged; %d composed model(s) dropped", ch.added,
+             ch.replaced, ch.removed, ch.kept, dropped);
+    return 0;
+}
+
+/* --registry-poll: a reload every registry_poll_s seconds until api_free. */
+static void *poll_registry(void *arg) {
+    api *a = arg;
+    pthread_mutex_lock(&a->poll_lock);
+    while (!a->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += a->cfg.registry_poll_s;
+        while (!a->stopping && pthread_cond_timedwait(&a->poll_stop, &a->poll_lock, &until) == 0) {
+        }
+        if (a->stopping) break;
+        pthread_mutex_unlock(&a->poll_lock);
+        char msg[512];
+        (void)api_reload(a, msg, sizeof msg); /* a failure keeps the old models and shows in /metrics */
+        pthread_mutex_lock(&a->poll_lock);
+    }
+    pthread_mutex_unlock(&a->poll_lock);
+    return NULL;
+}
+
 int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     *out = NULL;
     if (!cfg || !cfg->registry || cfg->workers < 1 || !(cfg->default_tau >= 0 && cfg->default_tau <= 1)) {
@@ -58,17 +97,16 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
         api_free(a);
         return -1;
     }
-    for (int i = 0; i < a->store.n; i++) {
-        const api_model *m = &a->store.models[i];
-        const model_info *mi = &m->rm.info;
-        size_t side_h = (size_t)(m->rm.g->in_h - 2 * mi->pad), side_w = (size_t)(m->rm.g->in_w - 2 * mi->pad);
-        size_t bytes = (size_t)mi->channels * side_h * side_w;
-        if (m->macs > a->max_macs) a->max_macs = m->macs;
-        if (!a->min_sample_bytes || bytes < a->min_sample_bytes) a->min_sample_bytes = bytes;
-    }
+    for (int i = 0; i < a->store.n; i++) api_note_model(a, &a->store.models[i]);
+    pthread_mutex_init(&a->save_lock, NULL);
     a->cache = compose_cache_new(cfg->cache_bytes, cfg->metrics);
     a->be = calloc((size_t)cfg->workers, sizeof(*a->be));
-    if (!a->cache || !a->be) {
+    a->jobs = job_queue_new(cfg->jobs_max > 0 ? cfg->jobs_max : 1, cfg->jobs_queue >= 0 ? cfg->jobs_queue : 4);
+    a->admin_token = cfg->admin_token ? strdup(cfg->admin_token) : NULL;
+    a->data_dirs = cfg->data_dirs ? strdup(cfg->data_dirs) : NULL;
+    a->cfg.admin_token = a->cfg.data_dirs = NULL; /* not kept: the caller's strings */
+    if (!a->cache || !a->be || !a->jobs || (cfg->admin_token && !a->admin_token) ||
+        (cfg->data_dirs && !a->data_dirs)) {
         snprintf(err, errlen, "out of memory creating the cache");
         api_free(a);
         return -1;
@@ -83,18 +121,66 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
         backend_set_threads(a->be[w], a->cfg.intra_threads);
     }
     warm_up(a);
+    pthread_mutex_init(&a->poll_lock, NULL);
+    pthread_cond_init(&a->poll_stop, NULL);
+    if (cfg->registry_poll_s > 0) {
+        if (pthread_create(&a->poller, NULL, poll_registry, a) != 0) {
+            snprintf(err, errlen, "cannot start the registry poller");
+            api_free(a);
+            return -1;
+        }
+        a->polling = true;
+    }
     atomic_store(&a->ready, true);
     *out = a;
     return 0;
 }
 
+void api_note_model(api *a, const api_model *m) {
+    if (!a || !m) return;
+    const model_info *mi = &m->rm.info;
+    size_t side_h = (size_t)(m->rm.g->in_h - 2 * mi->pad), side_w = (size_t)(m->rm.g->in_w - 2 * mi->pad);
+    size_t bytes = (size_t)mi->channels * side_h * side_w;
+    if (m->macs > a->max_macs) a->max_macs = m->macs;
+    if (!a->min_sample_bytes || bytes < a->min_sample_bytes) a->min_sample_bytes = bytes;
+}
+
+bool api_admin_check(const api *a, const api_request *req, api_response *resp) {
+    if (!a->admin_token) return true;
+    const char *h = api_request_header(req, "Authorization");
+    const char *given = h && !strncasecmp(h, "Bearer ", 7) ? h + 7 : NULL;
+    /* Compared in time that depends on the lengths only. */
+    size_t n = strlen(a->admin_token), m = given ? strlen(given) : 0;
+    unsigned char diff = (unsigned char)(n != m || !given);
+    for (size_t i = 0; given && i < n && i < m; i++) diff |= (unsigned char)(a->admin_token[i] ^ given[i]);
+    if (!diff) return true;
+    api_response_errorf(resp, "unauthorized", "%s", given ? "the bearer token is not the admin token"
+                                                          : "this route needs \"Authorization: Bearer <admin token>\"");
+    api_response_add_header(resp, "WWW-Authenticate", "Bearer realm=\"moda-server\"");
+    return false;
+}
+
 void api_free(api *a) {
     if (!a) return;
+    if (a->polling) {
+        pthread_mutex_lock(&a->poll_lock);
+        a->stopping = true;
+        pthread_cond_signal(&a->poll_stop);
+        pthread_mutex_unlock(&a->poll_lock);
+        pthread_join(a->poller, NULL);
+    }
+    /* Jobs read the store's models and write through it: stop them first. */
+    job_queue_free(a->jobs);
     /* Composed graphs and handles use the worker backends: free them first. */
     compose_cache_free(a->cache);
     model_store_close(&a->store);
     for (int w = 0; a->be && w < a->cfg.workers; w++) backend_free(a->be[w]);
     free(a->be);
+    free(a->admin_token);
+    free(a->data_dirs);
+    pthread_mutex_destroy(&a->save_lock);
+    pthread_mutex_destroy(&a->poll_lock);
+    pthread_cond_destroy(&a->poll_stop);
     free(a);
 }
 
@@ -141,6 +227,15 @@ static void v2_health(api *a, bool ready_route, api_response *resp) {
     if (!ready) resp->error_code = "not_ready";
 }
 
+static void reload_route(api *a, api_response *resp) {
+    char msg[API_ERROR_MSG_MAX - 32];
+    if (api_reload(a, msg, sizeof msg)) {
+        api_response_errorf(resp, "reload_failed", "the registry was not reloaded, the old one serves on: %s", msg);
+        return;
+    }
+    api_response_json(resp, 200, json_pack("{s:b,s:s}", "reloaded", 1, "summary", msg));
+}
+
 /* ---- routing -------------------------------------------------------------- */
 
 typedef enum route_id {
@@ -149,6 +244,12 @@ typedef enum route_id {
     ROUTE_COMPOSE,
     ROUTE_COMPOSE_ID,
     ROUTE_INFER,
+    ROUTE_REPLACE,
+    ROUTE_CALIBRATE,
+    ROUTE_JOBS,
+    ROUTE_JOB,
+    ROUTE_JOB_CANCEL,
+    ROUTE_RELOAD,
     ROUTE_V2,
     ROUTE_V2_LIVE,
     ROUTE_V2_READY,
@@ -169,6 +270,12 @@ static const route ROUTES[] = {
     {"/v1/compose", false, "POST", ROUTE_COMPOSE},
     {"/v1/compose/", true, "DELETE", ROUTE_COMPOSE_ID},
     {"/v1/infer", false, "POST", ROUTE_INFER},
+    {"/v1/replace", false, "POST", ROUTE_REPLACE},
+    {"/v1/calibrate", false, "POST", ROUTE_CALIBRATE},
+    {"/v1/jobs", false, "GET", ROUTE_JOBS},
+    {"/v1/jobs/", true, "GET", ROUTE_JOB},
+    {"/v1/jobs/", true, "DELETE", ROUTE_JOB_CANCEL},
+    {"/v1/registry/reload", false, "POST", ROUTE_RELOAD},
     {"/v2", false, "GET", ROUTE_V2},
     {"/v2/health/live", false, "GET", ROUTE_V2_LIVE},
     {"/v2/health/ready", false, "GET", ROUTE_V2_READY},
@@ -177,16 +284,25 @@ static const route ROUTES[] = {
     {"/ui/", true, "GET", ROUTE_UI_FILE},
 };
 
-/* The route of path (rest: its last segment for a prefix route), or NULL. */
-static const route *route_find(const char *path, const char **rest) {
+static bool route_matches(const route *r, const char *path, const char **rest) {
+    size_t n = strlen(r->path);
+    if (!r->prefix) return !strcmp(path, r->path);
+    if (strncmp(path, r->path, n) || !path[n] || strchr(path + n, '/')) return false;
+    *rest = path + n;
+    return true;
+}
+
+/* The route of path and method (rest: its last segment for a prefix
+ * route). NULL when no route has the path; when routes have it but not
+ * the method, NULL with their methods in allow ("GET, DELETE"). */
+static const route *route_find(const char *path, const char *method, const char **rest, char *allow, size_t len) {
+    allow[0] = '\0';
     for (size_t i = 0; i < sizeof(ROUTES) / sizeof(ROUTES[0]); i++) {
         const route *r = &ROUTES[i];
-        size_t n = strlen(r->path);
-        if (!r->prefix && !strcmp(path, r->path)) return r;
-        if (r->prefix && !strncmp(path, r->path, n) && path[n] && !strchr(path + n, '/')) {
-            *rest = path + n;
-            return r;
-        }
+        if (!route_matches(r, path, rest)) continue;
+        if (!strcmp(method, r->method)) return r;
+        size_t used = strlen(allow);
+        snprintf(allow + used, len - used, "%s%s", used ? ", " : "", !strcmp(r->method, "GET") ? "GET, HEAD" : r->method);
     }
     return NULL;
 }
@@ -226,24 +342,35 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp) 
         return;
     }
     const char *rest = NULL;
-    const route *r = route_find(path, &rest);
-    if (!r) {
+    char allow[64];
+    const route *r = route_find(path, method, &rest, allow, sizeof allow);
+    if (!r && !allow[0]) {
         route_error(resp, path, "not_found", "no such route");
         return;
     }
-    if (strcmp(method, r->method)) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "%s is not allowed here; use %s", method[0] ? method : "this method", r->method);
+    if (!r) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s is not allowed here; use %s", method[0] ? method : "this method", allow);
         route_error(resp, path, "method_not_allowed", msg);
-        api_response_add_header(resp, "Allow", strcmp(r->method, "GET") ? r->method : "GET, HEAD");
+        api_response_add_header(resp, "Allow", allow);
         return;
     }
+    /* Routes that change what is served, or spend a core for minutes. */
+    bool admin = r->id == ROUTE_REPLACE || r->id == ROUTE_CALIBRATE || r->id == ROUTE_JOB_CANCEL ||
+                 r->id == ROUTE_COMPOSE_ID || r->id == ROUTE_RELOAD;
+    if (admin && !api_admin_check(a, req, resp)) return;
     switch (r->id) {
     case ROUTE_MODELS: v1_models_list(a, resp); break;
     case ROUTE_MODEL: v1_model_get(a, rest, resp); break;
     case ROUTE_COMPOSE: v1_compose(a, worker, req, resp); break;
     case ROUTE_COMPOSE_ID: v1_compose_delete(a, rest, resp); break;
     case ROUTE_INFER: v1_infer(a, worker, req, resp); break;
+    case ROUTE_REPLACE: v1_replace(a, req, resp); break;
+    case ROUTE_CALIBRATE: v1_calibrate(a, req, resp); break;
+    case ROUTE_JOBS: v1_jobs_list(a, resp); break;
+    case ROUTE_JOB: v1_job_get(a, rest, resp); break;
+    case ROUTE_JOB_CANCEL: v1_job_cancel(a, rest, resp); break;
+    case ROUTE_RELOAD: reload_route(a, resp); break;
     case ROUTE_V2: v2_server_metadata(resp); break;
     case ROUTE_V2_LIVE: v2_health(a, false, resp); break;
     case ROUTE_V2_READY: v2_health(a, true, resp); break;

@@ -9,6 +9,9 @@
  *   GET    /v1/models                 GET /v1/models/{model}
  *   POST   /v1/compose                DELETE /v1/compose/{id}
  *   POST   /v1/infer
+ *   POST   /v1/replace                POST /v1/calibrate     (jobs; admin)
+ *   GET    /v1/jobs                   GET, DELETE /v1/jobs/{id}
+ *   POST   /v1/registry/reload                               (admin)
  *   GET    /v2                        GET /v2/health/live, /v2/health/ready
  *   GET    /v2/models/{id}            GET /v2/models/{id}/ready
  *   POST   /v2/models/{id}/infer
@@ -82,6 +85,13 @@ typedef struct api_config {
     backend_options backend; /* for every backend the API creates; zeroed: the defaults */
     float default_tau;     /* threshold when a request gives none (0.9) */
     metrics *metrics;      /* not owned; may be NULL */
+    const char *admin_token; /* required as "Authorization: Bearer" by replace, calibrate, cancelling a job and
+                              * DELETE /v1/compose; NULL: none (copied) */
+    int jobs_max;          /* jobs running at once (1) */
+    int jobs_queue;        /* jobs waiting, beyond those (4) */
+    const char *data_dirs; /* "KIND=DIR[,KIND=DIR...]": where jobs read a dataset kind; NULL: models' records
+                            * (copied) */
+    int registry_poll_s;   /* reload the registry every this many seconds; 0: never */
 } api_config;
 
 typedef struct api api;
@@ -121,6 +131,14 @@ bool api_infer_route(const char *path, char *model, size_t size);
  * API's one table, the error shape of path's protocol, and the fields the
  * server's metrics read (model, is_inference, error_code). */
 void api_response_refusal(api_response *resp, const char *path, const char *code, const char *message);
+
+/* Reload the registry (SIGHUP, POST /v1/registry/reload, --registry-poll):
+ * the registry is re-read and every new or changed model loaded; only when
+ * all load are they swapped in (requests in flight finish on the models
+ * they hold), removed models retired, and composed models of a replaced or
+ * removed parent dropped from the cache. A failure leaves everything as it
+ * was. Returns 0 with a one-line summary in msg, or -1 with the reason. */
+int api_reload(api *a, char *msg, size_t len);
 
 /* Readiness, as /v2/health/ready reports it: true after api_new, false once
  * the server starts shutting down. */

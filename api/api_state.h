@@ -4,8 +4,11 @@
 
 #include <stdatomic.h>
 
+#include <pthread.h>
+
 #include "api_internal.h"
 #include "compose_cache.h"
+#include "jobs.h"
 #include "model_store.h"
 
 #define API_CHUNK_MAX 64 /* samples per forward pass: the handles' plan size */
@@ -16,10 +19,27 @@ struct api {
     compose_cache *cache;  /* owned */
     moda_backend **be;     /* (cfg.workers) one backend per worker, owned */
     int chunk;             /* samples per forward pass */
-    double max_macs;       /* the registry's most expensive model, per sample */
-    size_t min_sample_bytes; /* its smallest sample as uint8 (raw size, before padding) */
+    _Atomic double max_macs;         /* the registry's most expensive model, per sample */
+    _Atomic size_t min_sample_bytes; /* its smallest sample as uint8 (raw size, before padding) */
     atomic_bool ready;
+    job_queue *jobs;       /* replacement and calibration jobs; owned */
+    pthread_mutex_t save_lock; /* jobs write and publish models one at a time */
+    char *admin_token;     /* owned copy; NULL: no token asked */
+    char *data_dirs;       /* owned copy of cfg.data_dirs, or NULL */
+    pthread_t poller;      /* --registry-poll's thread, when started */
+    bool polling;
+    pthread_mutex_t poll_lock;
+    pthread_cond_t poll_stop;
+    bool stopping;
 };
+
+/* Take a model just added to the store into the api's per-model bounds
+ * (what api_request_is_light weighs). Accepts NULL. */
+void api_note_model(api *a, const api_model *m);
+
+/* Whether req may use an admin route: true when no token is configured or
+ * it carries "Authorization: Bearer <token>"; otherwise resp gets a 401. */
+bool api_admin_check(const api *a, const api_request *req, api_response *resp);
 
 /* Pin the composition of m for classes[0..n) at tau (checked here:
  * distinct, in range, no more than the class limit, tau in [0, 1]) through

@@ -127,6 +127,12 @@ int compose_cache_acquire(compose_cache *c, const api_model *parent, const int *
         return api_error_set(err, "invalid_id", "the composed id would exceed %d characters", API_ID_MAX - 1);
     pthread_mutex_lock(&c->lock);
     api_entry *e = list_find(c, id);
+    if (e && e->parent != parent) { /* composed from a model a reload has replaced */
+        list_unlink(c, e);
+        if (e->refs == 0) entry_drop(c, e);
+        else e->doomed = true;
+        e = NULL;
+    }
     if (e) {
         e->refs++;
         list_unlink(c, e);
@@ -203,6 +209,22 @@ bool compose_cache_delete(compose_cache *c, const char *id) {
     }
     pthread_mutex_unlock(&c->lock);
     return e != NULL;
+}
+
+int compose_cache_drop_parent(compose_cache *c, const api_model *parent) {
+    int dropped = 0;
+    pthread_mutex_lock(&c->lock);
+    for (api_entry *e = c->head, *next; e; e = next) {
+        next = e->next;
+        if (e->parent != parent) continue;
+        list_unlink(c, e);
+        if (e->refs == 0) entry_drop(c, e);
+        else e->doomed = true;
+        dropped++;
+    }
+    metrics_set(c->m, METRIC_CACHE_BYTES_USED, NULL, (double)c->used);
+    pthread_mutex_unlock(&c->lock);
+    return dropped;
 }
 
 void compose_cache_resize(compose_cache *c, api_entry *e, size_t old_bytes, size_t new_bytes) {

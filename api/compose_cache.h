@@ -37,6 +37,10 @@ bool compose_cache_delete(compose_cache *c, const char *id);
 /* e (pinned) changed size from old_bytes to new_bytes (an inference handle
  * planned or re-planned): count the difference, evicting others as needed.
  * Permanent entries are not counted. */
+/* Drop every entry composed from parent (pinned ones go on their last
+ * release): after a reload replaced or removed it. Returns how many. */
+int compose_cache_drop_parent(compose_cache *c, const api_model *parent);
+
 void compose_cache_resize(compose_cache *c, api_entry *e, size_t old_bytes, size_t new_bytes);
 
 size_t compose_cache_bytes_used(compose_cache *c);

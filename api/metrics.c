@@ -39,6 +39,9 @@ static const struct {
     [METRIC_CACHE_HIT] = {"moda_cache_hit_count", "Composed-model cache hits", false},
     [METRIC_CACHE_MISS] = {"moda_cache_miss_count", "Composed-model cache misses", false},
     [METRIC_CACHE_EVICTION] = {"moda_cache_eviction_count", "Composed models evicted from the cache", false},
+    [METRIC_REGISTRY_RELOAD] = {"moda_registry_reload_count", "Registry reloads that took effect", false},
+    [METRIC_REGISTRY_RELOAD_FAILURE] = {"moda_registry_reload_failure_count",
+                                        "Registry reloads refused: the old registry kept serving", false},
     [METRIC_CACHE_BYTES_USED] = {"moda_cache_bytes_used", "Bytes held by cached composed models", true},
     [METRIC_CACHE_BYTES_LIMIT] = {"moda_cache_bytes_limit", "Byte budget of the composed-model cache", true},
 };

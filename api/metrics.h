@@ -17,6 +17,7 @@
  *   moda_compose_duration_us{model}
  *   moda_cache_hit_count{model}, moda_cache_miss_count{model},
  *   moda_cache_eviction_count{model}
+ *   moda_registry_reload_count{model=""}, moda_registry_reload_failure_count{model=""}
  * Gauges:
  *   moda_cache_bytes_used, moda_cache_bytes_limit   (model label "")
  */
@@ -38,6 +39,8 @@ typedef enum metric_id {
     METRIC_CACHE_HIT,
     METRIC_CACHE_MISS,
     METRIC_CACHE_EVICTION,
+    METRIC_REGISTRY_RELOAD,
+    METRIC_REGISTRY_RELOAD_FAILURE,
     METRIC_CACHE_BYTES_USED,  /* gauge */
     METRIC_CACHE_BYTES_LIMIT, /* gauge */
     METRIC_COUNT_

@@ -34,6 +34,10 @@ int api_entry_compose(api *a, int worker, const api_model *m, const int *classes
                       api_entry **out, bool *cached, api_error *e) {
     *out = NULL;
     *cached = false;
+    if (m->rm.patched)
+        return api_error_set(e, "invalid_combination",
+                             "\"%s\" is a patched model: it has no modules of its own to compose; serve it whole, "
+                             "or compose its parents", m->rm.name);
     if (api_classes_check(a, m, classes, n, e) || api_tau_check(tau, e)) return -1;
     return compose_cache_acquire(a->cache, m, classes, n, api_tau_canonical(tau), a->be[worker], a->cfg.workers, out,
                                  cached, e);

@@ -31,7 +31,7 @@ static json_t *string_array(const char *const *s, int n) {
 }
 
 /* A JSON body: application/json (or no Content-Type), an object. */
-static int body_object(const api_request *req, json_t **root, api_error *e) {
+int v1_body_object(const api_request *req, json_t **root, api_error *e) {
     *root = NULL;
     if (api_request_header(req, "Content-Type") && !api_request_is_type(req, "application/json"))
         return api_error_set(e, "unsupported_media_type", "Content-Type must be application/json");
@@ -46,19 +46,42 @@ static int body_object(const api_request *req, json_t **root, api_error *e) {
 
 /* ---- GET /v1/models[/{model}] --------------------------------------------- */
 
+static const char *model_kind(const registry_model *rm) {
+    return rm->patched ? "patched" : rm->composed ? "composed" : "trained";
+}
+
+/* A patched model's parents, class, calibration and measured accuracies
+ * (fractions, like every accuracy of the API). */
+static json_t *patch_json(const registry_patch *p) {
+    static const char *const rows[PATCH_ACC_ROWS] = {"weak", "patched", "weak_calibrated", "patched_calibrated",
+                                                     "baseline"};
+    json_t *acc = json_object();
+    for (int i = 0; acc && i < PATCH_ACC_ROWS; i++)
+        json_object_set_new(acc, rows[i],
+                            json_pack("{s:f,s:f}", "overall", p->acc[i][0] / 100, "class", p->acc[i][1] / 100));
+    return json_pack("{s:s,s:s,s:{s:s,s:i,s:i},s:f,s:f,s:{s:s,s:i,s:f,s:i,s:I},s:o}", "weak", p->weak.model, "strong",
+                     p->strong.model, "class", "name", p->class_name, "weak_index", p->weak_class, "strong_index",
+                     p->strong_class, "tau", short_real(p->tau), "module_params", p->module_params, "calibration",
+                     "optimizer", p->optimizer, "epochs", p->epochs, "lr", p->lr, "batch_size", p->batch_size, "seed",
+                     (json_int_t)p->seed, "accuracy", acc);
+}
+
 static json_t *model_summary(const api_model *m) {
     const registry_model *rm = &m->rm;
     int k = rm->info.model.num_classes;
-    return json_pack("{s:s,s:s,s:f,s:i,s:o,s:f,s:f,s:f,s:f,s:b}", "name", rm->name, "arch",
-                     model_arch_name(rm->info.model.arch), "width", short_real(rm->info.model.width), "num_classes", k,
-                     "classes", string_array((const char *const *)rm->info.class_names, k), "test_accuracy",
-                     rm->test_acc, "mean_module_size", rm->stats.mean_size, "mean_overlap", rm->stats.mean_overlap,
-                     "tau", short_real(rm->stats.tau), "composed", rm->composed);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:i,s:o,s:f,s:f,s:f,s:f,s:b}", "name", rm->name, "kind", model_kind(rm),
+                          "arch", model_arch_name(rm->info.model.arch), "width", short_real(rm->info.model.width),
+                          "num_classes", k, "classes", string_array((const char *const *)rm->info.class_names, k),
+                          "test_accuracy", rm->test_acc, "mean_module_size", rm->stats.mean_size, "mean_overlap",
+                          rm->stats.mean_overlap, "tau", short_real(rm->stats.tau), "composed", rm->composed);
+    if (o && rm->patched) json_object_set_new(o, "patched", patch_json(&rm->patch));
+    return o;
 }
 
 void v1_models_list(api *a, api_response *resp) {
     json_t *models = json_array();
-    for (int i = 0; models && i < a->store.n; i++) json_array_append_new(models, model_summary(&a->store.models[i]));
+    for (int i = 0; models && i < a->store.n; i++)
+        if (model_store_at(&a->store, i)) json_array_append_new(models, model_summary(&a->store.models[i]));
     api_response_json(resp, 200, json_pack("{s:o}", "models", models));
 }
 
@@ -104,6 +127,8 @@ void v1_model_get(api *a, const char *name, api_response *resp) {
         json_object_set_new(root, "origin", json_pack("{s:s,s:o,s:f}", "model", rm->origin.model, "classes", cls,
                                                       "tau", short_real(rm->origin.tau)));
     }
+    if (root) json_object_set_new(root, "kind", json_string(model_kind(rm)));
+    if (root && rm->patched) json_object_set_new(root, "patched", patch_json(&rm->patch));
     api_response_json(resp, 200, root);
     snprintf(resp->model, sizeof resp->model, "%s", rm->name);
 }
@@ -196,7 +221,7 @@ void v1_compose(api *a, int worker, const api_request *req, api_response *resp) 
     float tau;
     api_entry *entry = NULL;
     bool cached = false;
-    if (body_object(req, &root, &e)) goto fail;
+    if (v1_body_object(req, &root, &e)) goto fail;
     const json_t *jm = json_object_get(root, "model"), *jc = json_object_get(root, "classes");
     if (!jm) {
         api_error_set(&e, "bad_request", "\"model\" is required");
@@ -301,7 +326,7 @@ static int top_k_value(long long v, int *top_k, api_error *e) {
 static int infer_parse_json(const api *a, const api_request *req, infer_request *r, const api_model **m,
                             api_error *e) {
     json_t *root;
-    if (body_object(req, &root, e)) return -1;
+    if (v1_body_object(req, &root, e)) return -1;
     int rc = -1;
     const json_t *jid = json_object_get(root, "id"), *jm = json_object_get(root, "model");
     const json_t *jc = json_object_get(root, "classes"), *jt = json_object_get(root, "threshold");

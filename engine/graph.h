@@ -111,6 +111,18 @@ int graph_flatten(graph *g, int x);
 int graph_linear(graph *g, const char *name, int x, int out_features, bool bias);
 int graph_add(graph *g, int a, int b);
 
+/* Replay src's layers (all but its input) in dst, reading dst's node `at`
+ * where src reads its input, parameter names prefixed with prefix. map
+ * (room for src->n_nodes) receives dst's index of each src node. Returns
+ * dst's node of src's output, or -1 when dst is finalized, `at`'s shape is
+ * not src's input shape or a builder fails. Parameter values follow with
+ * graph_copy_params once dst is finalized. */
+int graph_extend(graph *dst, const graph *src, int at, const char *prefix, int *map);
+/* Copy every parameter and buffer of src into dst's parameter of the same
+ * name with prefix (MODA_ERR_NOT_FOUND, MODA_ERR_SHAPE when it is missing
+ * or differs). */
+moda_status graph_copy_params(graph *dst, const graph *src, const char *prefix);
+
 /* Allocate the parameter slab: weights zero, BN gamma 1 and running var 1. */
 moda_status graph_finalize(graph *g);
 /* Allocate the gradient slab (zeroed); done by graph_backward and sgd_init,

@@ -66,3 +66,19 @@ int class_resolve(const char *item, char *const *names, int k, char *why, size_t
         off += snprintf(why + off, len - (size_t)off, "%s\"%s\"", c ? ", " : "; the model's classes are ", names[c]);
     return -1;
 }
+
+bool model_info_same_input(const model_info *a, const model_info *b, char *why, size_t len) {
+    if (a->model.input_size != b->model.input_size || a->channels != b->channels || a->pad != b->pad) {
+        snprintf(why, len, "%dx%dx%d inputs (padding %d) against %dx%dx%d (padding %d)", a->channels,
+                 a->model.input_size, a->model.input_size, a->pad, b->channels, b->model.input_size,
+                 b->model.input_size, b->pad);
+        return false;
+    }
+    for (int c = 0; c < a->channels; c++)
+        if (a->mean[c] != b->mean[c] || a->std[c] != b->std[c]) {
+            snprintf(why, len, "channel %d is normalised with mean %g, std %g against mean %g, std %g", c, a->mean[c],
+                     a->std[c], b->mean[c], b->std[c]);
+            return false;
+        }
+    return true;
+}

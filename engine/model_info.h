@@ -24,6 +24,10 @@ void model_info_free(model_info *mi); /* accepts NULL */
 /* Copy mean/std/pad/class names from a prepared (normalised) dataset. */
 moda_status model_info_from_dataset(model_info *mi, const dataset *ds);
 
+/* Whether b reads its input exactly as a does: size, channels, padding
+ * and normalisation. If not, why says what differs. */
+bool model_info_same_input(const model_info *a, const model_info *b, char *why, size_t len);
+
 /* The class that item names among names[0..k): an exact name, else the
  * one name equal to it ignoring case, else a decimal index. -1 with the
  * reason in why (listing the names, when few) otherwise. */

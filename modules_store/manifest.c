@@ -182,7 +182,7 @@ static json_t *origin_json(const registry_origin *o) {
 }
 
 char *registry_manifest_dump(const char *name, const graph *g, const model_info *mi, const registry_origin *origin,
-                             json_t *training, double test_acc, const module_stats *st,
+                             json_t *patched, json_t *training, double test_acc, const module_stats *st,
                              const registry_file_info files[REGISTRY_N_FILES], char *err, size_t errlen) {
     const model_config *m = &mi->model;
     json_t *from = origin ? origin_json(origin) : NULL;
@@ -216,12 +216,16 @@ char *registry_manifest_dump(const char *name, const graph *g, const model_info 
             return NULL;
         }
     }
-    /* "origin" (a composed model's only mark) is left out for a trained one. */
-    json_t *root = json_pack("{si,ss,so*,so,so,so,so*,sO,s{sf},so,s{so,so}}", "format", REGISTRY_FORMAT, "name",
-                             name, "origin", from, "architecture", arch, "input", input, "classes", classes, "dataset",
-                             data, "training", training, "metrics", "test_accuracy", test_acc, "modules",
-                             stats_json(g, st), "files", "weights", file_json(&files[REGISTRY_FILE_WEIGHTS]), "rates",
-                             file_json(&files[REGISTRY_FILE_RATES]));
+    /* "origin" (a composed model's only mark) is left out for a trained one;
+     * a patched model has "patched", no module stats, and one file. */
+    json_t *stats = patched ? NULL : stats_json(g, st);
+    json_t *fl = patched ? json_pack("{so}", "calibration", file_json(&files[REGISTRY_FILE_CALIBRATION]))
+                         : json_pack("{so,so}", "weights", file_json(&files[REGISTRY_FILE_WEIGHTS]), "rates",
+                                     file_json(&files[REGISTRY_FILE_RATES]));
+    json_t *root = json_pack("{si,ss,so*,sO*,so,so,so,so*,sO,s{sf},so*,so}", "format", REGISTRY_FORMAT, "name", name,
+                             "origin", from, "patched", patched, "architecture", arch, "input", input, "classes",
+                             classes, "dataset", data, "training", training, "metrics", "test_accuracy", test_acc,
+                             "modules", stats, "files", fl);
     char *text = root ? json_dumps(root, REGISTRY_JSON_FLAGS) : NULL;
     json_decref(root);
     if (!text) fileio_errf(err, errlen, "cannot encode the manifest (invalid value or out of memory)");
@@ -477,6 +481,7 @@ moda_status registry_manifest_parse(const char *text, const char *file, const ch
                                     registry_file_info files[REGISTRY_N_FILES], json_t **arch_out, char *err,
                                     size_t errlen) {
     *arch_out = NULL;
+    memset(files, 0, sizeof(registry_file_info) * REGISTRY_N_FILES); /* a model lists only its own kind's files */
     jcheck c;
     jc_init(&c, file, err, errlen);
     json_t *root = jc_load_document(&c, text, strlen(text));
@@ -493,12 +498,22 @@ moda_status registry_manifest_parse(const char *text, const char *file, const ch
     parse_training(&c, root);
     json_t *metrics = jc_get(&c, root, "", "metrics", JK_OBJECT);
     jc_number(&c, metrics, "metrics", "test_accuracy", 0, 1, &m->test_acc);
-    parse_stats(&c, root, g, &m->stats, m->info.model.num_classes);
-    json_t *fl = jc_get(&c, root, "", "files", JK_OBJECT);
-    parse_file(&c, fl, "weights", &files[REGISTRY_FILE_WEIGHTS]);
-    parse_file(&c, fl, "rates", &files[REGISTRY_FILE_RATES]);
-    if (jc_ok(&c) && !strcmp(files[REGISTRY_FILE_WEIGHTS].path, files[REGISTRY_FILE_RATES].path))
-        jc_fail(&c, MODA_ERR_FORMAT, "the weights and rates files have the same path");
+    if (jc_ok(&c) && json_object_get(root, "patched")) {
+        if (m->composed) jc_fail(&c, MODA_ERR_FORMAT, "a model cannot be both composed (\"origin\") and patched");
+        registry_patch_parse(&c, root, m);
+    }
+    json_t *fl = NULL;
+    if (m->patched) {
+        fl = jc_get(&c, root, "", "files", JK_OBJECT);
+        parse_file(&c, fl, "calibration", &files[REGISTRY_FILE_CALIBRATION]);
+    } else {
+        parse_stats(&c, root, g, &m->stats, m->info.model.num_classes);
+        fl = jc_get(&c, root, "", "files", JK_OBJECT);
+        parse_file(&c, fl, "weights", &files[REGISTRY_FILE_WEIGHTS]);
+        parse_file(&c, fl, "rates", &files[REGISTRY_FILE_RATES]);
+        if (jc_ok(&c) && !strcmp(files[REGISTRY_FILE_WEIGHTS].path, files[REGISTRY_FILE_RATES].path))
+            jc_fail(&c, MODA_ERR_FORMAT, "the weights and rates files have the same path");
+    }
     if (jc_ok(&c)) {
         snprintf(m->name, sizeof m->name, "%s", name);
         *arch_out = json_incref(arch);

@@ -33,7 +33,19 @@
  * the manifest's node list and checked against the stored shapes and
  * parameter names as for any model. Its rates are the parent's sliced to
  * the kept units (compose_rates), its class names and input normalisation
- * the parent's, so it can be composed again. */
+ * the parent's, so it can be composed again.
+ *
+ * A patched model (module replacement, docs/design.md section 2) stores
+ * only what is its own: a "patched" object naming its two parents (weak
+ * and strong, each by name and manifest sha256, both in the same
+ * registry), the class (its name and its index in each parent), tau, how
+ * the calibration layer was trained and the accuracies measured, and the
+ * file calibration.safetensors.zst ("weight" (K, K), "bias" (K)). Its
+ * input, classes and data record are the weak parent's. Loading it loads
+ * both parents (their manifests must still hash as recorded), composes the
+ * strong parent's module for the class at tau and joins the three into one
+ * graph (registry_patched_graph), which must equal the node list the
+ * manifest stores. It has no rates: it cannot be composed. */
 #ifndef MODA_REGISTRY_H
 #define MODA_REGISTRY_H
 
@@ -85,6 +97,47 @@ void registry_origin_free(registry_origin *o); /* accepts NULL; leaves *o zeroed
 moda_status registry_write_composed(const char *root, const char *name, const graph *g, const model_info *mi,
                                     const registry_origin *origin, const char *train_json, double test_acc,
                                     const rates *r, const module_stats *st, char *err, size_t errlen);
+
+/* A model a patched model depends on. */
+typedef struct registry_parent {
+    char model[REGISTRY_NAME_MAX + 1];
+    char manifest_sha256[SHA256_HEX_LEN];
+} registry_parent;
+
+/* Rows of a patched model's measured accuracies, in percent (fractions in
+ * the manifest): the weak
+ * model, patched (uncalibrated), the weak model calibrated alone (the
+ * control), patched and calibrated (the model as served), and CNNSplitter's
+ * untrained strategy; each overall and on the class. */
+enum { PATCH_ACC_WEAK, PATCH_ACC_PATCHED, PATCH_ACC_WEAK_CALIBRATED, PATCH_ACC_PATCHED_CALIBRATED, PATCH_ACC_BASELINE,
+       PATCH_ACC_ROWS };
+
+/* A patched model's manifest object "patched". */
+typedef struct registry_patch {
+    registry_parent weak, strong;
+    char class_name[256];
+    int weak_class, strong_class;
+    float tau;
+    double module_params; /* the module's share of the strong model's parameters */
+    /* How the calibration layer was trained, and on what. */
+    char optimizer[8]; /* "adam" | "sgd" */
+    int epochs, batch_size;
+    double lr;
+    unsigned long long seed;
+    int train_samples;
+    char train_sha256[SHA256_HEX_LEN]; /* dataset_fingerprint of the training split read ("" if unknown) */
+    double acc[PATCH_ACC_ROWS][2];
+} registry_patch;
+
+/* The graph of a patched model on be: weak's layers (parameters "weak.*")
+ * and the module's ("module.*") side by side on one input, then
+ *   logits = calibration.logits(weak logits) + calibration.module(module logit)
+ * where calibration.logits is the K x K layer w with column t zeroed, and
+ * bias b, and calibration.module the K x 1 column t of w: exactly
+ * w . (weak logits with logit t replaced by the module's) + b. module has
+ * one output; w is (K, K) and b (K) for weak's K outputs. */
+moda_status registry_patched_graph(const graph *weak, const graph *module, int t, const float *w, const float *b,
+                                   moda_backend *be, graph **out);
 
 typedef struct registry registry; /* opaque: the root and the validated index */
 
@@ -147,6 +200,8 @@ typedef struct registry_model {
     char manifest_sha256[SHA256_HEX_LEN]; /* of the manifest as read (lower-case hex) */
     bool composed;         /* composed from another model; origin is then set */
     registry_origin origin; /* owned; zeroed for a trained model */
+    bool patched;          /* a patched model; patch is then set, r and stats are empty */
+    registry_patch patch;
 } registry_model;
 
 /* Only the manifest: verified against the index and parsed, for listing
@@ -158,6 +213,15 @@ moda_status registry_read_manifest(const registry *reg, const char *name, regist
 moda_status registry_load_model(const registry *reg, const char *name, moda_backend *be, registry_model *out,
                                 char *err, size_t errlen);
 void registry_model_free(registry_model *m); /* accepts NULL; leaves *m zeroed */
+
+/* Write patched model `name` into root, the registry holding both parents
+ * (weak and strong, loaded from it): patch describes it (parents' names
+ * and hashes are taken from the models), w (K, K) and b (K) are its
+ * calibration layer. The parents must read the same input (the patched
+ * graph has one); MODA_ERR_ARG says why not. Atomic like any model. */
+moda_status registry_write_patched(const char *root, const char *name, const registry_model *weak,
+                                   const registry_model *strong, const registry_patch *patch, const float *w,
+                                   const float *b, char *err, size_t errlen);
 
 /* The model info and origin of a model composed from `parent` (a loaded
  * model or a manifest) for its classes[0..n) in output order at tau: the

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "json_check.h"
 #include "registry.h"
 #include "safetensors.h"
 #include "sha256.h"
@@ -54,7 +55,10 @@ typedef struct registry_file_info {
     uint64_t bytes;                   /* its size */
 } registry_file_info;
 
-enum { REGISTRY_FILE_WEIGHTS, REGISTRY_FILE_RATES, REGISTRY_N_FILES };
+/* A trained or composed model lists weights and rates; a patched one only
+ * its calibration layer. */
+enum { REGISTRY_FILE_WEIGHTS, REGISTRY_FILE_RATES, REGISTRY_FILE_CALIBRATION, REGISTRY_N_FILES };
+#define REGISTRY_CALIBRATION_FILE "calibration.safetensors.zst"
 
 /* Module stats the manifest can hold: complete, fractions in [0, 1], tau
  * in [0, 1], layer nodes within the graph. */
@@ -63,9 +67,10 @@ bool registry_stats_valid(const module_stats *st, int n_nodes);
 /* The manifest text (malloc'd), or NULL with a message (a class name that
  * is not UTF-8, or out of memory).
  * training is the training config object (borrowed); origin is NULL for a
- * trained model. */
+ * trained model. patched (borrowed) is NULL but for a patched model, which
+ * has no module stats (st NULL) and lists only its calibration file. */
 char *registry_manifest_dump(const char *name, const graph *g, const model_info *mi, const registry_origin *origin,
-                             json_t *training, double test_acc, const module_stats *st,
+                             json_t *patched, json_t *training, double test_acc, const module_stats *st,
                              const registry_file_info files[REGISTRY_N_FILES], char *err, size_t errlen);
 
 /* The training config for a manifest from a checkpoint's metadata document
@@ -103,6 +108,27 @@ bool registry_origin_valid(const registry_origin *o, int num_classes);
 moda_status registry_graph_replay(json_t *arch, const model_info *mi, moda_backend *be, const char *file,
                                   graph **out, char *err, size_t errlen);
 
+/* ---- patched models (patched.c) ---------------------------------------- */
+
+/* The manifest's "patched" object; NULL when out of memory. */
+json_t *registry_patch_json(const registry_patch *p);
+/* Parse root's "patched" into m->patch (m->info parsed first) and set
+ * m->patched. */
+void registry_patch_parse(jcheck *c, json_t *root, registry_model *m);
+/* The strong parent's single-class module for class cls at tau, on be. */
+moda_status registry_patch_module(const registry_model *strong, int cls, float tau, moda_backend *be, graph **out,
+                                  char *err, size_t errlen);
+/* Finish loading patched model m (its manifest parsed from path): load
+ * both parents from reg and check their hashes, compose the module, read
+ * the calibration file and join them into m->g, checked against arch.
+ * depth counts patched models being loaded above this one. */
+moda_status registry_patched_load(const registry *reg, registry_model *m, json_t *arch, const char *path,
+                                  const registry_file_info *cal_info, moda_backend *be, int depth, char *err,
+                                  size_t errlen);
+/* registry_load_model for a model `depth` patched models down. */
+moda_status registry_load_model_depth(const registry *reg, const char *name, moda_backend *be, int depth,
+                                      registry_model *out, char *err, size_t errlen);
+
 /* ---- weights and rates files (tensor_files.c) ------------------------ */
 
 /* The uncompressed safetensors images. */
@@ -121,6 +147,13 @@ moda_status registry_open_tensor_file(const char *path, const registry_file_info
 /* Load every parameter of g from f (exact tensor set, shapes, finite). */
 moda_status registry_weights_load(const safetensors_file *f, const char *path, graph *g, char *err,
                                   size_t errlen);
+/* A calibration layer's safetensors image: "weight" (K, K), "bias" (K). */
+moda_status registry_calibration_serialize(int k, const float *w, const float *b, uint8_t **out, size_t *len,
+                                           char *err, size_t errlen);
+/* Read and check the calibration file at path (as info describes it) for
+ * K classes: *w (K, K) and *b (K), malloc'd, finite. */
+moda_status registry_calibration_load(const char *path, const registry_file_info *info, int k, float **w, float **b,
+                                      char *err, size_t errlen);
 /* Allocate r for g and K classes and fill it from f. */
 moda_status registry_rates_load(const safetensors_file *f, const char *path, const graph *g, int num_classes,
                                 rates *r, char *err, size_t errlen);

@@ -172,6 +172,11 @@ static moda_status load_tensors(const registry *reg, const char *name, const reg
 
 moda_status registry_load_model(const registry *reg, const char *name, moda_backend *be, registry_model *out,
                                 char *err, size_t errlen) {
+    return registry_load_model_depth(reg, name, be, 0, out, err, errlen);
+}
+
+moda_status registry_load_model_depth(const registry *reg, const char *name, moda_backend *be, int depth,
+                                      registry_model *out, char *err, size_t errlen) {
     if (!reg || !name || !be || !out) {
         fileio_errf(err, errlen, "registry_load_model: NULL argument");
         return MODA_ERR_NULL;
@@ -181,6 +186,13 @@ moda_status registry_load_model(const registry *reg, const char *name, moda_back
     json_t *arch = NULL;
     char path[PATH_LEN];
     moda_status s = load_manifest(reg, name, out, files, &arch, path, sizeof path, err, errlen);
+    if (s == MODA_OK && out->patched) {
+        /* Its weights are its parents': nothing more to read. */
+        s = registry_patched_load(reg, out, arch, path, &files[REGISTRY_FILE_CALIBRATION], be, depth, err, errlen);
+        json_decref(arch);
+        if (s != MODA_OK) registry_model_free(out);
+        return s;
+    }
     if (s == MODA_OK && out->composed) {
         /* Per-layer channel counts are only in the node list. */
         s = registry_graph_replay(arch, &out->info, be, path, &out->g, err, errlen);

@@ -212,6 +212,7 @@ static moda_status sync_model(const mirror_job *job, const registry_entry *e, ch
     json_decref(arch);
     registry_model_free(&m);
     for (int f = 0; s == MODA_OK && f < REGISTRY_N_FILES; f++) {
+        if (!files[f].path[0]) continue; /* not a file of this model's kind */
         if (!registry_path(rel, sizeof rel, e->name, files[f].path, NULL))
             return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", local);
         if (files[f].bytes > (uint64_t)SIZE_MAX)

@@ -239,7 +239,7 @@ static moda_status write_model(const char *root, const char *name, const graph *
 
     char sha[SHA256_HEX_LEN];
     if (s == MODA_OK) {
-        char *text = registry_manifest_dump(name, g, mi, origin, training, test_acc, st, files, err, errlen);
+        char *text = registry_manifest_dump(name, g, mi, origin, NULL, training, test_acc, st, files, err, errlen);
         if (!text) s = MODA_ERR_ARG;
         else s = write_json_text(manifest, text, sha, err, errlen);
         free(text);
@@ -268,4 +268,75 @@ moda_status registry_write_composed(const char *root, const char *name, const gr
         return MODA_ERR_NULL;
     }
     return write_model(root, name, g, mi, origin, train_json, test_acc, r, st, err, errlen);
+}
+
+moda_status registry_write_patched(const char *root, const char *name, const registry_model *weak,
+                                   const registry_model *strong, const registry_patch *patch, const float *w,
+                                   const float *b, char *err, size_t errlen) {
+    if (!root || !name || !weak || !strong || !patch || !w || !b || !weak->g || !strong->g) {
+        fileio_errf(err, errlen, "registry_write_patched: NULL argument");
+        return MODA_ERR_NULL;
+    }
+    if (registry_is_url(root))
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: a registry behind a URL is read-only; write to a directory",
+                           root);
+    if (!registry_name_valid(name))
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "invalid model name \"%s\" (use [A-Za-z0-9._-], at most %d)",
+                           name, REGISTRY_NAME_MAX);
+    char why[512];
+    if (!model_info_same_input(&weak->info, &strong->info, why, sizeof why))
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "%s and %s do not read the same input: %s", weak->name,
+                           strong->name, why);
+    const int k = weak->info.model.num_classes;
+    if (patch->weak_class < 0 || patch->weak_class >= k)
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "class %d is out of range for %s", patch->weak_class, weak->name);
+    registry_patch p = *patch;
+    snprintf(p.weak.model, sizeof p.weak.model, "%s", weak->name);
+    snprintf(p.weak.manifest_sha256, sizeof p.weak.manifest_sha256, "%s", weak->manifest_sha256);
+    snprintf(p.strong.model, sizeof p.strong.model, "%s", strong->name);
+    snprintf(p.strong.manifest_sha256, sizeof p.strong.manifest_sha256, "%s", strong->manifest_sha256);
+    snprintf(p.class_name, sizeof p.class_name, "%s", weak->info.class_names[patch->weak_class]);
+
+    /* The joined graph, for the manifest's node list, size and MACs. */
+    graph *module = NULL, *g = NULL;
+    moda_status s = registry_patch_module(strong, p.strong_class, p.tau, weak->g->be, &module, err, errlen);
+    if (s == MODA_OK && (s = registry_patched_graph(weak->g, module, p.weak_class, w, b, weak->g->be, &g)) != MODA_OK)
+        fileio_errf(err, errlen, "joining %s and %s's module: %s", weak->name, strong->name, moda_status_string(s));
+    graph_free(module);
+    json_t *pj = s == MODA_OK ? registry_patch_json(&p) : NULL;
+    json_t *training = s == MODA_OK ? json_pack("{ss,si,sf,si,sI}", "optimizer", p.optimizer, "epochs", p.epochs,
+                                                "lr", p.lr, "batch_size", p.batch_size, "seed", (json_int_t)p.seed)
+                                    : NULL;
+    if (s == MODA_OK && (!pj || !training)) s = fileio_fail(err, errlen, MODA_ERR_NOMEM, "out of memory");
+    uint8_t *cal = NULL;
+    size_t cal_len = 0;
+    if (s == MODA_OK) s = registry_calibration_serialize(k, w, b, &cal, &cal_len, err, errlen);
+
+    char dir[PATH_LEN], manifest[PATH_LEN];
+    registry_file_info files[REGISTRY_N_FILES];
+    memset(files, 0, sizeof files);
+    if (s == MODA_OK && (!registry_path(dir, sizeof dir, root, name, NULL) ||
+                         !registry_path(manifest, sizeof manifest, root, name, REGISTRY_MANIFEST_FILE)))
+        s = fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", root);
+    int lock = -1;
+    if (s == MODA_OK && (lock = lock_registry(root, err, errlen)) < 0) s = MODA_ERR_IO;
+    if (s == MODA_OK) s = fileio_mkdir_p(dir, err, errlen);
+    if (s == MODA_OK)
+        s = write_compressed(dir, REGISTRY_CALIBRATION_FILE, cal, cal_len, &files[REGISTRY_FILE_CALIBRATION], err,
+                             errlen);
+    free(cal);
+    char sha[SHA256_HEX_LEN];
+    if (s == MODA_OK) {
+        const double acc = p.acc[PATCH_ACC_PATCHED_CALIBRATED][0] / 100.0;
+        char *text = registry_manifest_dump(name, g, &weak->info, NULL, pj, training, acc, NULL, files, err, errlen);
+        if (!text) s = MODA_ERR_ARG;
+        else s = write_json_text(manifest, text, sha, err, errlen);
+        free(text);
+    }
+    if (s == MODA_OK) s = update_index(root, name, sha, err, errlen);
+    if (lock >= 0) close(lock);
+    json_decref(pj);
+    json_decref(training);
+    graph_free(g);
+    return s;
 }

@@ -290,3 +290,49 @@ moda_status registry_rates_load(const safetensors_file *f, const char *path, con
     }
     return s;
 }
+
+moda_status registry_calibration_serialize(int k, const float *w, const float *b, uint8_t **out, size_t *len,
+                                           char *err, size_t errlen) {
+    for (size_t j = 0; j < (size_t)k * k + (size_t)k; j++)
+        if (!isfinite(j < (size_t)k * k ? w[j] : b[j - (size_t)k * k])) {
+            fileio_errf(err, errlen, "the calibration layer has a non-finite value");
+            return MODA_ERR_ARG;
+        }
+    const int ws[2] = {k, k}, bs[1] = {k};
+    safetensors_entry e[2] = {{.name = "weight", .ndim = 2, .shape = ws, .data = w},
+                              {.name = "bias", .ndim = 1, .shape = bs, .data = b}};
+    safetensors_kv meta = {"format", "pt"};
+    return safetensors_serialize(e, 2, &meta, 1, out, len, err, errlen);
+}
+
+static bool is_calibration_tensor(const char *name, const void *ctx) {
+    (void)ctx;
+    return !strcmp(name, "weight") || !strcmp(name, "bias");
+}
+
+moda_status registry_calibration_load(const char *path, const registry_file_info *info, int k, float **w, float **b,
+                                      char *err, size_t errlen) {
+    *w = *b = NULL;
+    safetensors_file *f = NULL;
+    const size_t bytes = ((size_t)k * k + (size_t)k) * sizeof(float) + 4096;
+    MODA_TRY(registry_open_tensor_file(path, info, bytes, &f, err, errlen));
+    const int ws[2] = {k, k}, bs[1] = {k};
+    float *wv = malloc((size_t)k * k * sizeof(float)), *bv = malloc((size_t)k * sizeof(float));
+    moda_status s = wv && bv ? MODA_OK : MODA_ERR_NOMEM;
+    if (s == MODA_OK) s = as_format(safetensors_read_f32(f, "weight", 2, ws, wv, (size_t)k * k, err, errlen));
+    if (s == MODA_OK) s = as_format(safetensors_read_f32(f, "bias", 1, bs, bv, (size_t)k, err, errlen));
+    for (size_t j = 0; s == MODA_OK && j < (size_t)k * k + (size_t)k; j++)
+        if (!isfinite(j < (size_t)k * k ? wv[j] : bv[j - (size_t)k * k]))
+            s = fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: a non-finite value", path);
+    const char *extra = s == MODA_OK ? unexpected_tensor(f, is_calibration_tensor, NULL) : NULL;
+    if (extra) s = fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: unexpected tensor \"%s\"", path, extra);
+    safetensors_free(f);
+    if (s != MODA_OK) {
+        free(wv);
+        free(bv);
+        return s;
+    }
+    *w = wv;
+    *b = bv;
+    return MODA_OK;
+}

@@ -52,20 +52,10 @@ static bool report(run *r) {
 }
 
 bool replace_same_input(const registry_model *w, const registry_model *s, char *why, size_t whylen) {
-    const model_info *a = &w->info, *b = &s->info;
-    if (a->model.input_size != b->model.input_size || a->channels != b->channels || a->pad != b->pad) {
-        snprintf(why, whylen, "%s reads %dx%dx%d inputs (padding %d) and %s %dx%dx%d (padding %d)", w->name,
-                 a->channels, a->model.input_size, a->model.input_size, a->pad, s->name, b->channels,
-                 b->model.input_size, b->model.input_size, b->pad);
-        return false;
-    }
-    for (int c = 0; c < a->channels; c++)
-        if (a->mean[c] != b->mean[c] || a->std[c] != b->std[c]) {
-            snprintf(why, whylen, "%s and %s normalise their inputs differently (channel %d: mean %g, std %g against "
-                     "mean %g, std %g)", w->name, s->name, c, a->mean[c], a->std[c], b->mean[c], b->std[c]);
-            return false;
-        }
-    return true;
+    char d[400];
+    if (model_info_same_input(&w->info, &s->info, d, sizeof d)) return true;
+    snprintf(why, whylen, "%s and %s read different inputs: %s", w->name, s->name, d);
+    return false;
 }
 
 /* Eval-mode outputs of g (planned for batch) over ds, with progress. */
@@ -93,10 +83,10 @@ static moda_status load_split(run *r, graph *weak, graph *module, int t, dataset
     memset(out, 0, sizeof(*out));
     dataset dw = {0}, ds = {0};
     const model_info *wi = &w->info, *si = &s->info;
-    char where[DATASET_LOCATION_LEN + 64], why[256];
+    char where[DATASET_LOCATION_LEN + 64], why[400];
     moda_status st = model_data_read(&dw, &rq->data, w->name, wi, which, where, sizeof where, err, errlen);
     if (st == MODA_OK) st = model_data_verify(&dw, where, &rq->data, s->name, si, which, err, errlen);
-    bool own = st == MODA_OK && !replace_same_input(w, s, why, sizeof why);
+    bool own = st == MODA_OK && !model_info_same_input(wi, si, why, sizeof why);
     if (own && (st = dataset_copy(&ds, &dw)) == MODA_OK)
         st = data_prepare_split(&ds, si->model.input_size, 0, si, err, errlen);
     if (st == MODA_OK) st = data_prepare_split(&dw, wi->model.input_size, 0, wi, err, errlen);
@@ -111,6 +101,9 @@ static moda_status load_split(run *r, graph *weak, graph *module, int t, dataset
         if (!out->labels || !out->weak || !out->patched || !out->module) st = MODA_ERR_NOMEM;
     }
     if (st == MODA_OK) {
+        /* Without a record of the data's size, the total grows as splits
+         * are read. */
+        if (r->p.total < r->p.done + 2L * n) r->p.total = r->p.done + 2L * n;
         r->p.phase = REPLACE_PHASE_FORWARD;
         r->p.split = which == DATASET_TRAIN ? "training" : "test";
         memcpy(out->labels, dw.labels, (size_t)n * sizeof(int32_t));
@@ -285,4 +278,25 @@ moda_status replace_run(const replace_request *rq, replace_result *res, char *er
     compose_plan_free(&p);
     if (st != MODA_OK) replace_result_free(res);
     return st;
+}
+
+moda_status replace_save(const char *root, const char *name, const replace_request *rq, const replace_result *res,
+                         char *err, size_t errlen) {
+    if (!root || !name || !rq || !res || !res->layer.w) return MODA_ERR_NULL;
+    registry_patch p = {
+        .weak_class = res->cls,
+        .strong_class = res->strong_cls,
+        .tau = rq->tau,
+        .module_params = res->module_params,
+        .epochs = rq->calib.epochs,
+        .batch_size = rq->calib.batch,
+        .lr = rq->calib.lr,
+        .seed = rq->calib.seed,
+        .train_samples = res->train_n,
+    };
+    snprintf(p.optimizer, sizeof p.optimizer, "%s", calibration_optimizer_name(rq->calib.optimizer));
+    const dataset_record *rec = &rq->weak->info.data;
+    if (rec->present) snprintf(p.train_sha256, sizeof p.train_sha256, "%s", rec->split[DATASET_TRAIN].sha256);
+    memcpy(p.acc, res->acc, sizeof p.acc);
+    return registry_write_patched(root, name, rq->weak, rq->strong, &p, res->layer.w, res->layer.b, err, errlen);
 }

@@ -25,12 +25,12 @@
  * probability replaced by the module's logit, min-max normalised with the
  * module's range over the training data; no training. */
 enum {
-    REPLACE_WEAK,
-    REPLACE_PATCHED,
-    REPLACE_WEAK_CALIBRATED,
-    REPLACE_PATCHED_CALIBRATED,
-    REPLACE_BASELINE,
-    REPLACE_ROWS
+    REPLACE_WEAK = PATCH_ACC_WEAK,
+    REPLACE_PATCHED = PATCH_ACC_PATCHED,
+    REPLACE_WEAK_CALIBRATED = PATCH_ACC_WEAK_CALIBRATED,
+    REPLACE_PATCHED_CALIBRATED = PATCH_ACC_PATCHED_CALIBRATED,
+    REPLACE_BASELINE = PATCH_ACC_BASELINE,
+    REPLACE_ROWS = PATCH_ACC_ROWS /* the rows a patched model's manifest records */
 };
 
 /* Where a run stands, for progress reports. */
@@ -79,6 +79,11 @@ typedef struct replace_result {
  * saying which; missing data MODA_ERR_NOT_FOUND. */
 moda_status replace_run(const replace_request *rq, replace_result *res, char *err, size_t errlen);
 void replace_result_free(replace_result *r); /* accepts NULL */
+
+/* Store the run's result as patched model `name` in root, the registry
+ * holding both of rq's models (registry_write_patched). */
+moda_status replace_save(const char *root, const char *name, const replace_request *rq, const replace_result *res,
+                         char *err, size_t errlen);
 
 /* Whether S reads its input exactly as W does (size, channels, padding,
  * normalisation), so that one input serves both, as a patched model

@@ -1,6 +1,7 @@
 /* moda-server's defaults and command line: "--name value", "--name=value",
  * bare "--flag" for booleans; sizes take binary suffixes (K, M, G, T). */
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,6 +39,8 @@ server_config server_config_default(void) {
                 .max_batch = 1024,
                 .default_tau = 0.9f,
                 .device = "auto",
+                .jobs_max = 1,
+                .jobs_queue = 4,
             },
     };
 }
@@ -114,12 +117,36 @@ static bool parse_value(const opt_spec *o, const char *text) {
     return false;
 }
 
+/* The admin token: the file's first line, without surrounding white
+ * space; printable ASCII, not empty. Nonzero with a message otherwise. */
+static int read_token(const char *path, char *out, size_t size) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, PROG ": --admin-token-file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = fgets(out, (int)size, f);
+    fclose(f);
+    size_t n = line ? strlen(out) : 0;
+    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ' || out[n - 1] == '\t')) out[--n] = '\0';
+    size_t start = strspn(out, " \t");
+    memmove(out, out + start, n - start + 1);
+    bool ok = out[0] != '\0';
+    for (const char *c = out; ok && *c; c++) ok = *c > ' ' && *c < 127;
+    if (!ok) {
+        fprintf(stderr, PROG ": --admin-token-file %s: the first line must hold the token (printable, no spaces)\n",
+                path);
+        return -1;
+    }
+    return 0;
+}
+
 static void print_usage(FILE *f, const opt_spec *specs, int n) {
     fprintf(f, "usage: " PROG " [options]\n\n"
                "Serves a module registry over HTTP: composes class subsets of its models\n"
                "(cached, LRU bounded in bytes) and runs inference on them; /v1 routes, the\n"
                "Open Inference Protocol v2 under /v2, Prometheus metrics at /metrics.\n"
-               "SIGTERM or SIGINT shut it down gracefully.\n\noptions:\n");
+               "SIGHUP reloads the registry; SIGTERM or SIGINT shut it down gracefully.\n\noptions:\n");
     for (int k = 0; k < n; k++) {
         char left[64];
         snprintf(left, sizeof left, "--%s%s%s", specs[k].name, specs[k].meta ? " " : "",
@@ -158,6 +185,13 @@ int server_config_parse(int argc, char **argv, server_config *cfg) {
         {"timeout", OPT_INT, &cfg->conn_timeout_s, 0, 86400, "S", "idle connection timeout in seconds; 0 = none (30)"},
         {"drain-seconds", OPT_INT, &cfg->drain_seconds, 0, 86400, "S", "on shutdown, wait this long for requests (30)"},
         {"queue-max", OPT_INT, &cfg->queue_max, 1, 1 << 24, "N", "requests waiting for a worker before 503 (1024)"},
+        {"jobs-max", OPT_INT, &cfg->api.jobs_max, 1, 64, "N", "replacement jobs running at once (1)"},
+        {"jobs-queue", OPT_INT, &cfg->api.jobs_queue, 0, 4096, "N", "jobs waiting beyond those; more get 429 (4)"},
+        {"data", OPT_STRING, &cfg->api.data_dirs, 0, 0, "KIND=DIR,..", "where jobs read a dataset kind (models' records)"},
+        {"registry-poll", OPT_INT, &cfg->api.registry_poll_s, 0, 86400, "S",
+         "reload the registry every S seconds, e.g. from a URL (0: only on SIGHUP or POST /v1/registry/reload)"},
+        {"admin-token-file", OPT_STRING, &cfg->admin_token_file, 0, 0, "FILE",
+         "replace, calibrate, cancel and uncache need this bearer token (none)"},
         {"quiet", OPT_BOOL, &cfg->quiet, 0, 0, NULL, "no log line per request"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
@@ -201,6 +235,9 @@ int server_config_parse(int argc, char **argv, server_config *cfg) {
             return 2;
         }
     }
+    if (cfg->admin_token_file && read_token(cfg->admin_token_file, cfg->admin_token, sizeof cfg->admin_token))
+        return 2;
+    if (cfg->admin_token_file) cfg->api.admin_token = cfg->admin_token;
     if (!backend_name_known(cfg->api.device)) {
         fprintf(stderr, PROG ": unknown --device '%s' (expected cpu, cuda or auto)\n", cfg->api.device);
         return 2;

@@ -1,5 +1,5 @@
-/* moda-server: parse the command line, start the daemon, and shut it down
- * gracefully on SIGTERM or SIGINT. */
+/* moda-server: parse the command line, start the daemon, reload the
+ * registry on SIGHUP, and shut it down gracefully on SIGTERM or SIGINT. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +19,7 @@ int main(int argc, char **argv) {
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -29,7 +30,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {
+    while (sigwait(&stop, &sig) != 0 || sig == SIGHUP) {
+        if (sig == SIGHUP) server_reload(s);
+        sig = 0;
     }
     if (cfg.log) {
         fprintf(cfg.log, "moda-server: %s received\n", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -611,6 +611,17 @@ int server_port(const server *s) { return s ? s->port : 0; }
 
 metrics *server_metrics(server *s) { return s ? s->metrics : NULL; }
 
+int server_reload(server *s) {
+    char msg[512];
+    int rc = api_reload(s->api, msg, sizeof msg);
+    if (s->cfg.log) {
+        fprintf(s->cfg.log, "moda-server: registry %s: %s\n", rc ? "not reloaded, the old one serves on" : "reloaded",
+                msg);
+        fflush(s->cfg.log);
+    }
+    return rc;
+}
+
 int server_shutdown(server *s) {
     if (!s) return 0;
     if (s->shut_down) return s->shutdown_result;

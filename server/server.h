@@ -29,6 +29,8 @@ typedef struct server_config {
     FILE *log;              /* request and lifecycle log; NULL = silent */
     bool quiet;             /* lifecycle lines only, no line per request */
     api_config api;         /* registry, cache, workers, limits */
+    const char *admin_token_file; /* --admin-token-file; its token goes to api.admin_token */
+    char admin_token[1024]; /* the token read from it */
 } server_config;
 
 /* Defaults as above; api: cache 256 MiB, workers = cores, intra_threads 1,
@@ -47,6 +49,8 @@ typedef struct server server;
 int server_start(const server_config *cfg, server **out, char *err, size_t errlen);
 int server_port(const server *s);  /* the bound port */
 metrics *server_metrics(server *s);
+/* Reload the registry (api_reload), logging the outcome; 0 or -1. */
+int server_reload(server *s);
 
 /* Graceful shutdown as described above; returns the number of requests
  * still in flight when the drain limit was reached (0 = clean). Safe to

@@ -45,8 +45,12 @@ fail() {
 # The log exists before the server's shell opens it: a first read that
 # raced that open would end the script (set -e, pipefail).
 : >"$work/server.log"
-OMP_NUM_THREADS=1 "$server_bin" --registry "$root/models" --host 127.0.0.1 --port 0 \
-  --threads 2 --workers 2 --drain-seconds 10 >"$work/server.log" 2>&1 &
+# A copy of the bundled registry: replacement jobs write patched models into
+# it. One job at a time and none waiting, so generated requests mostly meet
+# a busy queue (429) instead of running for seconds each.
+cp -r "$root/models" "$work/models"
+OMP_NUM_THREADS=1 "$server_bin" --registry "$work/models" --host 127.0.0.1 --port 0 \
+  --threads 2 --workers 2 --drain-seconds 10 --jobs-max 1 --jobs-queue 0 >"$work/server.log" 2>&1 &
 server_pid=$!
 port=
 for _ in $(seq 300); do

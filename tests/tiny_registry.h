@@ -45,4 +45,17 @@ static inline void tiny_train_into_registry(const char *root, const char *name, 
     assert_int_equal(tiny_run_cmd(cmd_decompose, argv), 0);
 }
 
+/* A fresh root (from a mkdtemp template such as "/tmp/moda-x-XXXXXX", in
+ * root, rewritten) with the synthetic data in <root>/data and two models in
+ * <root>/registry: "strong" (MODA, 3 epochs) and "weak" (standard, 1
+ * epoch). reg and data (300 bytes each) receive their paths. */
+static inline int tiny_weak_strong(char *root, char *reg, char *data) {
+    if (!mkdtemp(root) || synth_make_data(root, 256, 80) != 0) return -1;
+    snprintf(reg, 300, "%.280s/registry", root);
+    snprintf(data, 300, "%.280s/data", root);
+    tiny_train_into_registry(root, "strong", true, 3, 5);
+    tiny_train_into_registry(root, "weak", false, 1, 5);
+    return 0;
+}
+
 #endif

@@ -207,6 +207,7 @@ static moda_status inspect_load(const registry *reg, const char *name, float tau
         return MODA_ERR_BACKEND;
     }
     MODA_TRY(registry_load_model(reg, name, *be, m, err, errlen));
+    if (m->patched) return MODA_OK; /* no rates: it has no modules of its own */
     module_stats st;
     moda_status s = module_stats_compute(m->g, &m->r, tau, &st);
     if (s != MODA_OK) {
@@ -233,9 +234,13 @@ static int inspect_list(const registry *reg, float tau) {
             failed = 1;
             continue;
         }
-        printf("%-24s %-10s %6g %7d %8.2f%% %5.2f %11.2f%% %8.2f%%\n", m.name, model_arch_name(m.info.model.arch),
-               m.info.model.width, m.info.model.num_classes, 100 * m.test_acc, m.stats.tau, 100 * m.stats.mean_size,
-               100 * m.stats.mean_overlap);
+        if (m.patched)
+            printf("%-24s %-10s %6s %7d %8.2f%% %5.2f  patched: %s + %s's module\n", m.name, "patched", "",
+                   m.info.model.num_classes, 100 * m.test_acc, m.patch.tau, m.patch.weak.model, m.patch.strong.model);
+        else
+            printf("%-24s %-10s %6g %7d %8.2f%% %5.2f %11.2f%% %8.2f%%\n", m.name, model_arch_name(m.info.model.arch),
+                   m.info.model.width, m.info.model.num_classes, 100 * m.test_acc, m.stats.tau,
+                   100 * m.stats.mean_size, 100 * m.stats.mean_overlap);
         registry_model_free(&m);
     }
     if (registry_count(reg) == 0) printf("(no models)\n");
@@ -259,7 +264,34 @@ static void print_model_header(const registry_model *m) {
     json_decref(root);
 }
 
+/* A patched model: its parents, the class, how it was calibrated and
+ * what was measured. */
+static void print_patched(const registry_model *m) {
+    const registry_patch *p = &m->patch;
+    const model_info *mi = &m->info;
+    printf("model %s: patched, %d classes, input %dx%dx%d (pad %d), dataset %s\n", m->name, mi->model.num_classes,
+           mi->channels, mi->model.input_size, mi->model.input_size, mi->pad, mi->dataset[0] ? mi->dataset : "?");
+    printf("weak parent   %s (manifest sha256 %.12s)\n", p->weak.model, p->weak.manifest_sha256);
+    printf("strong parent %s (manifest sha256 %.12s)\n", p->strong.model, p->strong.manifest_sha256);
+    printf("class \"%s\": index %d of the weak model, %d of the strong one; module at tau %.2f (%.2f%% of the "
+           "strong model's parameters)\n",
+           p->class_name, p->weak_class, p->strong_class, p->tau, 100 * p->module_params);
+    printf("calibration: %dx%d, %d epoch(s) of %s, lr %g, batch %d, seed %llu, on %d training images%s%.12s\n\n",
+           mi->model.num_classes, mi->model.num_classes, p->epochs, p->optimizer, p->lr, p->batch_size, p->seed,
+           p->train_samples, p->train_sha256[0] ? " (sha256 " : "", p->train_sha256);
+    const char *rows[PATCH_ACC_ROWS] = {"weak model", "patched", "weak model, calibrated", "patched, calibrated",
+                                        "baseline (softmax, min-max module)"};
+    printf("%-36s %10s %12s\n", "test set", "accuracy", "on the class");
+    for (int i = 0; i < PATCH_ACC_ROWS; i++)
+        printf("%-36s %9.2f%% %11.2f%%%s\n", rows[i], p->acc[i][0], p->acc[i][1],
+               i == PATCH_ACC_PATCHED_CALIBRATED ? "   <- served" : "");
+}
+
 static void print_model(const registry_model *m) {
+    if (m->patched) {
+        print_patched(m);
+        return;
+    }
     const module_stats *st = &m->stats;
     int k = st->num_classes;
     print_model_header(m);

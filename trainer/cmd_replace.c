@@ -7,6 +7,7 @@
 #include "args.h"
 #include "cli.h"
 #include "cli_env.h"
+#include "fileio.h"
 
 /* Opens the registries, loads both models and runs the replacement. */
 moda_status replace_cli_run(const replace_options *o, replace_result *res, char *err, size_t errlen) {
@@ -14,7 +15,17 @@ moda_status replace_cli_run(const replace_options *o, replace_result *res, char 
     moda_backend *be = backend_cpu_new();
     registry *reg = NULL, *sreg = NULL;
     registry_model w = {0}, s = {0};
-    moda_status st = be ? registry_open(o->reg, &o->remote, &reg, err, errlen) : MODA_ERR_BACKEND;
+    moda_status st = be ? MODA_OK : MODA_ERR_BACKEND;
+    if (o->save && registry_is_url(o->reg))
+        st = fileio_fail(err, errlen, MODA_ERR_ARG, "--save: %s is behind a URL and read-only; use a registry directory",
+                         o->reg);
+    if (o->save && (!strcmp(o->save, o->weak) || !strcmp(o->save, o->strong)))
+        st = fileio_fail(err, errlen, MODA_ERR_ARG, "--save %s would replace one of the patched model's parents",
+                         o->save);
+    if (o->save && o->strong_reg)
+        st = fileio_fail(err, errlen, MODA_ERR_ARG,
+                         "--save needs both models in one registry: a patched model refers to its parents by name");
+    if (st == MODA_OK) st = registry_open(o->reg, &o->remote, &reg, err, errlen);
     if (st == MODA_OK) st = registry_load_model(reg, o->weak, be, &w, err, errlen);
     if (st == MODA_OK && o->strong_reg) st = registry_open(o->strong_reg, &o->remote, &sreg, err, errlen);
     if (st == MODA_OK) st = registry_load_model(sreg ? sreg : reg, o->strong, be, &s, err, errlen);
@@ -31,6 +42,8 @@ moda_status replace_cli_run(const replace_options *o, replace_result *res, char 
             .ctx = o->ctx,
         };
         st = replace_run(&rq, res, err, errlen);
+        if (st == MODA_OK && o->save) st = replace_save(registry_root(reg), o->save, &rq, res, err, errlen);
+        if (st != MODA_OK) replace_result_free(res);
     }
     registry_model_free(&w);
     registry_model_free(&s);
@@ -40,15 +53,18 @@ moda_status replace_cli_run(const replace_options *o, replace_result *res, char 
     return st;
 }
 
-/* Progress on stderr: the forward passes, then the calibration epochs. */
+/* Progress on stderr: each split when both models are through it, then
+ * each calibration epoch. */
 static bool print_progress(void *ctx, const replace_progress *p) {
     (void)ctx;
-    if (p->phase == REPLACE_PHASE_FORWARD && p->total > 0)
-        fprintf(stderr, "\r%s data through both models: %ld/%ld samples, %.0f images/s   ", p->split, p->done,
-                p->total, p->images_per_s);
-    else if (p->phase == REPLACE_PHASE_CALIBRATE)
-        fprintf(stderr, "\rcalibration: epoch %d/%d, loss %.4f%30s", p->epoch, p->epochs, p->loss, "");
-    if (p->phase == REPLACE_PHASE_CALIBRATE && p->epoch == p->epochs) fputc('\n', stderr);
+    static const char *last_split = NULL;
+    if (p->phase == REPLACE_PHASE_FORWARD && p->split != last_split) {
+        last_split = p->split;
+        fprintf(stderr, "%s data through both models...\n", p->split);
+    } else if (p->phase == REPLACE_PHASE_CALIBRATE) {
+        fprintf(stderr, "calibration: epoch %d/%d, loss %.4f (%.0f images/s through the models)\n", p->epoch,
+                p->epochs, p->loss, p->images_per_s);
+    }
     return true;
 }
 
@@ -83,6 +99,7 @@ int cmd_replace(int argc, char **argv) {
         {"seed", ARG_U64, &o.calib.seed, "N", "seed of the calibration layer and its sample order (0)"},
         {"data-dir", ARG_STRING, &o.data_dir, "DIR", "dataset directory (default: the weak model's recorded one)"},
         {"dataset", ARG_STRING, &o.dataset, "D", "the dataset's kind; must be the one trained on (default: it)"},
+        {"save", ARG_STRING, &o.save, "NAME", "store the patched model in the registry under NAME"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
     bool ok = args_parse(argc, argv, 2, specs, n, NULL, 0, NULL, &help);
@@ -92,6 +109,8 @@ int cmd_replace(int argc, char **argv) {
                       : o.calib.epochs < 1 || o.calib.batch < 1       ? "--epochs and --batch-size must be positive"
                       : !(o.calib.lr > 0)                             ? "--lr must be positive"
                       : !calibration_optimizer_parse(optimizer, &o.calib.optimizer) ? "--optimizer must be adam or sgd"
+                      : o.save && !registry_name_valid(o.save)
+                          ? "--save must be 1 to 64 of A-Z a-z 0-9 . _ - and not start with '.'"
                                                                       : NULL;
     if (!ok || help || why) {
         FILE *f = help ? stdout : stderr;
@@ -115,6 +134,7 @@ int cmd_replace(int argc, char **argv) {
         return st == MODA_ERR_ARG ? EXIT_USAGE : 1;
     }
     print_result(&o, &r);
+    if (o.save) printf("\nsaved as %s in %s (serve it, or 'moda eval --registry %s --model %s')\n", o.save, o.reg, o.reg, o.save);
     replace_result_free(&r);
     return 0;
 }

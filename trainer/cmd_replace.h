@@ -24,12 +24,14 @@ typedef struct replace_options {
     float tau;              /* the module's threshold */
     calibration_options calib;
     registry_remote_options remote; /* for registry URLs; zeroed: the defaults */
+    const char *save;       /* store the patched model under this name in reg; NULL: measure only */
     replace_progress_fn progress;   /* NULL: silent */
     void *ctx;
 } replace_options;
 
 /* Opens the registries, loads both models and runs replace_run() on the
- * CPU. err says what went wrong. */
+ * CPU, then stores the patched model when o->save is set. err says what
+ * went wrong. */
 moda_status replace_cli_run(const replace_options *o, replace_result *res, char *err, size_t errlen);
 
 #endif

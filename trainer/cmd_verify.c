@@ -30,9 +30,10 @@ static int verify_usage(const char *why, bool help) {
     if (why) fprintf(stderr, "moda verify: %s\n", why);
     fprintf(f, "usage: moda verify REGISTRY [MODEL]\n\n"
                "Checks every file of the registry, or of one model: index.json, each\n"
-               "manifest's sha256 against the index, each weights and rates file's size and\n"
-               "sha256 against its manifest, that it decompresses and parses as safetensors,\n"
-               "and that every tensor's shape matches the manifest's architecture. Prints one\n"
+               "manifest's sha256 against the index, each weights, rates or calibration file's\n"
+               "size and sha256 against its manifest, that it decompresses and parses as\n"
+               "safetensors, and that every tensor's shape matches the manifest's architecture\n"
+               "(a patched model's parents must also be there, unchanged). Prints one\n"
                "line per model checked; on a problem names the file and the problem and exits\n"
                "1. REGISTRY is a directory or an http(s) URL (checked through its local\n"
                "mirror).\n");
