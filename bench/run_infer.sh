@@ -12,6 +12,7 @@
 #        TIME (default 1.0): seconds of timed calls per measurement.
 #        THREADS1 (default 1,2): thread counts tried at batch 1;
 #        THREADS64 (default 2): at batch 64.
+#        BATCHES (default "1 64"): the batch sizes run (1 and/or 64).
 #        MODELS (default: the four architectures and composed 2- and
 #          5-class models of VGG16 and ResNet18).
 #        VENV (default bench/.venv-infer): made on first use from
@@ -27,6 +28,7 @@ time_s="${TIME:-1.0}"
 threads1="${THREADS1:-1,2}"
 threads64="${THREADS64:-2}"
 venv="${VENV:-$here/.venv-infer}"
+read -r -a batches <<<"${BATCHES:-1 64}"
 read -r -a models <<<"${MODELS:-lenet5:1 vgg16:0.5 resnet18:0.5 mobilenet:1 vgg16:0.5:c2 vgg16:0.5:c5 resnet18:0.5:c2 resnet18:0.5:c5}"
 
 if [[ ! -x "$bench" ]]; then
@@ -48,10 +50,18 @@ trap 'rm -rf "$work"' EXIT
 out="$work/results.jsonl"
 "$bench" --export "$work" "${models[@]}"
 for ((r = 0; r < rounds; r++)); do
-    "$bench" --time "$time_s" --batch 1 --threads "$threads1" --engines frozen,frozen-auto,graph "${models[@]}" >>"$out"
-    "$bench" --time "$time_s" --batch 64 --threads "$threads64" --engines frozen,graph "${models[@]}" >>"$out"
-    "$python" "$here/infer_torch.py" --dir "$work" --time "$time_s" --batch 1 --threads "$threads1" "${models[@]}" >>"$out"
-    "$python" "$here/infer_torch.py" --dir "$work" --time "$time_s" --batch 64 --threads "$threads64" "${models[@]}" >>"$out"
+    for b in "${batches[@]}"; do
+        if [[ "$b" == 1 ]]; then
+            "$bench" --time "$time_s" --batch 1 --threads "$threads1" --engines frozen,frozen-auto,graph "${models[@]}" >>"$out"
+        else
+            "$bench" --time "$time_s" --batch "$b" --threads "$threads64" --engines frozen,graph "${models[@]}" >>"$out"
+        fi
+    done
+    for b in "${batches[@]}"; do
+        t="$threads64"
+        [[ "$b" == 1 ]] && t="$threads1"
+        "$python" "$here/infer_torch.py" --dir "$work" --time "$time_s" --batch "$b" --threads "$t" "${models[@]}" >>"$out"
+    done
 done
 [[ -n "${OUT:-}" ]] && cp "$out" "$OUT"
 
@@ -89,7 +99,7 @@ def cell(m, batch):
 
 print(f"Medians over {rounds} alternating rounds of each round's median call; ranges over the rounds.")
 print("Batch 1: latency per call; batch 64: images per second.\n")
-for batch in (1, 64):
+for batch in sorted({r["batch"] for r in rows}):
     ts = sorted({r["threads"] for r in rows if r["batch"] == batch})
     for t in ts:
         print(f"\n**batch {batch}, {t} thread{'s' if t > 1 else ''}**\n")
@@ -119,7 +129,7 @@ for model in models:
     if "_c" not in model or model not in macs:
         continue
     parent = model.rsplit("_c", 1)[0]
-    for batch in (1, 64):
+    for batch in sorted({r["batch"] for r in rows}):
         for t in threads:
             a, b = med((model, batch, "ours-frozen", t)), med((parent, batch, "ours-frozen", t))
             if a and b:
