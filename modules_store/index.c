@@ -34,6 +34,16 @@ bool registry_is_sha256_hex(const char *s) {
     return n == SHA256_HEX_LEN - 1;
 }
 
+bool registry_manifest_name_valid(const char *file) {
+    if (!strcmp(file, REGISTRY_MANIFEST_FILE)) return true;
+    /* manifest.<16 lower-case hex>.json: a replacement written beside the
+     * version it replaces (registry_write.c). */
+    if (strlen(file) != 9 + 16 + 5 || strncmp(file, "manifest.", 9) || strcmp(file + 25, ".json")) return false;
+    for (int i = 9; i < 25; i++)
+        if (!((file[i] >= '0' && file[i] <= '9') || (file[i] >= 'a' && file[i] <= 'f'))) return false;
+    return true;
+}
+
 moda_status registry_index_parse(const char *text, size_t len, const char *file, registry_entry **entries, int *n,
                                  char *err, size_t errlen) {
     *entries = NULL;
@@ -58,12 +68,13 @@ moda_status registry_index_parse(const char *text, size_t len, const char *file,
             jc_fail(&c, MODA_ERR_FORMAT, "\"%s.name\": invalid model name \"%s\"", where, name);
             break;
         }
-        /* The manifest path is fixed by the name: nothing else may be
-         * reached through the index. */
-        char want[REGISTRY_NAME_MAX + 32];
-        snprintf(want, sizeof want, "%s/%s", name, REGISTRY_MANIFEST_FILE);
-        if (strcmp(manifest, want) != 0) {
-            jc_fail(&c, MODA_ERR_FORMAT, "\"%s.manifest\" is \"%s\", expected \"%s\"", where, manifest, want);
+        /* The manifest is a manifest file in the model's own directory:
+         * nothing else may be reached through the index. */
+        size_t nl = strlen(name);
+        const char *file = manifest + nl + 1;
+        if (strncmp(manifest, name, nl) || manifest[nl] != '/' || !registry_manifest_name_valid(file)) {
+            jc_fail(&c, MODA_ERR_FORMAT, "\"%s.manifest\" is \"%s\", expected \"%s/%s\" (or %s/manifest.<16 hex>.json)",
+                    where, manifest, name, REGISTRY_MANIFEST_FILE, name);
             break;
         }
         if (!registry_is_sha256_hex(sha)) {
@@ -73,6 +84,7 @@ moda_status registry_index_parse(const char *text, size_t len, const char *file,
         for (size_t j = 0; j < i; j++)
             if (!strcmp(e[j].name, name)) jc_fail(&c, MODA_ERR_FORMAT, "model \"%s\" is listed twice", name);
         snprintf(e[i].name, sizeof e[i].name, "%s", name);
+        snprintf(e[i].manifest, sizeof e[i].manifest, "%s", file);
         for (int k = 0; k < SHA256_HEX_LEN; k++)
             e[i].sha256[k] = (char)(sha[k] >= 'A' && sha[k] <= 'F' ? sha[k] - 'A' + 'a' : sha[k]);
     }
@@ -89,8 +101,9 @@ moda_status registry_index_parse(const char *text, size_t len, const char *file,
 char *registry_index_dump(const registry_entry *entries, int n) {
     json_t *models = json_array();
     for (int i = 0; models && i < n; i++) {
-        char manifest[REGISTRY_NAME_MAX + 32];
-        snprintf(manifest, sizeof manifest, "%s/%s", entries[i].name, REGISTRY_MANIFEST_FILE);
+        char manifest[2 * REGISTRY_NAME_MAX + 2];
+        snprintf(manifest, sizeof manifest, "%s/%s", entries[i].name,
+                 entries[i].manifest[0] ? entries[i].manifest : REGISTRY_MANIFEST_FILE);
         if (json_array_append_new(models, json_pack("{ss,ss,ss}", "name", entries[i].name, "manifest", manifest,
                                                     "sha256", entries[i].sha256)) != 0) {
             json_decref(models);

@@ -1,7 +1,8 @@
 /* The model registry on disk (docs/design.md section 6):
  *
  *   <root>/index.json                {"format":1,"models":[{"name","manifest","sha256"}]}
- *   <root>/<model>/manifest.json     architecture and its graph, input shape and
+ *   <root>/<model>/manifest.json     (or manifest.<16 hex>.json, as the index says)
+ *                                    architecture and its graph, input shape and
  *                                    normalisation, class names, the training data's
  *                                    record (optional), training config,
  *                                    test accuracy, module stats, files + sha256
@@ -10,11 +11,17 @@
  *                                           "class_count" (K)
  *
  * Every file is written atomically (temp file, fsync, rename); a model's
- * data files come first, then its manifest, and index.json last, so a reader
- * never finds an index entry whose files are incomplete. Writers in any
- * process take turns through a lock on <root>/.lock. Replacing a model
- * under a name that readers are using may make such a reader fail with a
- * hash mismatch (never read mixed data); it can retry.
+ * data files come first, then its manifest, and index.json last: the index
+ * is the commit point. A new version of a model never overwrites a file of
+ * the version the index names: a file name in use gets the first 16 hex
+ * digits of the new content's sha256 before its extension
+ * ("weights.<hex>.safetensors.zst", "manifest.<hex>.json"; the index
+ * names the manifest file), so a writer killed at any moment leaves the
+ * old version whole or the new one committed. After the commit the old
+ * version's files, and temp files of killed writers, are removed. Writers
+ * in any process take turns through a lock on <root>/.lock. A reader that
+ * read the index just before a replacement may find the old files gone
+ * (never mixed data); it can retry.
  *
  * Reading verifies everything before handing anything out: JSON types and
  * required keys, the manifest's sha256 against the index, each file's size

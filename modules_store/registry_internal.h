@@ -24,7 +24,8 @@
 
 typedef struct registry_entry {
     char name[REGISTRY_NAME_MAX + 1];
-    char sha256[SHA256_HEX_LEN]; /* of <name>/manifest.json */
+    char manifest[REGISTRY_NAME_MAX + 1]; /* its file in <name>/: "manifest.json" or "manifest.<16 hex>.json" */
+    char sha256[SHA256_HEX_LEN];          /* of that file */
 } registry_entry;
 
 struct registry {
@@ -40,6 +41,9 @@ bool registry_path(char *buf, size_t size, const char *a, const char *b, const c
 bool registry_is_sha256_hex(const char *s);
 
 /* ---- index.json (index.c) -------------------------------------------- */
+
+/* Whether file is a manifest file name the index may give. */
+bool registry_manifest_name_valid(const char *file);
 
 /* Parse and validate index text; entries are owned by the caller. */
 moda_status registry_index_parse(const char *text, size_t len, const char *file, registry_entry **entries, int *n,

@@ -89,7 +89,7 @@ static moda_status load_manifest(const registry *reg, const char *name, registry
         fileio_errf(err, errlen, "%s/%s: no model \"%s\"", reg->root, REGISTRY_INDEX_FILE, name ? name : "(null)");
         return MODA_ERR_NOT_FOUND;
     }
-    if (!registry_path(path, path_len, reg->root, name, REGISTRY_MANIFEST_FILE)) {
+    if (!registry_path(path, path_len, reg->root, name, reg->entries[i].manifest)) {
         fileio_errf(err, errlen, "%s: path too long", reg->root);
         return MODA_ERR_ARG;
     }

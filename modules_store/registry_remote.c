@@ -193,7 +193,7 @@ static moda_status sync_model(const mirror_job *job, const registry_entry *e, ch
     const char *local = job->local;
     char dir[PATH_LEN], rel[PATH_LEN];
     if (!registry_path(dir, sizeof dir, local, e->name, NULL) ||
-        !registry_path(rel, sizeof rel, e->name, REGISTRY_MANIFEST_FILE, NULL))
+        !registry_path(rel, sizeof rel, e->name, e->manifest, NULL))
         return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", local);
     MODA_TRY(fileio_mkdir_p(dir, err, errlen));
     MODA_TRY(sync_file(job, rel, e->sha256, 0, REGISTRY_MANIFEST_MAX_BYTES, err, errlen));

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,36 +18,86 @@
 
 #define PATH_LEN 4096
 
-/* Compress raw, write it to dir/file atomically and describe it in info. */
-static moda_status write_compressed(const char *dir, const char *file, const uint8_t *raw, size_t len,
-                                    registry_file_info *info, char *err, size_t errlen) {
-    char path[PATH_LEN];
-    if (!registry_path(path, sizeof path, dir, file, NULL)) {
-        fileio_errf(err, errlen, "%s: path too long", dir);
-        return MODA_ERR_ARG;
+/* The files of a model's committed version: a new version never
+ * overwrites one of them, so a writer killed at any point leaves the
+ * version the index names complete. */
+typedef struct in_use {
+    char names[1 + REGISTRY_N_FILES][REGISTRY_NAME_MAX + 1];
+    int n;
+    bool unknown; /* the committed manifest could not be read: avoid every fixed name */
+} in_use;
+
+static bool is_in_use(const in_use *u, const char *file) {
+    for (int i = 0; i < u->n; i++)
+        if (!strcmp(u->names[i], file)) return true;
+    return false;
+}
+
+/* A file of the new version: the fixed name when the committed version
+ * does not use it, else the name with the first 16 hex digits of the
+ * content's sha256 before its extension ("weights.<hex>.safetensors.zst",
+ * "manifest.<hex>.json"). Content-addressed, so a name the committed
+ * version uses holds the same bytes. */
+static void version_name(char *out, size_t len, const char *fixed, const char *sha_hex, const in_use *u) {
+    if (!u->unknown && !is_in_use(u, fixed)) {
+        snprintf(out, len, "%s", fixed);
+        return;
     }
+    const char *dot = strchr(fixed, '.');
+    int stem = dot ? (int)(dot - fixed) : (int)strlen(fixed);
+    snprintf(out, len, "%.*s.%.16s%s", stem, fixed, sha_hex, dot ? dot : "");
+}
+
+/* Compress raw, write it into dir under its version name, atomically, and
+ * describe it in info. */
+static moda_status write_compressed(const char *dir, const char *file, const uint8_t *raw, size_t len,
+                                    const in_use *u, registry_file_info *info, char *err, size_t errlen) {
     uint8_t *z = NULL;
     size_t zlen = 0;
-    char why[FILEIO_ERR_LEN] = "";
+    char why[FILEIO_ERR_LEN] = "", path[PATH_LEN], name[REGISTRY_NAME_MAX + 1];
     moda_status s = zstdio_compress(raw, len, ZSTDIO_DEFAULT_LEVEL, &z, &zlen, why, sizeof why);
     if (s != MODA_OK) {
-        fileio_errf(err, errlen, "%s: %s", path, why);
+        fileio_errf(err, errlen, "%s/%s: %s", dir, file, why);
         return s;
     }
-    s = fileio_write_atomic(path, z, zlen, err, errlen);
+    sha256_hex(z, zlen, info->sha256);
+    version_name(name, sizeof name, file, info->sha256, u);
+    if (!registry_path(path, sizeof path, dir, name, NULL)) {
+        fileio_errf(err, errlen, "%s: path too long", dir);
+        s = MODA_ERR_ARG;
+    }
+    if (s == MODA_OK) s = fileio_write_atomic(path, z, zlen, err, errlen);
     if (s == MODA_OK) {
-        snprintf(info->path, sizeof info->path, "%s", file);
-        sha256_hex(z, zlen, info->sha256);
+        snprintf(info->path, sizeof info->path, "%s", name);
         info->bytes = zlen;
     }
     free(z);
     return s;
 }
 
-/* Write a JSON text with a final newline; its sha256 (of exactly those
- * bytes) into hex when non-NULL. */
-static moda_status write_json_text(const char *path, const char *text, char hex[SHA256_HEX_LEN], char *err,
-                                   size_t errlen) {
+/* Write a manifest text, with a final newline, into dir under its version
+ * name (put in file); its sha256 into hex. */
+static moda_status write_manifest(const char *dir, const char *text, const in_use *u, char file[REGISTRY_NAME_MAX + 1],
+                                  char hex[SHA256_HEX_LEN], char *err, size_t errlen) {
+    size_t n = strlen(text);
+    char *buf = malloc(n + 2), path[PATH_LEN];
+    if (!buf) {
+        fileio_errf(err, errlen, "%s: out of memory", dir);
+        return MODA_ERR_NOMEM;
+    }
+    memcpy(buf, text, n);
+    buf[n] = '\n';
+    sha256_hex(buf, n + 1, hex);
+    version_name(file, REGISTRY_NAME_MAX + 1, REGISTRY_MANIFEST_FILE, hex, u);
+    moda_status s = registry_path(path, sizeof path, dir, file, NULL) ? MODA_OK : MODA_ERR_ARG;
+    if (s != MODA_OK) fileio_errf(err, errlen, "%s: path too long", dir);
+    else s = fileio_write_atomic(path, buf, n + 1, err, errlen);
+    free(buf);
+    return s;
+}
+
+/* Write a JSON text with a final newline (the index). */
+static moda_status write_json_text(const char *path, const char *text, char *err, size_t errlen) {
     size_t n = strlen(text);
     char *buf = malloc(n + 2);
     if (!buf) {
@@ -55,10 +106,73 @@ static moda_status write_json_text(const char *path, const char *text, char hex[
     }
     memcpy(buf, text, n);
     buf[n] = '\n';
-    if (hex) sha256_hex(buf, n + 1, hex);
     moda_status s = fileio_write_atomic(path, buf, n + 1, err, errlen);
     free(buf);
     return s;
+}
+
+/* What the index commits for `name` now (the caller holds the lock): its
+ * manifest file and the data files that manifest lists. */
+static void committed_files(const char *root, const char *name, in_use *u) {
+    memset(u, 0, sizeof(*u));
+    char path[PATH_LEN];
+    uint8_t *text = NULL;
+    size_t len = 0;
+    registry_entry *entries = NULL;
+    int n = 0;
+    if (!registry_path(path, sizeof path, root, REGISTRY_INDEX_FILE, NULL) ||
+        fileio_read_all(path, REGISTRY_INDEX_MAX_BYTES, &text, &len, NULL, 0) != MODA_OK)
+        return; /* no index: nothing is committed */
+    if (registry_index_parse((const char *)text, len, path, &entries, &n, NULL, 0) != MODA_OK) u->unknown = true;
+    free(text);
+    const registry_entry *e = NULL;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(entries[i].name, name)) e = &entries[i];
+    if (e) {
+        snprintf(u->names[u->n++], sizeof u->names[0], "%s", e->manifest);
+        json_t *m = NULL;
+        if (registry_path(path, sizeof path, root, name, e->manifest)) m = json_load_file(path, 0, NULL);
+        json_t *files = json_object_get(m, "files");
+        const char *key;
+        json_t *f;
+        if (!files) u->unknown = true;
+        json_object_foreach(files, key, f) {
+            const char *p = json_string_value(json_object_get(f, "path"));
+            if (p && u->n < 1 + REGISTRY_N_FILES) snprintf(u->names[u->n++], sizeof u->names[0], "%.64s", p);
+        }
+        json_decref(m);
+    }
+    free(entries);
+}
+
+static void remove_stale(const char *dir, const in_use *now);
+
+/* remove_stale for the version of manifest and files just committed. */
+static void remove_stale_versions(const char *dir, const char *manifest, const registry_file_info files[REGISTRY_N_FILES]) {
+    in_use now = {0};
+    snprintf(now.names[now.n++], sizeof now.names[0], "%s", manifest);
+    for (int f = 0; f < REGISTRY_N_FILES; f++)
+        if (files[f].path[0]) snprintf(now.names[now.n++], sizeof now.names[0], "%.64s", files[f].path);
+    remove_stale(dir, &now);
+}
+
+/* After the index names the new version: remove the model's files that it
+ * does not use (the replaced version's, and temp files of writers killed
+ * mid-write; the lock keeps out live ones). */
+static void remove_stale(const char *dir, const in_use *now) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        const char *f = ent->d_name;
+        size_t n = strlen(f);
+        bool ours = (!strncmp(f, "manifest.", 9) && n > 5 && !strcmp(f + n - 5, ".json")) || strstr(f, ".tmp.") ||
+                    ((!strncmp(f, "weights.", 8) || !strncmp(f, "rates.", 6) || !strncmp(f, "calibration.", 12)) &&
+                     n > 16 && !strcmp(f + n - 16, ".safetensors.zst"));
+        char path[PATH_LEN];
+        if (ours && !is_in_use(now, f) && registry_path(path, sizeof path, dir, f, NULL)) (void)unlink(path);
+    }
+    closedir(d);
 }
 
 /* Writers of one registry take turns: an exclusive lock on a side file is
@@ -90,8 +204,8 @@ static int lock_registry(const char *root, char *err, size_t errlen) {
 }
 
 /* Read-modify-write of index.json (the caller holds the lock). */
-static moda_status update_index(const char *root, const char *name, const char *manifest_sha, char *err,
-                                size_t errlen) {
+static moda_status update_index(const char *root, const char *name, const char *manifest_file,
+                                const char *manifest_sha, char *err, size_t errlen) {
     char index[PATH_LEN];
     if (!registry_path(index, sizeof index, root, REGISTRY_INDEX_FILE, NULL)) {
         fileio_errf(err, errlen, "%s: path too long", root);
@@ -127,12 +241,13 @@ static moda_status update_index(const char *root, const char *name, const char *
     }
     if (s == MODA_OK) {
         snprintf(entries[at].sha256, sizeof entries[at].sha256, "%s", manifest_sha);
+        snprintf(entries[at].manifest, sizeof entries[at].manifest, "%s", manifest_file);
         char *text = registry_index_dump(entries, n);
         if (!text) {
             fileio_errf(err, errlen, "%s: cannot encode the index", index);
             s = MODA_ERR_NOMEM;
         } else {
-            s = write_json_text(index, text, NULL, err, errlen);
+            s = write_json_text(index, text, err, errlen);
             free(text);
         }
     }
@@ -209,12 +324,11 @@ static moda_status write_model(const char *root, const char *name, const graph *
     json_t *training = NULL;
     MODA_TRY(registry_training_config(train_json, &training, err, errlen));
 
-    char dir[PATH_LEN], manifest[PATH_LEN];
+    char dir[PATH_LEN];
     registry_file_info files[REGISTRY_N_FILES];
     memset(files, 0, sizeof files);
     moda_status s = MODA_OK;
-    if (!registry_path(dir, sizeof dir, root, name, NULL) ||
-        !registry_path(manifest, sizeof manifest, root, name, REGISTRY_MANIFEST_FILE)) {
+    if (!registry_path(dir, sizeof dir, root, name, NULL)) {
         fileio_errf(err, errlen, "%s: path too long", root);
         s = MODA_ERR_ARG;
     }
@@ -228,24 +342,28 @@ static moda_status write_model(const char *root, const char *name, const graph *
     if (s == MODA_OK) s = fileio_mkdir_p(root, err, errlen);
     int lock = -1;
     if (s == MODA_OK && (lock = lock_registry(root, err, errlen)) < 0) s = MODA_ERR_IO;
+    in_use old;
+    if (s == MODA_OK) committed_files(root, name, &old);
     if (s == MODA_OK) s = fileio_mkdir_p(dir, err, errlen);
     if (s == MODA_OK)
-        s = write_compressed(dir, REGISTRY_WEIGHTS_FILE, weights, weights_len, &files[REGISTRY_FILE_WEIGHTS], err,
-                             errlen);
+        s = write_compressed(dir, REGISTRY_WEIGHTS_FILE, weights, weights_len, &old, &files[REGISTRY_FILE_WEIGHTS],
+                             err, errlen);
     if (s == MODA_OK)
-        s = write_compressed(dir, REGISTRY_RATES_FILE, rates_img, rates_len, &files[REGISTRY_FILE_RATES], err, errlen);
+        s = write_compressed(dir, REGISTRY_RATES_FILE, rates_img, rates_len, &old, &files[REGISTRY_FILE_RATES], err,
+                             errlen);
     free(weights);
     free(rates_img);
 
-    char sha[SHA256_HEX_LEN];
+    char sha[SHA256_HEX_LEN], manifest[REGISTRY_NAME_MAX + 1];
     if (s == MODA_OK) {
         char *text = registry_manifest_dump(name, g, mi, origin, NULL, training, test_acc, st, files, err, errlen);
         if (!text) s = MODA_ERR_ARG;
-        else s = write_json_text(manifest, text, sha, err, errlen);
+        else s = write_manifest(dir, text, &old, manifest, sha, err, errlen);
         free(text);
     }
     json_decref(training);
-    if (s == MODA_OK) s = update_index(root, name, sha, err, errlen);
+    if (s == MODA_OK) s = update_index(root, name, manifest, sha, err, errlen); /* the commit */
+    if (s == MODA_OK) remove_stale_versions(dir, manifest, files);
     if (lock >= 0) close(lock); /* releases the lock */
     return s;
 }
@@ -312,28 +430,30 @@ moda_status registry_write_patched(const char *root, const char *name, const reg
     size_t cal_len = 0;
     if (s == MODA_OK) s = registry_calibration_serialize(k, w, b, &cal, &cal_len, err, errlen);
 
-    char dir[PATH_LEN], manifest[PATH_LEN];
+    char dir[PATH_LEN];
     registry_file_info files[REGISTRY_N_FILES];
     memset(files, 0, sizeof files);
-    if (s == MODA_OK && (!registry_path(dir, sizeof dir, root, name, NULL) ||
-                         !registry_path(manifest, sizeof manifest, root, name, REGISTRY_MANIFEST_FILE)))
+    if (s == MODA_OK && !registry_path(dir, sizeof dir, root, name, NULL))
         s = fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", root);
     int lock = -1;
     if (s == MODA_OK && (lock = lock_registry(root, err, errlen)) < 0) s = MODA_ERR_IO;
+    in_use old;
+    if (s == MODA_OK) committed_files(root, name, &old);
     if (s == MODA_OK) s = fileio_mkdir_p(dir, err, errlen);
     if (s == MODA_OK)
-        s = write_compressed(dir, REGISTRY_CALIBRATION_FILE, cal, cal_len, &files[REGISTRY_FILE_CALIBRATION], err,
-                             errlen);
+        s = write_compressed(dir, REGISTRY_CALIBRATION_FILE, cal, cal_len, &old, &files[REGISTRY_FILE_CALIBRATION],
+                             err, errlen);
     free(cal);
-    char sha[SHA256_HEX_LEN];
+    char sha[SHA256_HEX_LEN], manifest[REGISTRY_NAME_MAX + 1];
     if (s == MODA_OK) {
         const double acc = p.acc[PATCH_ACC_PATCHED_CALIBRATED][0] / 100.0;
         char *text = registry_manifest_dump(name, g, &weak->info, NULL, pj, training, acc, NULL, files, err, errlen);
         if (!text) s = MODA_ERR_ARG;
-        else s = write_json_text(manifest, text, sha, err, errlen);
+        else s = write_manifest(dir, text, &old, manifest, sha, err, errlen);
         free(text);
     }
-    if (s == MODA_OK) s = update_index(root, name, sha, err, errlen);
+    if (s == MODA_OK) s = update_index(root, name, manifest, sha, err, errlen); /* the commit */
+    if (s == MODA_OK) remove_stale_versions(dir, manifest, files);
     if (lock >= 0) close(lock);
     json_decref(pj);
     json_decref(training);

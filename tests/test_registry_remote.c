@@ -27,7 +27,28 @@ static char url[64], cache[64];
 static registry_remote_options mirror_opts;
 static atomic_int requests;
 /* What the server does wrong, by URL path ("" for nothing). */
-static char corrupt_path[128], missing_path[128], garbage_path[128];
+static char corrupt_path[128], missing_path[128], garbage_path[128], die_path[128];
+
+/* A body that stops halfway: the connection closes after half of the
+ * promised bytes, as when the server process dies mid-file. */
+typedef struct half_body {
+    uint8_t *data;
+    size_t len, sent;
+} half_body;
+
+static ssize_t send_half(void *cls, uint64_t pos, char *buf, size_t max) {
+    half_body *h = cls;
+    if (pos >= h->len / 2) return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = h->len / 2 - (size_t)pos < max ? h->len / 2 - (size_t)pos : max;
+    memcpy(buf, h->data + pos, n);
+    return (ssize_t)n;
+}
+
+static void free_half(void *cls) {
+    half_body *h = cls;
+    free(h->data);
+    free(h);
+}
 
 static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *path, const char *method,
                              const char *version, const char *upload, size_t *upload_len, void **state) {
@@ -45,6 +66,14 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *pa
                  fileio_read_all(file, (size_t)1 << 30, &data, &len, NULL, 0) == MODA_OK;
     if (found && !strcmp(path, corrupt_path)) data[len / 2] ^= 0x40;
     if (found && !strcmp(path, garbage_path)) len = (size_t)snprintf((char *)data, len, "not json");
+    if (found && !strcmp(path, die_path)) {
+        half_body *h = malloc(sizeof(*h));
+        *h = (half_body){.data = data, .len = len};
+        struct MHD_Response *r = MHD_create_response_from_callback(len, 4096, send_half, h, free_half);
+        enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        return ok;
+    }
     struct MHD_Response *r = found ? MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_COPY)
                                    : MHD_create_response_from_buffer(9, "not found", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ok = MHD_queue_response(c, found ? MHD_HTTP_OK : MHD_HTTP_NOT_FOUND, r);
@@ -173,6 +202,38 @@ static void test_bad_index(void **state) {
     garbage_path[0] = 0;
 }
 
+/* The server dies mid-file: the open fails with a clear error, the
+ * mirror's last good copy still opens and loads, and no partial file is
+ * left where a complete one belongs. */
+static void test_server_dies_mid_file(void **state) {
+    char err[FILEIO_ERR_LEN] = "", local[400], path[600];
+    registry *r = NULL;
+    assert_int_equal(registry_mirror(url, &mirror_opts, local, sizeof local, err, sizeof err), MODA_OK);
+    snprintf(die_path, sizeof die_path, "/%s", REGISTRY_INDEX_FILE);
+    assert_int_equal(registry_open(url, &mirror_opts, &r, err, sizeof err), MODA_ERR_IO);
+    assert_non_null(strstr(err, REGISTRY_INDEX_FILE));
+    assert_int_equal(registry_open(local, NULL, &r, err, sizeof err), MODA_OK); /* the last good copy */
+    registry_model m;
+    if (registry_load_model(r, MODEL, *state, &m, err, sizeof err) != MODA_OK) fail_msg("%s", err);
+    registry_model_free(&m);
+    registry_close(r);
+
+    /* A first download dying in the weights leaves no weights file. */
+    registry_remote_options fresh = mirror_opts;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/fresh", cache);
+    fresh.cache_dir = dir;
+    snprintf(die_path, sizeof die_path, "%s", WEIGHTS);
+    assert_int_not_equal(registry_mirror(url, &fresh, local, sizeof local, err, sizeof err), MODA_OK);
+    assert_non_null(strstr(err, REGISTRY_WEIGHTS_FILE));
+    snprintf(path, sizeof path, "%s%s", local, WEIGHTS);
+    struct stat st;
+    assert_int_not_equal(stat(path, &st), 0);
+    die_path[0] = 0;
+    assert_int_equal(registry_mirror(url, &fresh, local, sizeof local, err, sizeof err), MODA_OK);
+    assert_int_equal(stat(path, &st), 0);
+}
+
 static void test_unreachable(void **state) {
     (void)state;
     char err[FILEIO_ERR_LEN] = "";
@@ -223,6 +284,7 @@ int main(void) {
         cmocka_unit_test(test_corrupt_download),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_bad_index),
+        cmocka_unit_test(test_server_dies_mid_file),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_stalled_server),
         cmocka_unit_test(test_cli_mirrors_where_the_environment_says),
