@@ -19,8 +19,10 @@
  * live in one arena whose buffers are reused once their value is dead; a
  * residual add writes into the shortcut's buffer when nothing reads it
  * later. Weights are kept once per layout, reordered when a batch size
- * first asks for a layout; the plain copy made at freezing is dropped once
- * no instance uses it. Running an instance binds the caller's input and
+ * first asks for a layout (past two layouts, a kept one is preferred); the
+ * plain copy made at freezing is dropped after the first batch size is
+ * built if that did not use it, later layouts being reordered from a kept
+ * one. Running an instance binds the caller's input and
  * logits and executes the primitives: nothing is created or allocated.
  * Batch 1 is by default built twice, on the backend's threads and on one,
  * and the faster of the two, timed in turns, is kept. */
