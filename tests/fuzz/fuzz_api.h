@@ -33,6 +33,11 @@ static void fuzz_api_post(const char *path, const api_kv *headers, int n_headers
                        .body = body, .body_len = len};
     api_response resp = {0};
     api_handle(fuzz_api, 0, &req, &resp);
+    /* MODA_FUZZ_PRINT=1: each answer's status and start, to see what a
+     * seed or a crash input reaches. */
+    if (getenv("MODA_FUZZ_PRINT"))
+        fprintf(stderr, "%s -> %d %.*s\n", path, resp.status, resp.body_len < 200 ? (int)resp.body_len : 200,
+                resp.body ? resp.body : "");
     if (resp.status < 200 || resp.status > 599 || (resp.body_len && !resp.body)) abort();
     /* A server error on any input is a bug: bad input is a 4xx. */
     if (resp.status >= 500 && resp.status != 503) {

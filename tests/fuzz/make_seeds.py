@@ -48,14 +48,14 @@ def v1_json():
 
 
 def v2_infer():
-    # First byte even: JSON; odd: binary, then the header text's length and text.
+    # First byte: bit 0 binary (then the header text's length and text), bit 1 the composed model.
     u8 = read("examples", "ankle-boot.u8")
     write("v2_infer", "json-uint8", b"\x00" + json.dumps(
         {"id": "r1", "inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "UINT8",
                                  "data": list(u8)}],
          "outputs": [{"name": "class_index"}, {"name": "probabilities"}]}).encode())
-    write("v2_infer", "json-fp32-params", b"\x00" + json.dumps(
-        {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [b / 255 for b in u8]}],
+    write("v2_infer", "json-fp32-composed", b"\x02" + json.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [b / 255 for b in u8]}],
          "parameters": {"classes": [7, 8, 9], "threshold": 0.9}}).encode())
     head = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "UINT8",
                                    "parameters": {"binary_data_size": len(u8)}}],
@@ -67,7 +67,7 @@ def v2_infer():
                        "outputs": [{"name": "logits", "parameters": {"binary_data": True}},
                                    {"name": "class_index", "parameters": {"binary_data": False}}]}).encode()
     n = str(len(head)).encode()
-    write("v2_infer", "binary-outputs", b"\x01" + bytes([len(n)]) + n + head + u8)
+    write("v2_infer", "binary-outputs-composed", b"\x03" + bytes([len(n)]) + n + head + u8)
 
 
 def ids():
