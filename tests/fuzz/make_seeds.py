@@ -2,8 +2,10 @@
 """Writes the fuzz targets' seed corpora (tests/fuzz/<target>/) from the
 repository's own examples, registry and test data, plus a few small
 synthetic files. Needs the zstd command. The seeds are committed: run this
-only when an input format changes (regression seeds, named crash-*, are
-kept)."""
+only when an input format changes. Files it does not write are kept:
+regression seeds (crash-*) and registry_manifest/composed.json, the
+manifest `moda compose --save` wrote for classes 7,8,9 of the bundled
+model, renamed to it (the target parses every manifest under that name)."""
 import gzip
 import json
 import os
