@@ -48,6 +48,7 @@ typedef struct request {
     bool answered;               /* a response was queued */
     atomic_bool done;            /* resp is filled; set before resuming */
     uint64_t t_start, t_enqueue, t_worker; /* µs, monotonic; t_worker 0 = no worker ran */
+    uint64_t deadline;           /* µs, monotonic: X-Moda-Timeout-Ms after t_start; 0 = none */
     api_response resp;
     char remote[INET6_ADDRSTRLEN];
 } request;
@@ -334,6 +335,12 @@ static void job_run(void *ctx, int worker, void *job) {
     server *s = ctx;
     request *rq = job;
     rq->t_worker = now_us();
+    if (rq->deadline && rq->t_worker > rq->deadline) { /* waited past its deadline: not worth running */
+        api_response_refusal(&rq->resp, rq->path, "deadline_exceeded",
+                             "the request waited for a worker past its X-Moda-Timeout-Ms");
+        job_finish(rq);
+        return;
+    }
     const api_request req = request_view(rq);
     api_handle(s->api, worker, &req, &rq->resp);
     job_finish(rq);
@@ -374,6 +381,19 @@ static enum MHD_Result dispatch(request *rq) {
         return send_response(rq);
     }
     const api_request req = request_view(rq);
+    /* An optional deadline: milliseconds from receipt, 1 to 86400000. */
+    const char *timeout = api_request_header(&req, "X-Moda-Timeout-Ms");
+    if (timeout) {
+        char *end = NULL;
+        errno = 0;
+        long ms = strtol(timeout, &end, 10);
+        if (errno || end == timeout || *end || ms < 1 || ms > 86400000L) {
+            api_response_refusal(&rq->resp, rq->path, "bad_request",
+                                 "X-Moda-Timeout-Ms must be a whole number of milliseconds from 1 to 86400000");
+            return send_response(rq);
+        }
+        rq->deadline = rq->t_start + (uint64_t)ms * 1000u;
+    }
     int slot = api_request_is_light(s->api, &req) ? connection_slot(s) : -1;
     if (slot >= 0) {
         rq->t_enqueue = rq->t_worker = now_us(); /* queued for 0 µs */

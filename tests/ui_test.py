@@ -5,7 +5,9 @@ loads the page, checks its charts against /v1/models/{model}, composes
 Sneaker and Ankle boot with the keyboard, classifies the bundled ankle boot
 (a PNG, with the composed model) and examples/ankle-boot.jpg (chosen in the
 file input, with the full model), reads the predicted class from the page,
-and finds no errors in the browser's console. Prints the page's size and
+replaces the model's Shirt class with its own module through the Replace
+panel (a job, followed to the served patched model: the server serves a
+copy of the registry), and finds no errors in the browser's console. Prints the page's size and
 its first paint, and writes a screenshot to OUT_DIR/explorer.png.
 
     python ui_test.py MODA_SERVER REPO_ROOT OUT_DIR
@@ -13,9 +15,11 @@ its first paint, and writes a screenshot to OUT_DIR/explorer.png.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -27,6 +31,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 MODEL = "fmnist-lenet5"
 WAIT_S = 30
+JOB_WAIT_S = 600  # a replacement job: seconds in a Release build, minutes under the sanitizers
 
 
 def start_server(binary, registry, log_path):
@@ -140,6 +145,30 @@ def run(driver, base, root, out_dir):
     check(len(driver.find_elements(By.CSS_SELECTOR, "#infer-result rect.bar")) == 5, "top-5 bars")
     print("full model: the ankle boot JPEG is %s" % predicted)
 
+    # Replace Shirt with the model's own module, one calibration epoch: the
+    # job's progress, then the served patched model and what was measured.
+    Select(driver.find_element(By.ID, "weak")).select_by_value(MODEL)
+    Select(driver.find_element(By.ID, "strong")).select_by_value(MODEL)
+    Select(driver.find_element(By.ID, "replace-class")).select_by_value("Shirt")
+    epochs = driver.find_element(By.ID, "epochs")
+    epochs.clear()
+    epochs.send_keys("1")
+    t0 = time.time()
+    driver.find_element(By.ID, "replace-button").click()
+    WebDriverWait(driver, JOB_WAIT_S).until(
+        lambda d: d.find_elements(By.ID, "patched-model") or "failed" in text_of(d, "job"),
+        message="the job never ended: " + text_of(driver, "job"))
+    patched = text_of(driver, "patched-model")
+    check(patched == MODEL + "-patched-6", "patched model %r; job %r" % (patched, text_of(driver, "job")))
+    check(len(driver.find_elements(By.CSS_SELECTOR, "#replace-accuracy tr[data-row]")) == 5, "accuracy rows")
+    WebDriverWait(driver, WAIT_S).until(lambda d: d.find_element(By.ID, "model-title").text == "Model " + patched,
+                                        message="the patched model was not selected")
+    check(not driver.find_element(By.ID, "compose").is_displayed(), "a patched model offered for composition")
+    check(not driver.find_element(By.CSS_SELECTOR, "#model .charts").is_displayed(), "module charts of a patched model")
+    check(len(driver.find_elements(By.CSS_SELECTOR, "#models tbody tr")) == 2, "the models table lacks it")
+    print("replace: %s served after %.1f s; %s" % (patched, time.time() - t0,
+                                                   text_of(driver, "replace-accuracy").replace("\n", "; ")))
+
     # The whole page in the screenshot: the window's frame around the
     # viewport, if any, added to the page's height.
     height = driver.execute_script("window.scrollTo(0, 0); return document.documentElement.scrollHeight"
@@ -158,7 +187,11 @@ def run(driver, base, root, out_dir):
 
 def main():
     binary, root, out_dir = sys.argv[1:4]
-    proc, base = start_server(binary, os.path.join(root, "models"), os.path.join(out_dir, "ui_test_server.log"))
+    # A copy: the replacement job writes its patched model into the registry.
+    work = tempfile.mkdtemp(prefix="moda-ui-")
+    registry = os.path.join(work, "models")
+    shutil.copytree(os.path.join(root, "models"), registry)
+    proc, base = start_server(binary, registry, os.path.join(out_dir, "ui_test_server.log"))
     driver = None
     try:
         driver = browser()
@@ -168,6 +201,7 @@ def main():
             driver.quit()
         proc.send_signal(signal.SIGTERM)
         status = proc.wait(timeout=WAIT_S)
+        shutil.rmtree(work, ignore_errors=True)
     if status != 0:
         raise SystemExit("FAIL: moda-server exited %d after SIGTERM" % status)
     print("ui_test: all checks passed")

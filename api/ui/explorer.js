@@ -12,7 +12,8 @@
     { file: "bag.png", label: "Bag" },
   ];
   const TOP_K = 5;
-  const state = { detail: null, picked: [], composed: null };
+  const JOB_POLL_MS = 500;
+  const state = { detail: null, picked: [], composed: null, models: [] };
 
   const $ = (id) => document.getElementById(id);
 
@@ -142,8 +143,9 @@
 
   // ---- models ---------------------------------------------------------------
 
-  async function loadModels() {
+  async function loadModels(select) {
     const { models } = await request("/v1/models");
+    state.models = models;
     const body = $("models").tBodies[0];
     body.replaceChildren();
     for (const m of models) {
@@ -152,14 +154,17 @@
       const pick = el("button", { type: "button", class: "link", "aria-label": `Explore ${m.name}` }, m.name);
       pick.addEventListener("click", () => selectModel(m.name).catch(fail));
       name.append(pick);
-      tr.append(name, el("td", {}, `${m.arch} ×${m.width}`), el("td", { class: "num" }, String(m.num_classes)),
+      const arch = m.kind === "patched" ? `patched: ${m.patched.weak} + ${m.patched.strong}` : `${m.arch} ×${m.width}`;
+      tr.append(name, el("td", {}, arch), el("td", { class: "num" }, String(m.num_classes)),
                 el("td", { class: "num" }, percent(m.test_accuracy, 2)),
-                el("td", { class: "num" }, percent(m.mean_module_size, 2)),
-                el("td", { class: "num" }, percent(m.mean_overlap, 2)), el("td", { class: "num" }, String(m.tau)));
+                el("td", { class: "num" }, m.kind === "patched" ? "—" : percent(m.mean_module_size, 2)),
+                el("td", { class: "num" }, m.kind === "patched" ? "—" : percent(m.mean_overlap, 2)),
+                el("td", { class: "num" }, m.kind === "patched" ? "—" : String(m.tau)));
       body.append(tr);
     }
     setStatus(`${models.length} model${models.length === 1 ? "" : "s"} in the registry`);
-    if (models.length) await selectModel(models[0].name);
+    renderReplace();
+    if (models.length) await selectModel(select || models[0].name);
   }
 
   async function selectModel(name) {
@@ -174,16 +179,122 @@
       `${d.arch} ×${d.width}, ${d.num_classes} classes, ${d.params.toLocaleString("en")} parameters, ` +
       `${(d.flops / 1e6).toFixed(2)} M multiply-adds per sample, input ${d.input.channels}×${d.input.height}×` +
       `${d.input.width}; test accuracy ${percent(d.test_accuracy, 2)}; modules at τ = ${d.tau}.`;
-    const sizes = d.classes.map((c) => c.module_size);
-    bars($("sizes"), names, sizes, "Module size per class: " +
-         d.classes.map((c) => `${c.name} ${percent(c.module_size)}`).join(", "));
-    heatmap($("overlap"), names, d.overlap);
-    curve($("layers"), d.layers.map((l) => l.name), d.layers.map((l) => l.overlap));
-    renderPicks(names);
+    const patched = d.kind === "patched";
+    if (patched) {
+      const p = d.patched;
+      $("model-facts").textContent =
+        `Patched: ${p.weak}'s class ${p.class.name} answered by ${p.strong}'s module for it (τ = ${p.tau}, ` +
+        `${percent(p.module_params)} of ${p.strong}'s weights), behind a ${d.num_classes}×${d.num_classes} ` +
+        `calibration layer; test accuracy ${percent(p.accuracy.patched_calibrated.overall, 2)} overall and ` +
+        `${percent(p.accuracy.patched_calibrated.class, 2)} on ${p.class.name}, against ` +
+        `${percent(p.accuracy.weak.overall, 2)} and ${percent(p.accuracy.weak.class, 2)} for ${p.weak}. ` +
+        "A patched model has no modules of its own: it is served whole.";
+    } else {
+      const sizes = d.classes.map((c) => c.module_size);
+      bars($("sizes"), names, sizes, "Module size per class: " +
+           d.classes.map((c) => `${c.name} ${percent(c.module_size)}`).join(", "));
+      heatmap($("overlap"), names, d.overlap);
+      curve($("layers"), d.layers.map((l) => l.name), d.layers.map((l) => l.overlap));
+      renderPicks(names);
+    }
+    document.querySelector("#model .charts").hidden = patched;
     renderTargets();
     $("compose-result").replaceChildren();
     $("infer-result").replaceChildren();
-    for (const id of ["model", "compose", "infer"]) $(id).hidden = false;
+    for (const id of ["model", "infer", "replace"]) $(id).hidden = false;
+    $("compose").hidden = patched;
+  }
+
+  // ---- replace --------------------------------------------------------------
+
+  function fillSelect(select, values, keep) {
+    const before = select.value;
+    select.replaceChildren(...values.map((v) => el("option", { value: v }, v)));
+    if (keep && values.includes(before)) select.value = before;
+  }
+
+  function renderReplace() {
+    const names = state.models.map((m) => m.name);
+    fillSelect($("weak"), names, true);
+    // A module comes from a model that has modules: not a patched one.
+    fillSelect($("strong"), state.models.filter((m) => m.kind !== "patched").map((m) => m.name), true);
+    renderReplaceClasses();
+  }
+
+  function renderReplaceClasses() {
+    const weak = state.models.find((m) => m.name === $("weak").value);
+    fillSelect($("replace-class"), weak ? weak.classes : [], true);
+  }
+
+  function accuracyTable(acc, className) {
+    const rows = [["weak", "weak model"], ["patched", "patched"], ["weak_calibrated", "weak model, calibrated"],
+                  ["patched_calibrated", "patched, calibrated (served)"], ["baseline", "baseline (CNNSplitter)"]];
+    const table = el("table", { id: "replace-accuracy" });
+    table.append(el("caption", {}, "Test accuracy on the weak model's test data"));
+    const head = el("tr");
+    head.append(el("th", { scope: "col" }, ""), el("th", { scope: "col", class: "num" }, "overall"),
+                el("th", { scope: "col", class: "num" }, `on ${className}`));
+    table.append(head);
+    for (const [key, label] of rows) {
+      const tr = el("tr", { "data-row": key });
+      tr.append(el("th", { scope: "row" }, label), el("td", { class: "num" }, percent(acc[key].overall, 2)),
+                el("td", { class: "num" }, percent(acc[key].class, 2)));
+      table.append(tr);
+    }
+    return table;
+  }
+
+  function jobProgress(j) {
+    const p = j.progress;
+    const box = el("div", { class: "job" });
+    box.append(el("p", { id: "job-state" }, `Job ${j.id}: ${j.state}`));
+    const parts = [p.phase];
+    if (p.steps) parts.push(`${p.step.toLocaleString("en")} of ${p.steps.toLocaleString("en")} samples`);
+    if (p.images_per_s) parts.push(`${Math.round(p.images_per_s).toLocaleString("en")} images/s`);
+    if (p.epochs) parts.push(`calibration epoch ${p.epoch} of ${p.epochs}`);
+    if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
+    if (p.eta_s !== undefined) parts.push(`about ${Math.ceil(p.eta_s)} s left`);
+    box.append(el("p", { class: "help" }, parts.join(" · ")));
+    if (p.steps) {
+      const bar = el("progress", { max: String(p.steps), value: String(p.step), "aria-label": "samples done" });
+      box.append(bar);
+    }
+    return box;
+  }
+
+  async function replace(event) {
+    event.preventDefault();
+    const button = $("replace-button");
+    button.disabled = true;
+    const headers = { "Content-Type": "application/json" };
+    if ($("token").value) headers.Authorization = "Bearer " + $("token").value;
+    const body = { weak: $("weak").value, strong: $("strong").value, class: $("replace-class").value,
+                   calibration: { epochs: Number($("epochs").value) } };
+    try {
+      let j = await request("/v1/replace", { method: "POST", headers, body: JSON.stringify(body) });
+      setStatus(`Job ${j.id} queued`);
+      while (j.state === "queued" || j.state === "running") {
+        $("job").replaceChildren(jobProgress(j));
+        await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
+        j = await request("/v1/jobs/" + encodeURIComponent(j.id));
+      }
+      const box = jobProgress(j);
+      if (j.state === "succeeded") {
+        const r = j.result;
+        const p = el("p", {}, "Served as ");
+        p.append(el("code", { id: "patched-model" }, r.model));
+        box.append(p, accuracyTable(r.accuracy, r.class.name));
+        $("job").replaceChildren(box);
+        await loadModels(r.model);
+        setStatus(`${r.model} is served`);
+      } else {
+        box.append(el("p", { class: "error" }, `${j.error.code}: ${j.error.message}`));
+        $("job").replaceChildren(box);
+        setStatus(`Job ${j.id} ${j.state}`, true);
+      }
+    } finally {
+      button.disabled = false;
+    }
   }
 
   // ---- compose --------------------------------------------------------------
@@ -320,6 +431,8 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("tau").addEventListener("input", (e) => ($("tau-value").textContent = e.target.value));
     $("compose-form").addEventListener("submit", (e) => compose(e).catch(fail));
+    $("replace-form").addEventListener("submit", (e) => replace(e).catch(fail));
+    $("weak").addEventListener("change", renderReplaceClasses);
     setUpInfer();
     loadModels().catch(fail);
   });

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Slow clients and deadlines against a live moda-server with one connection
+# thread and one worker:
+#   - a client that sends half its headers and stalls holds no thread: other
+#     requests are answered meanwhile, and the server closes the stalled
+#     connection after --timeout seconds of silence;
+#   - X-Moda-Timeout-Ms: a request still waiting for the worker past its
+#     deadline answers 504 deadline_exceeded (v1 and v2 error shapes), one
+#     with time to spare answers 200, and a malformed value is a 400.
+# Usage: slow_clients_test.sh MODA_SERVER REGISTRY
+set -euo pipefail
+source "$(dirname "$0")/server_port.sh"
+server=$1
+registry=$2
+log=$(mktemp)
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$log"
+}
+trap cleanup EXIT
+"$server" --registry "$registry" --port 0 --threads 1 --workers 1 --timeout 2 --max-batch 1024 --quiet 2>"$log" &
+pid=$!
+port=$(server_port "$log" "$pid")
+[ -n "$port" ] || { echo "FAIL: no port"; cat "$log"; exit 1; }
+
+python3 - "$port" <<'PY'
+import http.client, json, socket, struct, sys, threading, time
+port = int(sys.argv[1])
+fails = []
+
+def check(ok, what):
+    print(("ok: " if ok else "FAIL: ") + what)
+    if not ok:
+        fails.append(what)
+
+# 1. Half a request, then silence.
+slow = socket.create_connection(("127.0.0.1", port))
+slow.sendall(b"POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+t0 = time.time()
+worst = 0.0
+for _ in range(20):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    t = time.time()
+    c.request("GET", "/v2/health/live")
+    r = c.getresponse()
+    r.read()
+    worst = max(worst, time.time() - t)
+    if r.status != 200:
+        check(False, f"answered while a client stalls: {r.status}")
+    c.close()
+check(worst < 1.0, f"20 requests answered during the stall, slowest {worst * 1e3:.0f} ms")
+slow.settimeout(10)
+try:
+    data = slow.recv(4096)
+except (ConnectionResetError, socket.timeout) as e:
+    data = None if isinstance(e, socket.timeout) else b""
+closed_after = time.time() - t0
+check(data is not None and closed_after < 6, f"stalled connection closed by the server after {closed_after:.1f} s "
+      f"(--timeout 2; got {data[:40] if data else data!r})")
+
+# 2. Deadlines: three large batches keep the one worker busy.
+n = 1024
+body = struct.pack(f"<{n * 1024}f", *([0.1] * (n * 1024)))
+path = f"/v1/infer?id=fmnist-lenet5&shape={n},1,32,32"
+
+def post(headers, results, key, p=path, b=body, ctype="application/octet-stream"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", p, body=b, headers=dict(headers, **{"Content-Type": ctype}))
+    r = c.getresponse()
+    results[key] = (r.status, r.read())
+
+results = {}
+busy = [threading.Thread(target=post, args=({}, results, i)) for i in range(3)]
+for t in busy:
+    t.start()
+time.sleep(0.05)
+post({"X-Moda-Timeout-Ms": "1"}, results, "late")
+# The v2 route, behind two more batches: its error in the v2 shape.
+v2 = json.dumps({"inputs": [{"name": "input", "shape": [8, 1, 32, 32], "datatype": "FP32", "data": [0.0] * 8192}]})
+late_v2 = threading.Thread(target=post, args=({"X-Moda-Timeout-Ms": "1"}, results, "late_v2",
+                                              "/v2/models/fmnist-lenet5/infer", v2.encode(), "application/json"))
+more = [threading.Thread(target=post, args=({}, results, 10 + i)) for i in range(2)]
+for t in more:
+    t.start()
+time.sleep(0.05)
+late_v2.start()
+for t in busy + more + [late_v2]:
+    t.join()
+status, data = results["late"]
+check(status == 504 and json.loads(data)["error"]["code"] == "deadline_exceeded",
+      f"past its deadline: {status} {data[:80]!r}")
+status, data = results["late_v2"]
+check(status == 504 and "X-Moda-Timeout-Ms" in json.loads(data)["error"], f"v2 past its deadline: {status} {data[:80]!r}")
+check(all(results[i][0] == 200 for i in (0, 1, 2, 10, 11)), "the requests without a deadline all answered 200")
+post({"X-Moda-Timeout-Ms": "60000"}, results, "spare")
+check(results["spare"][0] == 200, f"a deadline with time to spare: {results['spare'][0]}")
+post({"X-Moda-Timeout-Ms": "soon"}, results, "bad")
+check(results["bad"][0] == 400, f"a malformed deadline: {results['bad'][0]}")
+sys.exit(1 if fails else 0)
+PY
+rc=$?
+kill -TERM "$pid"
+wait "$pid" || true
+pid=
+exit $rc
