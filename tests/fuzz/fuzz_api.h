@@ -12,7 +12,7 @@
 
 static api *fuzz_api;
 
-static int fuzz_api_open(void) {
+static inline int fuzz_api_open(void) {
     api_config cfg = {.registry = MODA_MODELS_DIR, .cache_bytes = 4u << 20, .workers = 1, .intra_threads = 1,
                       .max_batch = 8, .default_tau = 0.9f, .jobs_max = 1, .jobs_queue = 1};
     char err[1024];
@@ -26,13 +26,12 @@ static int fuzz_api_open(void) {
     return 0;
 }
 
-/* One POST through api_handle; the response is checked for the shape
+/* One request through api_handle; the response is checked for the shape
  * every answer has, then freed. */
-static void fuzz_api_post(const char *path, const api_kv *headers, int n_headers, const void *body, size_t len) {
-    api_request req = {.method = "POST", .path = path, .headers = headers, .n_headers = n_headers,
-                       .body = body, .body_len = len};
+static inline void fuzz_api_request(const api_request *req) {
+    const char *path = req->path;
     api_response resp = {0};
-    api_handle(fuzz_api, 0, &req, &resp);
+    api_handle(fuzz_api, 0, req, &resp);
     /* MODA_FUZZ_PRINT=1: each answer's status and start, to see what a
      * seed or a crash input reaches. */
     if (getenv("MODA_FUZZ_PRINT"))
@@ -45,6 +44,13 @@ static void fuzz_api_post(const char *path, const api_kv *headers, int n_headers
         abort();
     }
     api_response_free(&resp);
+}
+
+/* A POST of body to path with these headers. */
+static inline void fuzz_api_post(const char *path, const api_kv *headers, int n_headers, const void *body, size_t len) {
+    api_request req = {.method = "POST", .path = path, .headers = headers, .n_headers = n_headers,
+                       .body = body, .body_len = len};
+    fuzz_api_request(&req);
 }
 
 #endif

@@ -9,6 +9,7 @@ model, renamed to it (the target parses every manifest under that name)."""
 import gzip
 import json
 import os
+import struct
 import subprocess
 import zlib
 
@@ -47,6 +48,18 @@ def v1_json():
         {"weak": "fmnist-lenet5", "strong": "fmnist-lenet5", "class": "Bag", "threshold": 0.9,
          "calibration": {"epochs": 1}, "name": "patched"}).encode())
     write("v1_json", "calibrate", b"\x03" + json.dumps({"model": "fmnist-lenet5", "calibration": {}}).encode())
+
+
+def v1_binary():
+    # First byte: 0 octet-stream, 1 PNG, 2 JPEG, 3 no Content-Type; the query up to a newline; the body.
+    u8 = read("examples", "ankle-boot.u8")
+    write("v1_binary", "uint8-composed", b"\x00model=fmnist-lenet5&classes=7,8,9&dtype=uint8&shape=1,1,28,28\n" + u8)
+    f32 = b"".join(struct.pack("<f", b / 255) for b in u8)
+    write("v1_binary", "float32-id-topk", b"\x00id=fmnist-lenet5~7-8-9~0.9&dtype=float32&shape=1,1,28,28&top_k=2\n" +
+          f32)
+    write("v1_binary", "png", b"\x01model=fmnist-lenet5\n" + read("examples", "bag.png"))
+    write("v1_binary", "jpeg-threshold", b"\x02model=fmnist-lenet5&classes=Sneaker,Bag,Ankle boot&threshold=0.5\n" +
+          read("examples", "ankle-boot.jpg"))
 
 
 def v2_infer():
@@ -138,6 +151,7 @@ def idx():
 
 if __name__ == "__main__":
     v1_json()
+    v1_binary()
     v2_infer()
     ids()
     registry()
