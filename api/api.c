@@ -92,7 +92,14 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     if (a->cfg.max_batch < 1) a->cfg.max_batch = API_DEFAULT_MAX_BATCH;
     if (a->cfg.intra_threads < 1) a->cfg.intra_threads = 1;
     a->chunk = a->cfg.max_batch < API_CHUNK_MAX ? a->cfg.max_batch : API_CHUNK_MAX;
-    if (model_store_open(&a->store, cfg->registry, &cfg->remote, cfg->workers, cfg->device, &cfg->backend, err,
+    /* The batcher's instances are slots of their own, after the workers'. */
+    a->slots = cfg->workers;
+    if (api_batching_open(a, err, errlen)) {
+        api_free(a);
+        return -1;
+    }
+    if (a->batcher) a->slots += a->cfg.batching.instances > 0 ? a->cfg.batching.instances : 1;
+    if (model_store_open(&a->store, cfg->registry, &cfg->remote, a->slots, cfg->device, &cfg->backend, err,
                          errlen)) {
         api_free(a);
         return -1;
@@ -100,12 +107,13 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     for (int i = 0; i < a->store.n; i++) api_note_model(a, &a->store.models[i]);
     pthread_mutex_init(&a->save_lock, NULL);
     a->cache = compose_cache_new(cfg->cache_bytes, cfg->metrics);
-    a->be = calloc((size_t)cfg->workers, sizeof(*a->be));
+    a->be = calloc((size_t)a->slots, sizeof(*a->be));
+    a->loaded = v2_loaded_new();
     a->jobs = job_queue_new(cfg->jobs_max > 0 ? cfg->jobs_max : 1, cfg->jobs_queue >= 0 ? cfg->jobs_queue : 4);
     a->admin_token = cfg->admin_token ? strdup(cfg->admin_token) : NULL;
     a->data_dirs = cfg->data_dirs ? strdup(cfg->data_dirs) : NULL;
     a->cfg.admin_token = a->cfg.data_dirs = NULL; /* not kept: the caller's strings */
-    if (!a->cache || !a->be || !a->jobs || (cfg->admin_token && !a->admin_token) ||
+    if (!a->cache || !a->be || !a->loaded || !a->jobs || (cfg->admin_token && !a->admin_token) ||
         (cfg->data_dirs && !a->data_dirs)) {
         snprintf(err, errlen, "out of memory creating the cache");
         api_free(a);
@@ -113,7 +121,7 @@ int api_new(const api_config *cfg, api **out, char *err, size_t errlen) {
     }
     /* The workers run on the store's kind of backend: on a GPU the weights
      * stay where they were loaded and every worker reads them there. */
-    for (int w = 0; w < cfg->workers; w++) {
+    for (int w = 0; w < a->slots; w++) {
         if (!(a->be[w] = backend_new(backend_name(a->store.be), &a->cfg.backend, err, errlen))) {
             api_free(a);
             return -1;
@@ -172,10 +180,12 @@ void api_free(api *a) {
     /* Jobs read the store's models and write through it: stop them first. */
     job_queue_free(a->jobs);
     /* Composed graphs and handles use the worker backends: free them first. */
+    v2_loaded_free(a, a->loaded);
     compose_cache_free(a->cache);
     model_store_close(&a->store);
-    for (int w = 0; a->be && w < a->cfg.workers; w++) backend_free(a->be[w]);
+    for (int w = 0; a->be && w < a->slots; w++) backend_free(a->be[w]);
     free(a->be);
+    batcher_free(a->batcher);
     free(a->admin_token);
     free(a->data_dirs);
     pthread_mutex_destroy(&a->save_lock);
@@ -203,6 +213,8 @@ bool api_request_is_light(const api *a, const api_request *req) {
         return false;
     /* A small image body may still decode to millions of pixels. */
     if (req->body_len > API_LIGHT_BODY || !a->min_sample_bytes || api_request_is_image(req)) return false;
+    if (a->batcher && (batcher_busy(a->batcher) > 0 || atomic_load_explicit(&a->inline_busy, memory_order_relaxed) > 0))
+        return false;
     double samples = ceil((double)req->body_len / (double)a->min_sample_bytes);
     return samples * a->max_macs <= API_LIGHT_MACS;
 }
@@ -212,8 +224,8 @@ void api_set_ready(api *a, bool ready) { atomic_store(&a->ready, ready); }
 /* ---- server-level routes -------------------------------------------------- */
 
 static void v2_server_metadata(api_response *resp) {
-    json_t *root = json_pack("{s:s,s:s,s:[s]}", "name", "moda-server", "version", MODA_VERSION, "extensions",
-                             "binary_tensor_data");
+    json_t *root = json_pack("{s:s,s:s,s:[s,s,s,s]}", "name", "moda-server", "version", MODA_VERSION, "extensions",
+                             "binary_tensor_data", "model_configuration", "statistics", "model_repository");
     api_response_json(resp, 200, root);
 }
 
@@ -335,6 +347,19 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp) 
     const char *method = req && req->method ? req->method : "";
     if (!a || !req || worker < 0 || worker >= a->cfg.workers) {
         route_error(resp, path, "internal", "bad worker index or request");
+        return;
+    }
+    if (!strcmp(path, "/v2/models/stats")) {
+        if (strcmp(method, "GET")) {
+            route_error(resp, path, "method_not_allowed", "this route takes GET");
+            api_response_add_header(resp, "Allow", "GET, HEAD");
+        } else {
+            v2_model_stats(a, NULL, resp);
+        }
+        return;
+    }
+    if (!strncmp(path, "/v2/repository/", 15)) {
+        v2_repository_route(a, worker, req, path + 15, resp);
         return;
     }
     if (!strncmp(path, "/v2/models/", 11)) {

@@ -73,6 +73,30 @@ void api_response_free(api_response *r); /* accepts NULL; leaves *r zeroed */
  * or out of memory. */
 bool api_response_add_header(api_response *resp, const char *key, const char *value);
 
+/* Dynamic batching (api/batcher.h): concurrent inference requests for one
+ * model merge into one engine call. Defaults for every model, overridden
+ * per registry model (its composed models included). */
+typedef struct api_batch_override {
+    char model[128];       /* registry model name */
+    int max_batch;         /* as below; <= 1: off for this model */
+    int max_delay_us;
+} api_batch_override;
+
+#define API_BATCH_OVERRIDES_MAX 16
+
+typedef struct api_batching {
+    int max_batch;         /* samples merged into one engine call; <= 1: off (the default) */
+    int max_delay_us;      /* how long a batch may wait to fill (0: take what is queued) */
+    int instances;         /* merged engine calls at once, each on a slot of its own (0: 1) */
+    int timeout_us;        /* a request still queued after this long gets queue_timeout; 0: none */
+    api_batch_override overrides[API_BATCH_OVERRIDES_MAX];
+    int n_overrides;
+    /* Slots [0, wait_slots) may wait in a batch queue (the server's
+     * workers); the others run their inference at once, unbatched (the
+     * connection threads, which must never block). 0: every slot waits. */
+    int wait_slots;
+} api_batching;
+
 typedef struct api_config {
     const char *registry;  /* registry root directory, or an http(s) URL */
     registry_remote_options remote; /* how a registry URL is fetched; zeroed: the defaults */
@@ -84,6 +108,7 @@ typedef struct api_config {
     const char *device;    /* "cpu", "cuda" or "auto" (a GPU when there is one); NULL = "cpu" */
     backend_options backend; /* for every backend the API creates; zeroed: the defaults */
     float default_tau;     /* threshold when a request gives none (0.9) */
+    api_batching batching; /* zeroed: no dynamic batching */
     metrics *metrics;      /* not owned; may be NULL */
     const char *admin_token; /* required as "Authorization: Bearer" by replace, calibrate, cancelling a job and
                               * DELETE /v1/compose; NULL: none (copied) */
@@ -114,7 +139,9 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp);
  * inference request of at most API_LIGHT_BODY bytes, not an image (whose
  * decoded size the body does not bound), that, even if every
  * byte were a uint8 pixel and its model the registry's most expensive,
- * costs at most API_LIGHT_MACS multiply-adds (well under a millisecond).
+ * costs at most API_LIGHT_MACS multiply-adds (well under a millisecond),
+ * and, when dynamic batching is on, only while nothing is queued or running
+ * through the batcher or inline: under load requests then merge instead.
  * With LeNet5 (0.42 M per sample) that admits binary batch-1 requests;
  * VGG16 (80 M at width 0.5) never qualifies. */
 #define API_LIGHT_BODY ((size_t)16 << 10)
@@ -125,6 +152,10 @@ bool api_request_is_light(const api *a, const api_request *req);
  * /v2/models/{name}/infer), with the model it names in model ("" for
  * /v1/infer, whose model is in the body). */
 bool api_infer_route(const char *path, char *model, size_t size);
+
+/* The route template of path ("/v1/infer", "/v2/models/{name}/infer",
+ * ...; "other" when no route matches): a label of bounded cardinality. */
+const char *api_route_template(const char *path);
 
 /* An error answered without api_handle (the server's own refusals: body
  * too large, overloaded, shutting down, /metrics): code's status from the

@@ -7,9 +7,11 @@
 #include <pthread.h>
 
 #include "api_internal.h"
+#include "batcher.h"
 #include "compose_cache.h"
 #include "jobs.h"
 #include "model_store.h"
+#include "v2_ext.h"
 
 #define API_CHUNK_MAX 64 /* samples per forward pass: the handles' plan size */
 
@@ -17,7 +19,11 @@ struct api {
     api_config cfg;        /* registry string not kept; metrics not owned */
     model_store store;     /* the registry's models, read-only after api_new */
     compose_cache *cache;  /* owned */
-    moda_backend **be;     /* (cfg.workers) one backend per worker, owned */
+    int slots;             /* cfg.workers, then the batcher's instances */
+    moda_backend **be;     /* (slots) one backend per slot, owned */
+    batcher *batcher;      /* owned; NULL when batching is off for every model */
+    v2_loaded *loaded;     /* composed models pinned by the repository API, owned */
+    atomic_int inline_busy; /* inferences running unbatched on slots that may not wait */
     int chunk;             /* samples per forward pass */
     _Atomic double max_macs;         /* the registry's most expensive model, per sample */
     _Atomic size_t min_sample_bytes; /* its smallest sample as uint8 (raw size, before padding) */
@@ -32,6 +38,18 @@ struct api {
     pthread_cond_t poll_stop;
     bool stopping;
 };
+
+/* The dynamic batcher's half of api_infer_run (infer_batch.c). */
+int api_batching_open(api *a, char *err, size_t errlen); /* a->batcher, when any model batches */
+/* Whether worker's inference on e goes through the batcher. */
+bool api_batch_wanted(const api *a, int worker, const api_entry *e);
+/* Logits of x's n samples through the batcher (merged with concurrent
+ * requests of e's id); records the queue time. */
+int api_infer_batched(api *a, api_entry *e, const float *x, int n, float *logits, metrics *m, api_error *err);
+/* Logits of x's n samples on slot `slot`, in chunks; records
+ * METRIC_EXEC_COUNT and METRIC_COMPUTE_DURATION_US (infer.c). */
+int api_infer_logits(api *a, int slot, api_entry *e, const float *x, int n, float *logits, metrics *m,
+                     api_error *err);
 
 /* Take a model just added to the store into the api's per-model bounds
  * (what api_request_is_light weighs). Accepts NULL. */

@@ -30,7 +30,7 @@ static const code_status CODE_TABLE[] = {
     {"replace_failed", 422},       {"reload_failed", 422},       {"registry_write_failed", 422}, {"cancelled", 422},
     {"queue_full", 429},
     {"internal", 500},             {"not_ready", 503},          {"deadline_exceeded", 504},
-    {"overloaded", 503},
+    {"overloaded", 503},           {"queue_timeout", 503},
 };
 
 int api_error_status(const char *code) {

@@ -45,14 +45,12 @@ static void softmax_rows(const float *logits, float *probs, int n, int k) {
     }
 }
 
-int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
-                  metrics *m, api_error *err) {
+int api_infer_logits(api *a, int slot, api_entry *e, const float *x, int n, float *logits, metrics *m,
+                     api_error *err) {
     const int k = e->info.n_classes;
     const size_t per = (size_t)e->info.channels * e->info.height * e->info.width;
-    graph *h = worker_handle(a, worker, e, n < a->chunk ? n : a->chunk);
+    graph *h = worker_handle(a, slot, e, n < a->chunk ? n : a->chunk);
     if (!h) return api_error_set(err, "internal", "cannot plan %s for inference", e->id);
-    float *z = logits ? logits : malloc((size_t)n * k * sizeof(float));
-    if (!z) return api_error_set(err, "internal", "out of memory");
     double t0 = now_us();
     moda_status s = MODA_OK;
     int execs = 0;
@@ -60,16 +58,33 @@ int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float
         int b = n - off < a->chunk ? n - off : a->chunk;
         s = graph_forward(h, x + (size_t)off * per, b, false);
         if (s == MODA_OK)
-            s = backend_copy_to_host(h->be, z + (size_t)off * k, graph_output(h)->out.data,
+            s = backend_copy_to_host(h->be, logits + (size_t)off * k, graph_output(h)->out.data,
                                      (size_t)b * k * sizeof(float));
         execs++;
     }
-    if (s == MODA_OK && probs) softmax_rows(z, probs, n, k);
-    double us = now_us() - t0;
-    if (z != logits) free(z);
     if (s != MODA_OK) return api_error_set(err, "internal", "inference on %s: %s", e->id, moda_status_string(s));
-    metrics_add(m, METRIC_INFERENCE_COUNT, e->id, NULL, n);
     metrics_add(m, METRIC_EXEC_COUNT, e->id, NULL, execs);
-    metrics_add(m, METRIC_COMPUTE_DURATION_US, e->id, NULL, us);
+    metrics_add(m, METRIC_COMPUTE_DURATION_US, e->id, NULL, now_us() - t0);
     return 0;
+}
+
+int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
+                  metrics *m, api_error *err) {
+    const int k = e->info.n_classes;
+    float *z = logits ? logits : malloc((size_t)n * k * sizeof(float));
+    if (!z) return api_error_set(err, "internal", "out of memory");
+    int rc;
+    if (api_batch_wanted(a, worker, e)) {
+        rc = api_infer_batched(a, e, x, n, z, m, err);
+    } else {
+        /* Counted so that, with batching on, light requests stop running
+         * inline while one already does: under load they merge instead. */
+        atomic_fetch_add_explicit(&a->inline_busy, 1, memory_order_relaxed);
+        rc = api_infer_logits(a, worker, e, x, n, z, m, err);
+        atomic_fetch_sub_explicit(&a->inline_busy, 1, memory_order_relaxed);
+    }
+    if (rc == 0 && probs) softmax_rows(z, probs, n, k);
+    if (z != logits) free(z);
+    if (rc == 0) metrics_add(m, METRIC_INFERENCE_COUNT, e->id, NULL, n);
+    return rc;
 }

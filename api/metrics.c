@@ -2,6 +2,7 @@
  * most (one per model and reason), each update a short critical section. */
 #include "metrics.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,10 +18,45 @@ typedef struct series {
     double value;
 } series;
 
+#define BUCKETS_MAX 20
+
+typedef struct histogram_series {
+    histogram_id id;
+    char label[LABEL_MAX];
+    double count, sum;
+    double buckets[BUCKETS_MAX]; /* observations <= the bound, not cumulative */
+} histogram_series;
+
 struct metrics {
     pthread_mutex_t mu;
     series *s; /* (n), owned */
     int n, cap;
+    histogram_series *h; /* (nh), owned */
+    int nh, hcap;
+};
+
+/* Latencies from 100 µs (a LeNet5 pass) to 10 s; batch sizes in powers of
+ * two up to the largest batch a handle plans. */
+static const double SECONDS_BOUNDS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                        0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10};
+static const double SIZE_BOUNDS[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+
+static const struct {
+    const char *name, *help, *label;
+    const double *bounds;
+    int n_bounds;
+} hdefs[HISTOGRAM_COUNT_] = {
+    [HISTOGRAM_HTTP_SECONDS] = {"moda_http_request_duration_seconds",
+                                "HTTP request duration from receipt to response, by route", "route", SECONDS_BOUNDS,
+                                (int)(sizeof SECONDS_BOUNDS / sizeof SECONDS_BOUNDS[0])},
+    [HISTOGRAM_INFERENCE_SECONDS] = {"moda_inference_duration_seconds",
+                                     "Inference request duration from receipt to response, by model", "model",
+                                     SECONDS_BOUNDS, (int)(sizeof SECONDS_BOUNDS / sizeof SECONDS_BOUNDS[0])},
+    [HISTOGRAM_BATCH_SIZE] = {"moda_batch_size", "Samples per merged engine call of the dynamic batcher", "model",
+                              SIZE_BOUNDS, (int)(sizeof SIZE_BOUNDS / sizeof SIZE_BOUNDS[0])},
+    [HISTOGRAM_BATCH_QUEUE_SECONDS] = {"moda_batch_queue_duration_seconds",
+                                       "Time an inference request waited in its model's batch queue", "model",
+                                       SECONDS_BOUNDS, (int)(sizeof SECONDS_BOUNDS / sizeof SECONDS_BOUNDS[0])},
 };
 
 static const struct {
@@ -60,6 +96,7 @@ void metrics_free(metrics *m) {
     if (!m) return;
     pthread_mutex_destroy(&m->mu);
     free(m->s);
+    free(m->h);
     free(m);
 }
 
@@ -111,6 +148,91 @@ double metrics_get(metrics *m, metric_id id, const char *model, const char *reas
     return v;
 }
 
+double metrics_total(metrics *m, metric_id id, const char *model) {
+    if (!m || id < 0 || id >= METRIC_COUNT_) return 0.0;
+    if (!model) model = "";
+    double v = 0;
+    pthread_mutex_lock(&m->mu);
+    for (int i = 0; i < m->n; i++)
+        if (m->s[i].id == id && !strcmp(m->s[i].model, model)) v += m->s[i].value;
+    pthread_mutex_unlock(&m->mu);
+    return v;
+}
+
+void metrics_each_model(metrics *m, void (*fn)(void *ctx, const char *model), void *ctx) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    int n = 0;
+    char(*labels)[LABEL_MAX] = m->n ? malloc((size_t)m->n * LABEL_MAX) : NULL;
+    for (int i = 0; labels && i < m->n; i++) {
+        if (!m->s[i].model[0]) continue;
+        bool seen = false;
+        for (int j = 0; j < n && !seen; j++) seen = !strcmp(labels[j], m->s[i].model);
+        if (!seen) memcpy(labels[n++], m->s[i].model, LABEL_MAX);
+    }
+    pthread_mutex_unlock(&m->mu);
+    for (int j = 0; j < n; j++) fn(ctx, labels[j]);
+    free(labels);
+}
+
+/* The histogram series for (id, label), created empty if absent; NULL when
+ * out of memory or absent. Caller holds the mutex. */
+static histogram_series *hfind(metrics *m, histogram_id id, const char *label, bool create) {
+    if (!label) label = "";
+    for (int i = 0; i < m->nh; i++)
+        if (m->h[i].id == id && !strcmp(m->h[i].label, label)) return &m->h[i];
+    if (!create) return NULL;
+    if (m->nh == m->hcap) {
+        int cap = m->hcap ? 2 * m->hcap : 16;
+        histogram_series *h = realloc(m->h, (size_t)cap * sizeof(*h));
+        if (!h) return NULL;
+        m->h = h;
+        m->hcap = cap;
+    }
+    histogram_series *h = &m->h[m->nh++];
+    memset(h, 0, sizeof(*h));
+    h->id = id;
+    snprintf(h->label, sizeof h->label, "%s", label);
+    return h;
+}
+
+void metrics_observe(metrics *m, histogram_id id, const char *label, double value) {
+    if (!m || id < 0 || id >= HISTOGRAM_COUNT_ || isnan(value)) return;
+    pthread_mutex_lock(&m->mu);
+    histogram_series *h = hfind(m, id, label, true);
+    if (h) {
+        h->count += 1;
+        h->sum += value;
+        for (int b = 0; b < hdefs[id].n_bounds; b++)
+            if (value <= hdefs[id].bounds[b]) {
+                h->buckets[b] += 1;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+double metrics_histogram_count(metrics *m, histogram_id id, const char *label, double le) {
+    if (!m || id < 0 || id >= HISTOGRAM_COUNT_) return 0.0;
+    pthread_mutex_lock(&m->mu);
+    histogram_series *h = hfind(m, id, label, false);
+    double v = 0;
+    if (h && le == INFINITY) v = h->count;
+    for (int b = 0; h && le != INFINITY && b < hdefs[id].n_bounds && hdefs[id].bounds[b] <= le; b++)
+        v += h->buckets[b];
+    pthread_mutex_unlock(&m->mu);
+    return v;
+}
+
+double metrics_histogram_sum(metrics *m, histogram_id id, const char *label) {
+    if (!m || id < 0 || id >= HISTOGRAM_COUNT_) return 0.0;
+    pthread_mutex_lock(&m->mu);
+    histogram_series *h = hfind(m, id, label, false);
+    double v = h ? h->sum : 0.0;
+    pthread_mutex_unlock(&m->mu);
+    return v;
+}
+
 /* Label values escape backslash, double quote and newline. */
 static void put_label(FILE *f, const char *key, const char *v) {
     fprintf(f, "%s=\"", key);
@@ -144,6 +266,27 @@ char *metrics_render(metrics *m) {
                 put_label(f, "reason", s->reason);
             }
             fprintf(f, "} %.17g\n", s->value);
+        }
+    }
+    for (int id = 0; id < HISTOGRAM_COUNT_; id++) {
+        const char *name = hdefs[id].name;
+        fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, hdefs[id].help, name);
+        for (int i = 0; m && i < m->nh; i++) {
+            const histogram_series *h = &m->h[i];
+            if ((int)h->id != id) continue;
+            double cumulative = 0;
+            for (int b = 0; b <= hdefs[id].n_bounds; b++) {
+                cumulative = b < hdefs[id].n_bounds ? cumulative + h->buckets[b] : h->count;
+                fprintf(f, "%s_bucket{", name);
+                put_label(f, hdefs[id].label, h->label);
+                if (b < hdefs[id].n_bounds) fprintf(f, ",le=\"%g\"} %.17g\n", hdefs[id].bounds[b], cumulative);
+                else fprintf(f, ",le=\"+Inf\"} %.17g\n", cumulative);
+            }
+            fprintf(f, "%s_sum{", name);
+            put_label(f, hdefs[id].label, h->label);
+            fprintf(f, "} %.17g\n%s_count{", h->sum, name);
+            put_label(f, hdefs[id].label, h->label);
+            fprintf(f, "} %.17g\n", h->count);
         }
     }
     if (m) pthread_mutex_unlock(&m->mu);

@@ -20,6 +20,13 @@
  *   moda_registry_reload_count{model=""}, moda_registry_reload_failure_count{model=""}
  * Gauges:
  *   moda_cache_bytes_used, moda_cache_bytes_limit   (model label "")
+ * Histograms (_bucket, _sum, _count; base units, as promtool wants):
+ *   moda_http_request_duration_seconds{route}   every request, by route template
+ *   moda_inference_duration_seconds{model}      inference requests, end to end
+ *   moda_batch_size{model}                      samples per merged engine call
+ *   moda_batch_queue_duration_seconds{model}    time a request waited in its batch queue
+ * The counters above keep their Triton-style names for compatibility;
+ * docs/server.md lists which of them promtool's lint flags and why.
  */
 #ifndef MODA_METRICS_H
 #define MODA_METRICS_H
@@ -57,6 +64,27 @@ void metrics_add(metrics *m, metric_id id, const char *model, const char *reason
 void metrics_set(metrics *m, metric_id id, const char *model, double value);
 /* Current value of one series (0 when absent): for tests. */
 double metrics_get(metrics *m, metric_id id, const char *model, const char *reason);
+
+typedef enum histogram_id {
+    HISTOGRAM_HTTP_SECONDS,        /* label "route" */
+    HISTOGRAM_INFERENCE_SECONDS,   /* label "model" */
+    HISTOGRAM_BATCH_SIZE,          /* label "model" */
+    HISTOGRAM_BATCH_QUEUE_SECONDS, /* label "model" */
+    HISTOGRAM_COUNT_
+} histogram_id;
+
+/* One observation of value into histogram id under label (NULL: ""). */
+void metrics_observe(metrics *m, histogram_id id, const char *label, double value);
+/* Observations so far, and how many were <= le (le = INFINITY: all); for
+ * tests. */
+double metrics_histogram_count(metrics *m, histogram_id id, const char *label, double le);
+double metrics_histogram_sum(metrics *m, histogram_id id, const char *label);
+
+/* Sum of a counter over every reason (METRIC_REQUEST_FAILURE's total). */
+double metrics_total(metrics *m, metric_id id, const char *model);
+/* Calls fn(ctx, model) once for each model label that any counter carries,
+ * in first-recorded order, without the lock held in fn. */
+void metrics_each_model(metrics *m, void (*fn)(void *ctx, const char *model), void *ctx);
 
 /* The exposition text (text/plain; version=0.0.4): HELP and TYPE lines and
  * every series, label values escaped. malloc'd; NULL when out of memory. */

@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "api_internal.h"
+#include "json_fast.h"
 
 const char *api_request_query(const api_request *req, const char *key) {
     for (int i = 0; req && i < req->n_query; i++)
@@ -41,7 +42,7 @@ int api_json_parse(const api_request *req, json_t **out, api_error *e) {
     *out = NULL;
     if (!req->body || req->body_len == 0) return api_error_set(e, "invalid_json", "the request body is empty");
     json_error_t je;
-    json_t *root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    json_t *root = json_fast_or_jansson(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!root)
         return api_error_set(e, "invalid_json", "malformed JSON at line %d, column %d: %s", je.line, je.column,
                              je.text);

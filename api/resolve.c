@@ -39,7 +39,7 @@ int api_entry_compose(api *a, int worker, const api_model *m, const int *classes
                              "\"%s\" is a patched model: it has no modules of its own to compose; serve it whole, "
                              "or compose its parents", m->rm.name);
     if (api_classes_check(a, m, classes, n, e) || api_tau_check(tau, e)) return -1;
-    return compose_cache_acquire(a->cache, m, classes, n, api_tau_canonical(tau), a->be[worker], a->cfg.workers, out,
+    return compose_cache_acquire(a->cache, m, classes, n, api_tau_canonical(tau), a->be[worker], a->slots, out,
                                  cached, e);
 }
 

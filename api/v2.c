@@ -8,14 +8,15 @@
 #include <strings.h>
 
 #include "api_internal.h"
+#include "v2_ext.h"
 #include "v2_proto.h"
 
 #define V2_PATH_MAX 512
 #define V2_VERSION "1"
 
-typedef enum v2_action { V2_METADATA, V2_READY, V2_INFER } v2_action;
+typedef enum v2_action { V2_METADATA, V2_READY, V2_INFER, V2_CONFIG, V2_STATS } v2_action;
 
-/* Split rest into {name}[/versions/{v}][/ready|/infer]; false when it is no
+/* Split rest into {name}[/versions/{v}][/ready|/infer|/config|/stats]; false when it is no
  * such path. name and version point into buf. */
 static bool parse_path(char *buf, const char **name, const char **version, v2_action *action) {
     char *seg[6];
@@ -46,6 +47,10 @@ static bool parse_path(char *buf, const char **name, const char **version, v2_ac
         *action = V2_READY;
     else if (!strcmp(seg[at], "infer"))
         *action = V2_INFER;
+    else if (!strcmp(seg[at], "config"))
+        *action = V2_CONFIG;
+    else if (!strcmp(seg[at], "stats"))
+        *action = V2_STATS;
     else
         return false;
     return true;
@@ -144,6 +149,10 @@ void api_v2_model_route(api *a, int worker, const api_request *req, const char *
         respond_metadata(resp, name, mi);
     else if (action == V2_READY)
         api_response_json(resp, 200, json_pack("{s:s,s:b}", "name", name, "ready", 1));
+    else if (action == V2_CONFIG)
+        v2_model_config(a, mi, resp);
+    else if (action == V2_STATS)
+        v2_model_stats(a, mi->id, resp);
     else if (check_encoding(req, &e) ||
              v2_request_parse(req->body, req->body_len, api_request_header(req, V2_HEADER_LENGTH), &r, &e))
         api_response_error_v2(resp, &e);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_fast.h"
+
 /* Binary tensors are little-endian on the wire and copied as is. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the v2 binary tensor encoding assumes a little-endian host"
@@ -212,7 +214,7 @@ int v2_request_parse(const char *body, size_t body_len, const char *header_lengt
     size_t json_len = body_len;
     if (header_length && parse_header_length(header_length, body_len, &json_len, e)) return -1;
     json_error_t jerr;
-    out->root = json_loadb(body, json_len, 0, &jerr);
+    out->root = json_fast_or_jansson(body, json_len, 0, &jerr);
     if (!out->root)
         return api_error_set(e, "invalid_json", "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
                              jerr.text);

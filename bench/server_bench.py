@@ -11,6 +11,17 @@ compute time.
 Each (configuration, concurrency) is run --rounds times, interleaved with
 the baseline, and the medians are reported. Needs wrk (Debian) and
 python3-torch for the baseline.
+
+    /usr/bin/python3 bench/server_bench.py --throughput [--before OLD/moda-server]
+
+instead measures the server's throughput against the HTTP floor: a bare
+libmicrohttpd server (bench_bare_server: thread pool, fixed 80-byte answer)
+beside moda-server in the same run, on LeNet5 batch-1 bodies of 784 raw
+bytes (binary) and the same sample as JSON, with and without dynamic
+batching, at 1, 4 and 16 connections; and a composed 2-class VGG16 (width
+0.5, from a registry the bench trains for one epoch on rendered shapes) at 16
+connections with and without batching. --before adds an older moda-server
+binary for a before/after table.
 """
 import argparse
 import gzip
@@ -98,13 +109,139 @@ def run_wrk(url, body_file, ctype, conns, seconds):
     return rps, lat["50"], lat["99"]
 
 
+def start(cmd, ready_url):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    wait_ready(ready_url, proc, timeout=120)
+    return proc
+
+
+def vgg_registry(build, tmp):
+    """A 3-class VGG16 (width 0.5) trained one epoch on rendered shapes, decomposed into a registry."""
+    shapes, run, reg = (os.path.join(tmp, d) for d in ("shapes", "run", "registry"))
+    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "make_shapes.py"), shapes, "16", "8"], check=True,
+                   stdout=subprocess.DEVNULL)
+    moda = os.path.join(build, "moda")
+    subprocess.run([moda, "train", "--arch", "vgg16", "--width", "0.5", "--dataset", "folder", "--data-dir", shapes,
+                    "--epochs", "1", "--batch-size", "16", "--no-augment", "--seed", "1", "--out", run], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([moda, "decompose", "--checkpoint", os.path.join(run, "checkpoint.safetensors"), "--out", reg,
+                    "--name", "shapes-vgg16"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return reg
+
+
+def throughput(a):
+    registry = os.path.join(ROOT, "models")
+    tmp = tempfile.mkdtemp(prefix="moda-bench-")
+    raw = os.path.join(ROOT, "examples", "ankle-boot.u8")
+    pixels = list(open(raw, "rb").read())
+    man = json.load(open(os.path.join(registry, MODEL, "manifest.json")))
+    img = sample_image(man)
+    bodies = {"json uint8": os.path.join(tmp, "u8.json"), "json float32": os.path.join(tmp, "f32.json"),
+              "vgg": os.path.join(tmp, "vgg.f32")}
+    with open(bodies["json uint8"], "w") as f:
+        json.dump({"model": MODEL, "dtype": "uint8", "inputs": [[[pixels[r * 28:(r + 1) * 28] for r in range(28)]]]},
+                  f)
+    with open(bodies["json float32"], "w") as f:
+        json.dump({"model": MODEL, "inputs": [[img]]}, f)
+    with open(bodies["vgg"], "wb") as f:
+        f.write(struct.pack("<1024f", *[v for row in img for v in row]))
+    vgg = vgg_registry(a.build, tmp)
+    vgg_id = "shapes-vgg16~0-1~0.9"
+
+    server = os.path.join(a.build, "moda-server")
+    batching = ["--workers", "16", "--batch-max", "8", "--batch-instances", str(os.cpu_count())]
+    servers = {  # name: command line, without the port
+        "bare": [os.path.join(a.build, "bench", "bench_bare_server")],
+        "moda": [server, "--registry", registry, "--quiet"],
+        "moda batching": [server, "--registry", registry, "--quiet"] + batching,
+        "vgg": [server, "--registry", vgg, "--quiet"],
+        "vgg batching": [server, "--registry", vgg, "--quiet"] + batching,
+        "vgg batching 20 ms": [server, "--registry", vgg, "--quiet"] + batching + ["--batch-delay-us", "20000"],
+    }
+    if a.before:
+        servers["moda before"] = [a.before, "--registry", registry, "--quiet"]
+    ports, procs = {}, {}
+    try:
+        for name, cmd in servers.items():
+            ports[name] = free_port()
+            port = str(ports[name])
+            if name == "bare":
+                procs[name] = subprocess.Popen(cmd + [port], stdout=subprocess.DEVNULL)
+                time.sleep(0.5)
+            else:
+                procs[name] = start(cmd + ["--port", port], f"http://127.0.0.1:{port}/v2/health/ready")
+
+        def url(name, query):
+            return f"http://127.0.0.1:{ports[name]}/v1/infer{query}"
+
+        binary_q = f"?model={MODEL}&dtype=uint8&shape=1,1,28,28"
+        vgg_q = f"?id={vgg_id}&dtype=float32&shape=1,1,32,32"
+        octet = "application/octet-stream"
+        runs = []  # (row name, conns, url, body, content type)
+        for conns in (1, 4, 16):
+            for name in ["bare"] + (["moda before"] if a.before else []) + ["moda", "moda batching"]:
+                runs.append((f"{name}, binary", conns, url(name, binary_q), raw, octet))
+        for name in ["moda before"] if a.before else []:
+            runs.append((f"{name}, JSON uint8", 16, url(name, ""), bodies["json uint8"], "application/json"))
+            runs.append((f"{name}, JSON float32", 16, url(name, ""), bodies["json float32"], "application/json"))
+        for name in ("moda", "moda batching"):
+            runs.append((f"{name}, JSON uint8", 16, url(name, ""), bodies["json uint8"], "application/json"))
+            runs.append((f"{name}, JSON float32", 16, url(name, ""), bodies["json float32"], "application/json"))
+        for name in ("vgg", "vgg batching", "vgg batching 20 ms"):
+            runs.append((f"{name} {vgg_id}, binary float32", 16, url(name, vgg_q), bodies["vgg"], octet))
+        # Every answer is a 200 before anything is timed (the bare server's always is).
+        for row, conns, u, body, ctype in runs:
+            if not row.startswith("bare"):
+                st, d, _ = http("POST", u, open(body, "rb").read(), ctype)
+                assert st == 200, (row, st, d[:200])
+
+        results = {}
+        for r in range(a.rounds):
+            for row, conns, u, body, ctype in runs:
+                results.setdefault((row, conns), []).append(run_wrk(u, body, ctype, conns, a.seconds))
+            print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def med(row, conns, i):
+        return statistics.median(x[i] for x in results[(row, conns)])
+
+    print(f"\nthroughput, {a.seconds} s per run, medians of {a.rounds} rounds, every configuration alternated in "
+          f"each round; wrk -t2 on the same machine; batching: {' '.join(batching)}\n")
+    print("| configuration | conns | req/s | p50 µs | p99 µs | vs bare |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for row, conns, *_ in runs:
+        rps, p50, p99 = (med(row, conns, i) for i in range(3))
+        bare = med("bare, binary", conns, 0)
+        print(f"| {row} | {conns} | {rps:.0f} | {p50:.0f} | {p99:.0f} | {rps / bare:.2f} |")
+    for name in ("vgg batching", "vgg batching 20 ms"):
+        ratio = med(f"{name} {vgg_id}, binary float32", 16, 0) / med(f"vgg {vgg_id}, binary float32", 16, 0)
+        print(f"\nVGG16 w0.5 composed 2-class, 16 connections: {name} gives {ratio:.2f}x the req/s without")
+    for name in ("moda", "moda batching"):
+        for kind in ("uint8", "float32"):
+            print(f"{name}: JSON {kind} at 16 connections is {med(f'{name}, JSON {kind}', 16, 0) / med(f'{name}, binary', 16, 0):.2f}x "
+                  f"its binary req/s")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--throughput", action="store_true", help="moda-server against a bare libmicrohttpd server")
+    ap.add_argument("--before", help="with --throughput: an older moda-server binary to compare")
     a = ap.parse_args()
+    if a.throughput:
+        throughput(a)
+        return
 
     registry = os.path.join(ROOT, "models")
     man = json.load(open(os.path.join(registry, MODEL, "manifest.json")))

@@ -7,8 +7,9 @@
 #   scripts/install-deps.sh --build   only what the build needs (image builds)
 #   scripts/install-deps.sh --test    everything above, the container tools of
 #                                     the deploy tests, headless Chromium for
-#                                     the web page's test, clang for the
-#                                     fuzz targets, and the pinned Python
+#                                     the web page's test, promtool for the
+#                                     metrics' lint, clang for the fuzz
+#                                     targets, and the pinned Python
 #                                     test tools in .venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,8 @@ if [ "$mode" = test ]; then
   packages+=(python3 python3-venv)
   packages+=(podman runc netavark aardvark-dns catatonit uidmap mmdebstrap)
   packages+=(chromium chromium-driver)
+  # promtool, which lints /metrics (tests/metrics_promtool_test.sh).
+  packages+=(prometheus)
   # The libFuzzer targets: Debian 12's clang 14 and its fuzzer runtime.
   packages+=(clang libclang-rt-14-dev)
 fi

@@ -39,13 +39,14 @@ server_config server_config_default(void) {
                 .max_batch = 1024,
                 .default_tau = 0.9f,
                 .device = "auto",
+                .batching = {.max_batch = 1, .max_delay_us = 0, .instances = cores()},
                 .jobs_max = 1,
                 .jobs_queue = 4,
             },
     };
 }
 
-typedef enum opt_type { OPT_STRING, OPT_INT, OPT_SIZE, OPT_FLOAT, OPT_BOOL } opt_type;
+typedef enum opt_type { OPT_STRING, OPT_INT, OPT_SIZE, OPT_FLOAT, OPT_BOOL, OPT_BATCH_MODEL } opt_type;
 
 typedef struct opt_spec {
     const char *name; /* without "--" */
@@ -110,6 +111,27 @@ static bool parse_value(const opt_spec *o, const char *text) {
         *(float *)o->value = v;
         return true;
     }
+    case OPT_BATCH_MODEL: {
+        /* NAME=MAX or NAME=MAX:DELAY_US; a later one for a name wins. */
+        api_batching *b = o->value;
+        const char *eq = strrchr(text, '=');
+        if (!eq || eq == text || b->n_overrides == API_BATCH_OVERRIDES_MAX) break;
+        long max = strtol(eq + 1, &end, 10), delay = 0;
+        if (errno || end == eq + 1 || max < 1 || max > 1 << 16) break;
+        if (*end == ':') {
+            const char *d = end + 1;
+            delay = strtol(d, &end, 10);
+            if (errno || end == d || delay < 0 || delay > 10000000) break;
+        }
+        if (*end) break;
+        api_batch_override *ov = &b->overrides[b->n_overrides];
+        if ((size_t)(eq - text) >= sizeof ov->model) break;
+        snprintf(ov->model, sizeof ov->model, "%.*s", (int)(eq - text), text);
+        ov->max_batch = (int)max;
+        ov->max_delay_us = (int)delay;
+        b->n_overrides++;
+        return true;
+    }
     case OPT_BOOL:
         break;
     }
@@ -166,7 +188,9 @@ int server_config_parse(int argc, char **argv, server_config *cfg) {
      * libraries below read none. */
     cfg->api.remote = registry_remote_options_from(getenv);
     cfg->api.backend = backend_options_from(getenv);
-    char threads_help[80], workers_help[80];
+    char threads_help[80], workers_help[80], instances_help[96];
+    snprintf(instances_help, sizeof instances_help, "dynamic batching: merged engine calls at once (cores: %d)",
+             cfg->api.batching.instances);
     snprintf(threads_help, sizeof threads_help, "connection threads; they run light requests (cores: %d)", cfg->threads);
     snprintf(workers_help, sizeof workers_help, "inference worker threads (cores: %d)", cfg->api.workers);
     const opt_spec specs[] = {
@@ -184,6 +208,15 @@ int server_config_parse(int argc, char **argv, server_config *cfg) {
         {"tau", OPT_FLOAT, &cfg->api.default_tau, 0, 1, "T", "module threshold when a request gives none (0.9)"},
         {"timeout", OPT_INT, &cfg->conn_timeout_s, 0, 86400, "S", "idle connection timeout in seconds; 0 = none (30)"},
         {"drain-seconds", OPT_INT, &cfg->drain_seconds, 0, 86400, "S", "on shutdown, wait this long for requests (30)"},
+        {"batch-max", OPT_INT, &cfg->api.batching.max_batch, 1, 1 << 16, "N",
+         "dynamic batching: samples merged into one engine call; 1 = off (1)"},
+        {"batch-delay-us", OPT_INT, &cfg->api.batching.max_delay_us, 0, 10000000, "US",
+         "dynamic batching: how long a batch may wait to fill (0)"},
+        {"batch-instances", OPT_INT, &cfg->api.batching.instances, 1, 1024, "N", instances_help},
+        {"batch-timeout-us", OPT_INT, &cfg->api.batching.timeout_us, 0, 1 << 30, "US",
+         "a request still queued for a batch after this long gets 503; 0 = never (0)"},
+        {"batch-model", OPT_BATCH_MODEL, &cfg->api.batching, 0, 0, "M=N[:US]",
+         "per registry model: batch-max N and batch-delay-us US (repeatable)"},
         {"queue-max", OPT_INT, &cfg->queue_max, 1, 1 << 24, "N", "requests waiting for a worker before 503 (1024)"},
         {"jobs-max", OPT_INT, &cfg->api.jobs_max, 1, 64, "N", "replacement jobs running at once (1)"},
         {"jobs-queue", OPT_INT, &cfg->api.jobs_queue, 0, 4096, "N", "jobs waiting beyond those; more get 429 (4)"},

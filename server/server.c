@@ -245,7 +245,10 @@ static enum MHD_Result body_append(request *rq, const char *data, size_t n) {
 
 static void record_metrics(server *s, const request *rq, uint64_t t_end) {
     const api_response *r = &rq->resp;
+    double seconds = 1e-6 * (double)(t_end - rq->t_start);
+    metrics_observe(s->metrics, HISTOGRAM_HTTP_SECONDS, api_route_template(rq->path), seconds);
     if (!r->is_inference) return;
+    metrics_observe(s->metrics, HISTOGRAM_INFERENCE_SECONDS, r->model, seconds);
     if (r->error_code)
         metrics_add(s->metrics, METRIC_REQUEST_FAILURE, r->model, r->error_code, 1);
     else
@@ -599,6 +602,7 @@ int server_start(const server_config *cfg, server **out, char *err, size_t errle
     api_config ac = cfg->api;
     ac.metrics = s->metrics;
     ac.workers = cfg->api.workers + cfg->threads; /* workers' slots, then connection threads' */
+    ac.batching.wait_slots = cfg->api.workers;    /* connection threads never wait in a batch */
     if (api_new(&ac, &s->api, err, errlen) != 0) {
         if (errlen && !err[0]) snprintf(err, errlen, "cannot open registry '%s'", cfg->api.registry);
         goto fail;
@@ -616,10 +620,10 @@ int server_start(const server_config *cfg, server **out, char *err, size_t errle
     bool v6 = strchr(cfg->host, ':') != NULL;
     log_line(s,
              "moda-server listening on http://%s%s%s:%d (device %s, threads %d, workers %d, queue %d, registry %s, "
-             "cache %s, body limit %s, timeout %d s, drain %d s)",
+             "cache %s, body limit %s, timeout %d s, drain %d s, batch max %d delay %d us)",
              v6 ? "[" : "", cfg->host, v6 ? "]" : "", s->port, api_device(s->api), cfg->threads, cfg->api.workers,
-             cfg->queue_max,
-             cfg->api.registry, cache, body, cfg->conn_timeout_s, cfg->drain_seconds);
+             cfg->queue_max, cfg->api.registry, cache, body, cfg->conn_timeout_s, cfg->drain_seconds,
+             cfg->api.batching.max_batch, cfg->api.batching.max_delay_us);
     *out = s;
     return 0;
 fail:

@@ -81,8 +81,11 @@ echo "moda-server ready at $base"
 #    Bounded: at most 50 generated cases per operation plus the coverage
 #    phase's boundary cases; fixed seed. schemathesis.toml lists the
 #    refusals no schema can state (a model's classes and input size).
+#    use_after_free is left out: DELETE /v1/jobs/{job} cancels a job, which
+#    stays readable (state "cancelled") by design.
 (cd "$work" && "$venv/bin/schemathesis" --config-file "$root/tests/api_conformance/schemathesis.toml" \
-  run "$root/openapi.yaml" --url "$base" --checks all --phases examples,coverage,fuzzing,stateful \
+  run "$root/openapi.yaml" --url "$base" --checks all --exclude-checks use_after_free \
+  --phases examples,coverage,fuzzing,stateful \
   --max-examples 50 --seed 1 --workers 1 \
   --generation-database none --request-timeout 30 --no-color) || fail "schemathesis found non-conforming responses"
 

@@ -197,6 +197,57 @@ def main():
     for name, probs in results.items():
         check(np.allclose(probs, ref, atol=TOL), "%s %s != %s %s" % (name, probs, ref_name, ref))
     print("triton_check: %d inference paths agree: %s" % (len(results), np.array2string(ref, precision=6)))
+    check_extensions(client, inp)
+
+
+def check_extensions(client, inp):
+    """Triton's model_configuration, statistics and model_repository
+    extensions through tritonclient's own calls."""
+    ext = client.get_server_metadata()["extensions"]
+    for name in ("model_configuration", "statistics", "model_repository"):
+        check(name in ext, "extension %s not listed: %r" % (name, ext))
+
+    cfg = client.get_model_config(COMPOSED)
+    check(cfg["name"] == COMPOSED and cfg["max_batch_size"] > 0, "config %r" % cfg)
+    check(cfg["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [1, inp["height"], inp["width"]]}],
+          "config input %r" % cfg["input"])
+    check([(o["name"], o["data_type"], o["dims"]) for o in cfg["output"]]
+          == [("probabilities", "TYPE_FP32", [3]), ("logits", "TYPE_FP32", [3]), ("class_index", "TYPE_INT32", [1])],
+          "config outputs %r" % cfg["output"])
+    check(client.get_model_config(COMPOSED, model_version="1") == cfg, "versions/1 config differs")
+
+    # The inferences above on COMPOSED show in its statistics.
+    stats = client.get_inference_statistics(COMPOSED)["model_stats"]
+    check(len(stats) == 1 and stats[0]["name"] == COMPOSED and stats[0]["version"] == "1", "stats %r" % stats)
+    s = stats[0]
+    check(s["inference_count"] >= 4 and s["execution_count"] >= 4, "stats counts %r" % s)
+    check(s["inference_stats"]["success"]["count"] >= 4 and s["inference_stats"]["success"]["ns"] > 0,
+          "stats success %r" % s["inference_stats"])
+    check(s["inference_stats"]["compute_infer"]["ns"] > 0, "stats compute_infer %r" % s["inference_stats"])
+    every = client.get_inference_statistics()["model_stats"]
+    names = [m["name"] for m in every]
+    check(MODEL in names and COMPOSED in names, "all stats list %r" % names)
+
+    # Load composes and pins; the index lists it; unload drops it.
+    loaded = MODEL + "~1-4~0.8"
+    index = client.get_model_repository_index()
+    check({"name": MODEL, "version": "1", "state": "READY"} in index, "index %r" % index)
+    check(not any(m["name"] == loaded for m in index), "%s listed before load: %r" % (loaded, index))
+    client.load_model(loaded)
+    check(client.is_model_ready(loaded), "is_model_ready after load")
+    index = client.get_model_repository_index()
+    check({"name": loaded, "version": "1", "state": "READY"} in index, "index after load %r" % index)
+    check(client.get_model_config(loaded)["output"][0]["dims"] == [2], "loaded model's config")
+    client.unload_model(loaded)
+    index = client.get_model_repository_index()
+    check(not any(m["name"] == loaded for m in index), "%s listed after unload: %r" % (loaded, index))
+    for call in (lambda: client.load_model("no-such-model"), lambda: client.unload_model(MODEL)):
+        try:
+            call()
+            fail("a bad load or unload succeeded")
+        except InferenceServerException:
+            pass
+    print("triton_check: model_configuration, statistics and model_repository pass")
 
 
 if __name__ == "__main__":
