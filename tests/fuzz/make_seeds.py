@@ -62,6 +62,17 @@ def v1_binary():
           read("examples", "ankle-boot.jpg"))
 
 
+def json_fast():
+    # First byte: bit 0 JSON_REJECT_DUPLICATES, bit 1 JSON_DECODE_ANY.
+    write("json_fast", "infer-body", b"\x01" + read("examples", "infer-ankle-boot.json"))
+    write("json_fast", "numbers", b"\x00" + json.dumps(
+        [0, -0, 1.5, -2.25e-3, 1e308, 4.9e-324, 123456789012345678, 0.1, 3.4028234663852886e38,
+         18446744073709551615, 1.00000000000000011102230246251565404236316680908203125]).encode())
+    write("json_fast", "nested", b"\x01" + json.dumps(
+        {"a": {"b": [True, False, None, "x\ty\"z"]}, "c": "\u00e9", "d": [[[]]], "e": {}}).encode())
+    write("json_fast", "scalar", b"\x02-12.5e+7")
+
+
 def v2_infer():
     # First byte: bit 0 binary (then the header text's length and text), bit 1 the composed model.
     u8 = read("examples", "ankle-boot.u8")
@@ -152,6 +163,7 @@ def idx():
 if __name__ == "__main__":
     v1_json()
     v1_binary()
+    json_fast()
     v2_infer()
     ids()
     registry()
