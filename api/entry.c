@@ -12,7 +12,9 @@ api_entry *entry_new(const api_model *parent, const int *classes, int n, float t
     e->classes = malloc((size_t)n * sizeof(int));
     e->names = malloc((size_t)n * sizeof(char *));
     e->exec = calloc((size_t)workers, sizeof(graph *));
-    if (!e->classes || !e->names || !e->exec || !api_id_format(e->id, sizeof e->id, parent->rm.name, classes, n, tau)) {
+    e->plans = calloc((size_t)workers, sizeof(frozen *));
+    e->unfrozen = calloc((size_t)workers, sizeof(bool));
+    if (!e->classes || !e->names || !e->exec || !e->plans || !e->unfrozen || !api_id_format(e->id, sizeof e->id, parent->rm.name, classes, n, tau)) {
         entry_free(e);
         return NULL;
     }
@@ -68,6 +70,9 @@ void entry_free(api_entry *e) {
     if (!e) return;
     for (int w = 0; e->exec && w < e->workers; w++) graph_free(e->exec[w]);
     free(e->exec);
+    for (int w = 0; e->plans && w < e->workers; w++) frozen_free(e->plans[w]);
+    free(e->plans);
+    free(e->unfrozen);
     if (e->owns_graph) graph_free(e->g);
     free(e->classes);
     free(e->names);

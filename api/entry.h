@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "api_internal.h"
+#include "frozen.h"
 #include "model_store.h"
 
 struct api_entry {
@@ -18,6 +19,8 @@ struct api_entry {
     const char **names;      /* (K') the parent's names (not owned); the array is owned */
     int workers;
     graph **exec;            /* (workers) per-worker inference handles on g, created lazily; owned */
+    frozen **plans;          /* (workers) per-worker frozen plans of g, created lazily; owned */
+    bool *unfrozen;          /* (workers) no plan (backend or network): the worker runs exec */
     double compose_ms;       /* time the composition took */
 
     /* Cache state, guarded by the cache's lock. */

@@ -1,5 +1,6 @@
-/* Inference on a pinned entry: each worker runs its own handle on the
- * entry's weights (a graph is single-threaded), created on first use. */
+/* Inference on a pinned entry: each worker runs its own frozen plan of the
+ * entry's network, or where the backend has none (CUDA) its own handle on
+ * the entry's weights (a graph is single-threaded), created on first use. */
 #include <math.h>
 #include <stdlib.h>
 #include <time.h>
@@ -32,6 +33,36 @@ static graph *worker_handle(api *a, int worker, api_entry *e, int need) {
     return h;
 }
 
+/* This worker's frozen plan of e (engine/frozen.h), made on first use for
+ * passes of up to a->chunk samples; NULL where the backend or the network
+ * has none, and the worker runs its graph handle instead. The plan's bytes
+ * (weights, and the buffers of each batch size it has built) count
+ * against the cache like a handle's activations. */
+static frozen *worker_plan(api *a, int worker, api_entry *e) {
+    if (e->plans[worker] || e->unfrozen[worker]) return e->plans[worker];
+    if (frozen_new(e->g, a->be[worker], a->chunk, &e->plans[worker]) != MODA_OK) {
+        e->unfrozen[worker] = true;
+        return NULL;
+    }
+    compose_cache_resize(a->cache, e, 0, frozen_bytes(e->plans[worker]));
+    return e->plans[worker];
+}
+
+static moda_status run_plan(api *a, api_entry *e, frozen *f, const float *x, int n, float *z, int *execs) {
+    const size_t per = (size_t)e->info.channels * e->info.height * e->info.width;
+    const int k = e->info.n_classes;
+    size_t before = frozen_bytes(f);
+    moda_status s = MODA_OK;
+    for (int off = 0; s == MODA_OK && off < n; off += a->chunk) {
+        int b = n - off < a->chunk ? n - off : a->chunk;
+        s = frozen_run(f, x + (size_t)off * per, b, z + (size_t)off * k);
+        (*execs)++;
+    }
+    size_t after = frozen_bytes(f);
+    if (after != before) compose_cache_resize(a->cache, e, before, after);
+    return s;
+}
+
 /* Softmax of each row in double: exact enough for any logit range. */
 static void softmax_rows(const float *logits, float *probs, int n, int k) {
     for (int i = 0; i < n; i++) {
@@ -49,12 +80,14 @@ int api_infer_logits(api *a, int slot, api_entry *e, const float *x, int n, floa
                      api_error *err) {
     const int k = e->info.n_classes;
     const size_t per = (size_t)e->info.channels * e->info.height * e->info.width;
-    graph *h = worker_handle(a, slot, e, n < a->chunk ? n : a->chunk);
-    if (!h) return api_error_set(err, "internal", "cannot plan %s for inference", e->id);
+    frozen *f = worker_plan(a, slot, e);
+    graph *h = f ? NULL : worker_handle(a, slot, e, n < a->chunk ? n : a->chunk);
+    if (!f && !h) return api_error_set(err, "internal", "cannot plan %s for inference", e->id);
     double t0 = now_us();
     moda_status s = MODA_OK;
     int execs = 0;
-    for (int off = 0; s == MODA_OK && off < n; off += a->chunk) {
+    if (f) s = run_plan(a, e, f, x, n, logits, &execs);
+    for (int off = 0; !f && s == MODA_OK && off < n; off += a->chunk) {
         int b = n - off < a->chunk ? n - off : a->chunk;
         s = graph_forward(h, x + (size_t)off * per, b, false);
         if (s == MODA_OK)

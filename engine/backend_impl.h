@@ -10,6 +10,23 @@
 
 #include "backend.h"
 
+struct graph;
+
+/* Frozen inference plans (engine/frozen.h), for a backend that has them:
+ * frozen.c validates arguments and dispatches here; `impl` is the
+ * backend's plan. */
+typedef struct backend_frozen_ops {
+    moda_status (*build)(moda_backend *be, const struct graph *g, int max_batch, void **impl);
+    void (*destroy)(void *impl);
+    moda_status (*prepare)(void *impl, int n);
+    moda_status (*run)(void *impl, const float *x, int n, float *logits);
+    void (*set_small_batch_threads)(void *impl, int small_n, int threads);
+    size_t (*bytes)(const void *impl);
+    int (*reorders)(const void *impl, int n);
+    int (*steps)(const void *impl, int n);
+    int (*threads)(const void *impl, int n);
+} backend_frozen_ops;
+
 struct moda_backend {
     const char *name;
     void *ctx; /* backend-private state, owned */
@@ -111,6 +128,10 @@ struct moda_backend {
     moda_status (*moda_layer)(moda_backend *be, float *gz, const float *z, int b, int c, float w_aff, float w_dis,
                               float w_com);
     moda_status (*moda_end)(moda_backend *be, double sums[3]);
+
+    /* Optional, NULL: no frozen plans (frozen_new answers
+     * MODA_ERR_UNSUPPORTED and callers run graph_forward). */
+    const backend_frozen_ops *frozen;
 };
 
 /* Make the calling thread run ops with be->threads OpenMP threads (the

@@ -68,23 +68,53 @@ fail:
     return st;
 }
 
-/* Reads exactly n payload bytes and checks that nothing follows them: extra
- * bytes mean the header's counts do not describe the file. */
-static moda_status idx_read_payload(idx_file *x, unsigned char *buf, size_t n, const char *what, char *err,
+/* Payloads are read in pieces of at most this much, into a buffer grown as
+ * they arrive: the header's counts are not trusted for an allocation, so a
+ * short file that claims billions of images costs no more than its size. */
+#define IDX_READ_STEP ((size_t)1 << 20)
+
+/* Reads exactly n payload bytes into a new buffer (*out, caller frees) and
+ * checks that nothing follows them: extra bytes mean the header's counts do
+ * not describe the file. */
+static moda_status idx_read_payload(idx_file *x, unsigned char **out, size_t n, const char *what, char *err,
                                     size_t errlen) {
-    size_t got;
-    MODA_TRY(gz_reader_read(&x->in, buf, n, &got, err, errlen));
-    if (got < n) {
-        fileio_errf(err, errlen, "%s: truncated: %zu of %zu bytes of %s", x->path, got, n, what);
-        return MODA_ERR_FORMAT;
+    *out = NULL;
+    unsigned char *buf = NULL;
+    size_t have = 0, cap = 0, got;
+    moda_status st = MODA_OK;
+    while (have < n) {
+        if (have == cap) {
+            size_t grow = cap < IDX_READ_STEP ? IDX_READ_STEP : cap; /* doubling past the first step */
+            size_t next = n - cap < grow ? n : cap + grow;
+            unsigned char *p = realloc(buf, next);
+            if (!p) {
+                fileio_errf(err, errlen, "%s: out of memory for %zu bytes of %s", x->path, n, what);
+                st = MODA_ERR_NOMEM;
+                goto fail;
+            }
+            buf = p;
+            cap = next;
+        }
+        if ((st = gz_reader_read(&x->in, buf + have, cap - have, &got, err, errlen)) != MODA_OK) goto fail;
+        if (got == 0) {
+            fileio_errf(err, errlen, "%s: truncated: %zu of %zu bytes of %s", x->path, have, n, what);
+            st = MODA_ERR_FORMAT;
+            goto fail;
+        }
+        have += got;
     }
     unsigned char extra;
-    MODA_TRY(gz_reader_read(&x->in, &extra, 1, &got, err, errlen));
+    if ((st = gz_reader_read(&x->in, &extra, 1, &got, err, errlen)) != MODA_OK) goto fail;
     if (got) {
         fileio_errf(err, errlen, "%s: unexpected data after %u %s", x->path, (unsigned)x->dims[0], what);
-        return MODA_ERR_FORMAT;
+        st = MODA_ERR_FORMAT;
+        goto fail;
     }
+    *out = buf;
     return MODA_OK;
+fail:
+    free(buf);
+    return st;
 }
 
 moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const char *labels_path,
@@ -109,15 +139,8 @@ moda_status dataset_load_idx_files(dataset *ds, const char *images_path, const c
         goto done;
     }
     const size_t npix = (size_t)n * h * w;
-    pix = malloc(npix);
-    lab = malloc(n);
-    if (!pix || !lab) {
-        fileio_errf(err, errlen, "%s: out of memory for %u images", images_path, (unsigned)n);
-        st = MODA_ERR_NOMEM;
-        goto done;
-    }
-    if ((st = idx_read_payload(&xl, lab, n, "labels", err, errlen)) != MODA_OK) goto done;
-    if ((st = idx_read_payload(&xi, pix, npix, "images", err, errlen)) != MODA_OK) goto done;
+    if ((st = idx_read_payload(&xl, &lab, n, "labels", err, errlen)) != MODA_OK) goto done;
+    if ((st = idx_read_payload(&xi, &pix, npix, "images", err, errlen)) != MODA_OK) goto done;
     /* The labels say how many classes there are; their names are digits
      * until a names file (or the kind, see dataset_load) says otherwise. */
     int max_label = 0;

@@ -8,7 +8,8 @@
 #   scripts/install-deps.sh --test    everything above, the container tools of
 #                                     the deploy tests, headless Chromium for
 #                                     the web page's test, promtool for the
-#                                     metrics' lint, and the pinned Python
+#                                     metrics' lint, clang for the fuzz
+#                                     targets, and the pinned Python
 #                                     test tools in .venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,8 @@ if [ "$mode" = test ]; then
   packages+=(chromium chromium-driver)
   # promtool, which lints /metrics (tests/metrics_promtool_test.sh).
   packages+=(prometheus)
+  # The libFuzzer targets: Debian 12's clang 14 and its fuzzer runtime.
+  packages+=(clang libclang-rt-14-dev)
 fi
 
 missing=()

@@ -4,7 +4,8 @@
 #                         (moda-server on 127.0.0.1:8080, foreground)
 #   scripts/run.sh test   install, build, and run every test, then again
 #                         under AddressSanitizer + UndefinedBehaviorSanitizer,
-#                         then the deploy checks in containers: this test
+#                         then the libFuzzer targets briefly (clang), then
+#                         the deploy checks in containers: this test
 #                         command and the demo on a fresh Debian 12 root, the
 #                         Docker image, and compose.yaml
 set -euo pipefail
@@ -45,6 +46,10 @@ test)
   # oneDNN's JIT code and OpenMP runtime are not instrumented; leak checks
   # stay on for our code.
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs")
+  # The libFuzzer targets (tests/fuzz/), built with clang, each run briefly
+  # on its seeds; bench/run_fuzz.sh runs them for long.
+  CC=clang build build-fuzz -DMODA_FUZZ=ON -DMODA_CUDA=OFF
+  (cd build-fuzz && ctest --output-on-failure -j "$jobs" -L fuzz)
   tests/containers/run.sh build
   ;;
 *)

@@ -252,6 +252,17 @@ static void test_idx_errors(void **state) {
     assert_int_equal(dataset_load_idx_files(&ds, ip, lp, NULL, err, sizeof err), MODA_ERR_FORMAT);
     assert_err_mentions(err, "train-labels-idx1-ubyte.gz: truncated");
 
+    /* Counts far beyond the file: a plain truncation, not an attempt to
+     * allocate what the header claims (2^31 - 1 images of 4096 x 4096). */
+    uint32_t dhuge[3] = {0x7fffffffu, 4096, 4096}, lhuge[1] = {0x7fffffffu};
+    write_idx(ip, 0, 0x803, dhuge, 3, pix, sizeof pix);
+    write_idx(lp, 0, 0x801, lhuge, 1, lab, 4);
+    assert_int_equal(dataset_load_idx_files(&ds, ip, lp, NULL, err, sizeof err), MODA_ERR_FORMAT);
+    assert_err_mentions(err, "train-labels-idx1-ubyte.gz: truncated: 4 of 2147483647 bytes of labels");
+    assert_null(ds.images);
+    write_idx(ip, 1, 0x803, di, 3, pix, sizeof pix);
+    write_idx(lp, 1, 0x801, dl, 1, lab, 4);
+
     /* Trailing bytes: the header's count does not describe the file. */
     write_idx(lp, 1, 0x801, dl, 1, (const unsigned char *)"\0\1\2\3\4", 5);
     assert_int_equal(dataset_load_idx_files(&ds, ip, lp, NULL, err, sizeof err), MODA_ERR_FORMAT);

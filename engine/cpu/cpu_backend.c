@@ -151,7 +151,14 @@ moda_backend *backend_cpu_new(void) {
         .softmax_ce_fwd = cpu_softmax_ce_fwd,
         .softmax_ce_bwd = cpu_softmax_ce_bwd,
         .sgd_update = cpu_sgd_update,
+        .frozen = &cpu_frozen_ops,
     };
+    /* Every primitive the backend builds is kept where it is used (the
+     * conv cache above, frozen plans), so oneDNN's process-wide primitive
+     * cache would only hold second references to them, and keep the
+     * primitives (JIT code included) of plans already freed: a server
+     * composing models on demand grew by its 1024 entries. Off. */
+    dnnl_set_primitive_cache_capacity(0);
     if (dnnl_engine_create(&c->engine, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags) != dnnl_success) {
         cpu_destroy(be);

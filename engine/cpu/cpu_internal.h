@@ -51,6 +51,9 @@ size_t cpu_pd_scratch_bytes(const_dnnl_primitive_desc_t pd);
         if ((call) != dnnl_success) return MODA_ERR_BACKEND;                  \
     } while (0)
 
+/* Frozen inference plans (cpu_frozen.c). */
+extern const backend_frozen_ops cpu_frozen_ops;
+
 /* Per-op implementations (engine/cpu/cpu_<op>.c). */
 moda_status cpu_conv2d_fwd(moda_backend *be, tensor *y, const tensor *x, const tensor *w, const tensor *b,
                            const conv2d_params *p);
