@@ -66,6 +66,13 @@ static moda_status parse_info(json_t *root, model_info *mi, const char *path, ch
     json_t *splits = json_object_get(d, "splits"); /* absent from older checkpoints */
     if (splits && !dataset_record_splits_parse(splits, &mi->data, why, sizeof why))
         return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: \"data.splits\" %s", path, why);
+    json_t *sel = json_object_get(d, "selection"); /* only a model trained on a class selection has one */
+    mi->selection.mix = -1;
+    if (sel && !dataset_selection_parse(sel, &mi->selection, why, sizeof why))
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: \"data.selection\" %s", path, why);
+    if (mi->selection.present && dataset_selection_classes(&mi->selection) != mi->model.num_classes)
+        return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: its class selection gives %d classes, the model has %d",
+                           path, dataset_selection_classes(&mi->selection), mi->model.num_classes);
     json_t *pad = json_object_get(d, "pad"), *mean = json_object_get(d, "mean"), *std = json_object_get(d, "std"),
            *names = json_object_get(d, "class_names");
     mi->channels = mi->model.in_channels;

@@ -2,9 +2,8 @@
 
 #include "fileio.h"
 
-moda_status data_load_split(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
-                             dataset_split split, int subset, const model_info *mi, dataset_record *rec, char *err,
-                             size_t errlen) {
+moda_status data_load_raw(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
+                          dataset_split split, const model_info *mi, dataset_record *rec, char *err, size_t errlen) {
     if (!ds || !lo) return MODA_ERR_NULL;
     dataset_load_options o = *lo;
     o.names_path = NULL; /* applied after the fingerprint */
@@ -14,10 +13,14 @@ moda_status data_load_split(dataset *ds, const char *kind, const char *dir, cons
      * not change it. */
     moda_status s = rec ? dataset_record_split(rec, split, ds) : MODA_OK;
     if (s == MODA_OK && lo->names_path) s = dataset_apply_names_file(ds, lo->names_path, err, errlen);
-    if (s != MODA_OK) {
-        dataset_free(ds);
-        return s;
-    }
+    if (s != MODA_OK) dataset_free(ds);
+    return s;
+}
+
+moda_status data_load_split(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
+                            dataset_split split, int subset, const model_info *mi, dataset_record *rec, char *err,
+                            size_t errlen) {
+    MODA_TRY(data_load_raw(ds, kind, dir, lo, split, mi, rec, err, errlen));
     return data_prepare_split(ds, lo->image_size, subset, mi, err, errlen);
 }
 

@@ -27,4 +27,10 @@ moda_status data_load_split(dataset *ds, const char *kind, const char *dir, cons
                             dataset_split split, int subset, const model_info *mi, dataset_record *rec, char *err,
                             size_t errlen);
 
+/* The first half of data_load_split, for a caller that acts on the split
+ * before it is prepared (a class selection): loaded, fingerprinted into
+ * rec and named, not prepared. */
+moda_status data_load_raw(dataset *ds, const char *kind, const char *dir, const dataset_load_options *lo,
+                          dataset_split split, const model_info *mi, dataset_record *rec, char *err, size_t errlen);
+
 #endif

@@ -60,5 +60,10 @@ moda_status model_data_load(dataset *ds, const model_data_options *o, const char
                             dataset_split split, int subset, char *err, size_t errlen) {
     char where[DATASET_LOCATION_LEN + 64];
     MODA_TRY(model_data_read(ds, o, name, mi, split, where, sizeof where, err, errlen));
+    moda_status s = dataset_select(ds, &mi->selection, split, err, errlen);
+    if (s != MODA_OK) {
+        dataset_free(ds);
+        return s;
+    }
     return data_prepare_split(ds, mi->model.input_size, subset, mi, err, errlen);
 }

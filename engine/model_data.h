@@ -35,7 +35,8 @@ moda_status model_data_read(dataset *raw, const model_data_options *o, const cha
 moda_status model_data_verify(const dataset *raw, const char *where, const model_data_options *o, const char *name,
                               const model_info *mi, dataset_split split, char *err, size_t errlen);
 
-/* model_data_read, then train_prepare_split: ready for the model. */
+/* model_data_read, then the model's class selection (dataset_select),
+ * then data_prepare_split: ready for the model. */
 moda_status model_data_load(dataset *ds, const model_data_options *o, const char *name, const model_info *mi,
                             dataset_split split, int subset, char *err, size_t errlen);
 

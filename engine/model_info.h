@@ -7,6 +7,7 @@
 
 #include "dataset.h"
 #include "dataset_record.h"
+#include "dataset_select.h"
 #include "models.h"
 #include "status.h"
 
@@ -14,6 +15,7 @@ typedef struct model_info {
     model_config model;
     char dataset[64];  /* the dataset's kind, e.g. "fashion-mnist" */
     dataset_record data; /* where it was and what it held (data.present: recorded) */
+    dataset_selection selection; /* the classes of it trained on (selection.present: a subset) */
     int pad;           /* zero border added to each side of the raw images */
     int channels;      /* = model.in_channels */
     float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];

@@ -120,7 +120,7 @@ moda_status registry_training_config(const char *train_json, json_t **out, char 
          * the training data and how far training went. */
         cfg = json_deep_copy(train);
         json_t *data = json_object_get(root, "data");
-        const char *keys[] = {"dataset", "subset", "augment"};
+        const char *keys[] = {"dataset", "subset", "augment", "selection"};
         for (size_t i = 0; cfg && i < sizeof keys / sizeof keys[0]; i++) {
             json_t *v = json_object_get(data, keys[i]);
             if (v) json_object_set_new(cfg, keys[i], json_deep_copy(v));
@@ -209,6 +209,13 @@ char *registry_manifest_dump(const char *name, const graph *g, const model_info 
     if (mi->data.present) {
         data = json_pack("{ss,ss,so}", "kind", mi->dataset, "location", mi->data.location, "splits",
                          dataset_record_splits_json(&mi->data));
+        /* The classes of the data it was trained on, relabelled: only a
+         * model trained on a class selection has one. */
+        if (data && mi->selection.present &&
+            json_object_set_new(data, "selection", dataset_selection_json(&mi->selection)) != 0) {
+            json_decref(data);
+            data = NULL;
+        }
         if (!data) {
             fileio_errf(err, errlen, "cannot encode the manifest's dataset record");
             json_decref(classes);
@@ -342,6 +349,15 @@ static void parse_dataset(jcheck *c, json_t *root, model_info *mi) {
         return;
     }
     snprintf(mi->data.location, sizeof mi->data.location, "%s", location);
+    json_t *sel = json_object_get(d, "selection");
+    if (sel && !dataset_selection_parse(sel, &mi->selection, why, sizeof why)) {
+        jc_fail(c, MODA_ERR_FORMAT, "\"dataset.selection\" %s", why);
+        return;
+    }
+    /* A composed model keeps its parent's selection: its origin names which of those classes it has. */
+    if (sel && !json_object_get(root, "origin") && dataset_selection_classes(&mi->selection) != mi->model.num_classes)
+        jc_fail(c, MODA_ERR_FORMAT, "\"dataset.selection\" gives %d classes, the model has %d",
+                dataset_selection_classes(&mi->selection), mi->model.num_classes);
 }
 
 static void parse_classes(jcheck *c, json_t *root, model_info *mi) {

@@ -86,6 +86,7 @@ static moda_status load_split(run *r, graph *weak, graph *module, int t, dataset
     char where[DATASET_LOCATION_LEN + 64], why[400];
     moda_status st = model_data_read(&dw, &rq->data, w->name, wi, which, where, sizeof where, err, errlen);
     if (st == MODA_OK) st = model_data_verify(&dw, where, &rq->data, s->name, si, which, err, errlen);
+    if (st == MODA_OK) st = dataset_select(&dw, &wi->selection, which, err, errlen); /* W's classes, relabelled */
     bool own = st == MODA_OK && !model_info_same_input(wi, si, why, sizeof why);
     if (own && (st = dataset_copy(&ds, &dw)) == MODA_OK)
         st = data_prepare_split(&ds, si->model.input_size, 0, si, err, errlen);
@@ -259,6 +260,7 @@ moda_status replace_run(const replace_request *rq, replace_result *res, char *er
         res->k = k;
         res->train_n = train.n;
         res->test_n = test.n;
+        for (int i = 0; i < test.n; i++) res->test_class_n += test.labels[i] == t;
         accuracy(test.weak, &test, k, t, &res->acc[REPLACE_WEAK][0], &res->acc[REPLACE_WEAK][1]);
         accuracy(test.patched, &test, k, t, &res->acc[REPLACE_PATCHED][0], &res->acc[REPLACE_PATCHED][1]);
         st = baseline(&train, &test, k, t, &res->acc[REPLACE_BASELINE][0], &res->acc[REPLACE_BASELINE][1]);

@@ -67,6 +67,7 @@ typedef struct replace_request {
 
 typedef struct replace_result {
     int cls, strong_cls, k, train_n, test_n;
+    int test_class_n;             /* test samples of the class */
     char class_name[128];
     double module_params;         /* the module's share of the strong model's parameters */
     double acc[REPLACE_ROWS][2];  /* % of the test set, and of its samples of the class */

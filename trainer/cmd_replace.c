@@ -1,5 +1,6 @@
 #include "cmd_replace.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +82,45 @@ static void print_result(const replace_options *o, const replace_result *r) {
     printf("\nfinal training loss: calibrated %.4f, patched and calibrated %.4f\n", r->loss[0], r->loss[1]);
 }
 
+/* Accuracy over the test samples of the other classes, from the overall
+ * and the class's accuracy (both in %). */
+static double other_accuracy(const replace_result *r, const double acc[2]) {
+    int others = r->test_n - r->test_class_n;
+    return others > 0 ? (acc[0] * r->test_n - acc[1] * r->test_class_n) / others : 0;
+}
+
+/* The result as one JSON object on stdout, for scripts. */
+static int print_json(const replace_options *o, const replace_result *r) {
+    static const char *const keys[REPLACE_ROWS] = {"weak", "patched", "weak_calibrated", "patched_calibrated",
+                                                   "baseline"};
+    json_t *rows = json_object();
+    for (int i = 0; rows && i < REPLACE_ROWS; i++)
+        json_object_set_new(rows, keys[i],
+                            json_pack("{sf,sf,sf}", "accuracy", r->acc[i][0], "class_accuracy", r->acc[i][1],
+                                      "other_accuracy", other_accuracy(r, r->acc[i])));
+    json_t *root = json_pack(
+        "{ss,ss,s{ss,si,si},sf,sf,s{si,ss,sf,si,sI},s{si,si,si},si,so,s{sf,sf}}", "weak", o->weak, "strong",
+        o->strong, "class", "name", r->class_name, "weak_index", r->cls, "strong_index", r->strong_cls, "tau",
+        (double)o->tau, "module_params", r->module_params, "calibration", "epochs", o->calib.epochs, "optimizer",
+        o->calib.optimizer == CALIBRATION_SGD ? "sgd" : "adam", "lr", (double)o->calib.lr, "batch_size",
+        o->calib.batch, "seed", (json_int_t)o->calib.seed, "samples", "train", r->train_n, "test", r->test_n,
+        "test_class", r->test_class_n, "k", r->k, "accuracy", rows, "final_loss", "weak_calibrated", r->loss[0],
+        "patched_calibrated", r->loss[1]);
+    if (root && o->save) json_object_set_new(root, "saved", json_string(o->save)); /* the patched model's name */
+    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(8)) : NULL;
+    json_decref(root);
+    if (!text) {
+        fprintf(stderr, "moda replace: cannot encode the result as JSON\n");
+        return 1;
+    }
+    printf("%s\n", text);
+    free(text);
+    return 0;
+}
+
 int cmd_replace(int argc, char **argv) {
     replace_options o = {.tau = DECOMPOSE_DEFAULT_TAU, .calib = calibration_options_default()};
-    bool help = false;
+    bool help = false, json = false;
     const char *optimizer = "adam";
     const arg_spec specs[] = {
         {"registry", ARG_STRING, &o.reg, "DIR|URL", "module registry holding both models"},
@@ -100,6 +137,8 @@ int cmd_replace(int argc, char **argv) {
         {"data-dir", ARG_STRING, &o.data_dir, "DIR", "dataset directory (default: the weak model's recorded one)"},
         {"dataset", ARG_STRING, &o.dataset, "D", "the dataset's kind; must be the one trained on (default: it)"},
         {"save", ARG_STRING, &o.save, "NAME", "store the patched model in the registry under NAME"},
+        {"json", ARG_BOOL, &json, NULL, "print the result as JSON: every row's accuracy overall, on the class and "
+                                        "on the other classes"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
     bool ok = args_parse(argc, argv, 2, specs, n, NULL, 0, NULL, &help);
@@ -133,8 +172,15 @@ int cmd_replace(int argc, char **argv) {
         fprintf(stderr, "moda replace: %s\n", err[0] ? err : moda_status_string(st));
         return st == MODA_ERR_ARG ? EXIT_USAGE : 1;
     }
-    print_result(&o, &r);
-    if (o.save) printf("\nsaved as %s in %s (serve it, or 'moda eval --registry %s --model %s')\n", o.save, o.reg, o.reg, o.save);
+    int rc = 0;
+    if (json) {
+        rc = print_json(&o, &r);
+    } else {
+        print_result(&o, &r);
+        if (o.save)
+            printf("\nsaved as %s in %s (serve it, or 'moda eval --registry %s --model %s')\n", o.save, o.reg,
+                   o.reg, o.save);
+    }
     replace_result_free(&r);
-    return 0;
+    return rc;
 }

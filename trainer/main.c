@@ -55,6 +55,12 @@ static int cmd_train(int argc, char **argv) {
         {"weight-decay", ARG_FLOAT, &o.weight_decay, "WD", "weight decay (0)"},
         {"seed", ARG_U64, &o.seed, "N", "seed for initialisation, order and augmentation (0)"},
         {"subset", ARG_INT, &o.subset, "N", "use the first N training samples of each class"},
+        {"classes", ARG_STRING, &o.classes, "LIST", "train on these classes only (names or indices, comma-separated), "
+                                                    "relabelled 0.. in the order given (default: all)"},
+        {"mix-class", ARG_STRING, &o.mix_class, "C", "with --classes: add class C as the last label, keeping only "
+                                                    "--mix-fraction of its training images (all of its test images)"},
+        {"mix-fraction", ARG_FLOAT, &o.mix_fraction, "F", "share of --mix-class's training images kept, in (0, 1], "
+                                                         "drawn with --seed (0.1)"},
         {"no-augment", ARG_BOOL, &no_augment, NULL, "no random crop and flip"},
         {"moda", ARG_BOOL, &moda, NULL, "modular training: alpha 1, beta 1, gamma 0.3"},
         {"alpha", ARG_FLOAT, &alpha, "A", "weight of intra-class affinity (0; 1 with --moda)"},
@@ -62,6 +68,7 @@ static int cmd_train(int argc, char **argv) {
         {"gamma", ARG_FLOAT, &gamma, "G", "weight of compactness (0; 0.3 with --moda)"},
         {"out", ARG_STRING, &o.out_dir, "DIR", "output directory (runs/default)"},
         {"resume", ARG_BOOL, &o.resume, NULL, "continue the run in --out from its last checkpoint"},
+        {"stop-after", ARG_INT, &o.stop_after, "N", "stop after N epochs of this run, to --resume later (0: never)"},
         {"device", ARG_STRING, &o.device, "D", "cpu | cuda | auto: cuda where a GPU is present (cpu)"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
@@ -72,9 +79,19 @@ static int cmd_train(int argc, char **argv) {
                    "split after every epoch, and writes DIR/checkpoint.safetensors (atomically, each\n"
                    "epoch), DIR/metrics.csv and DIR/curves.svg. With --resume the run's settings\n"
                    "come from the checkpoint; --data-dir (data that moved) and --device may be given\n"
-                   "anew.\n\noptions:\n");
+                   "anew.\n\n"
+                   "--classes selects and relabels classes: the model's classes are the listed\n"
+                   "classes' names, in order, then --mix-class's. Of the mixed class only the share\n"
+                   "--mix-fraction of its training images is kept (a draw fixed by --seed and the\n"
+                   "class); its test images are all kept. The selection is recorded with the model,\n"
+                   "and every command that reads the model's data (eval, decompose, compose --save,\n"
+                   "eval-reuse, replace) derives the same subset again.\n\noptions:\n");
         args_print_options(f, specs, n);
         return help ? 0 : EXIT_USAGE;
+    }
+    if (o.stop_after < 0) {
+        fprintf(stderr, "moda train: --stop-after must be >= 0\n");
+        return EXIT_USAGE;
     }
     o.augment = !no_augment;
     o.alpha = !isnan(alpha) ? alpha : moda ? 1.0f : 0.0f;

@@ -1,6 +1,7 @@
 #include "train.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,6 +32,7 @@ train_options train_options_default(void) {
         .augment = true,
         .out_dir = "runs/default",
         .device = "cpu",
+        .mix_fraction = NAN,
     };
 }
 
@@ -67,7 +69,10 @@ static char *build_meta(const train_options *o, const model_info *mi, int epochs
         "epochs_done", epochs_done, "history", hist);
     json_t *splits = root && mi->data.present ? dataset_record_splits_json(&mi->data) : NULL;
     if (splits) json_object_set_new(json_object_get(root, "data"), "splits", splits);
-    char *s = root && (splits || !mi->data.present) ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_t *sel = root && mi->selection.present ? dataset_selection_json(&mi->selection) : NULL;
+    if (sel) json_object_set_new(json_object_get(root, "data"), "selection", sel);
+    bool complete = root && (splits || !mi->data.present) && (sel || !mi->selection.present);
+    char *s = complete ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return s;
 }
@@ -343,8 +348,22 @@ static dataset_load_options load_options(const run *r) {
  * on the same data (its normalisation), a fresh one is built for it. */
 static moda_status load_training_data(run *r, char *err, size_t errlen) {
     const dataset_load_options lo = load_options(r);
-    MODA_TRY(data_load_split(&r->train, r->o.dataset, r->o.data_dir, &lo, DATASET_TRAIN, r->o.subset, NULL, &r->read,
-                              err, errlen));
+    MODA_TRY(data_load_raw(&r->train, r->o.dataset, r->o.data_dir, &lo, DATASET_TRAIN, NULL, &r->read, err, errlen));
+    /* A fresh run resolves its class selection against the data's names;
+     * a resumed one keeps the checkpoint's. */
+    dataset_selection *sel = r->mi ? &r->mi->selection : &r->info.selection;
+    moda_status s = r->mi ? MODA_OK
+                          : dataset_selection_resolve(sel, r->o.classes, r->o.mix_class,
+                                                      isnan(r->o.mix_fraction) ? DATASET_MIX_FRACTION_DEFAULT
+                                                                               : r->o.mix_fraction,
+                                                      !isnan(r->o.mix_fraction), r->o.seed, r->train.class_names,
+                                                      r->train.num_classes, err, errlen);
+    if (s == MODA_OK) s = dataset_select(&r->train, sel, DATASET_TRAIN, err, errlen);
+    if (s != MODA_OK) {
+        dataset_free(&r->train);
+        return s;
+    }
+    MODA_TRY(data_prepare_split(&r->train, r->o.input_size, r->o.subset, NULL, err, errlen));
     if (!r->mi) return build_model(r, err, errlen);
     if (r->mi->data.present) return MODA_OK; /* settle_record checks the fingerprints */
     for (int c = 0; c < r->train.c; c++)
@@ -376,8 +395,13 @@ static moda_status settle_record(run *r, char *err, size_t errlen) {
  * for a batch, the MODA loss and the batch buffers. */
 static moda_status prepare_training(const train_options *cli, run *r, char *err, size_t errlen) {
     const dataset_load_options lo = load_options(r);
-    MODA_TRY(data_load_split(&r->test, r->o.dataset, r->o.data_dir, &lo, DATASET_TEST, 0, r->mi, &r->read, err,
-                              errlen));
+    MODA_TRY(data_load_raw(&r->test, r->o.dataset, r->o.data_dir, &lo, DATASET_TEST, r->mi, &r->read, err, errlen));
+    moda_status s = dataset_select(&r->test, &r->mi->selection, DATASET_TEST, err, errlen);
+    if (s != MODA_OK) {
+        dataset_free(&r->test);
+        return s;
+    }
+    MODA_TRY(data_prepare_split(&r->test, r->o.input_size, 0, r->mi, err, errlen));
     if (r->test.num_classes != r->train.num_classes)
         return fileio_fail(err, errlen, MODA_ERR_FORMAT, "%s: %d classes, the training set has %d", r->test.source,
                            r->test.num_classes, r->train.num_classes);

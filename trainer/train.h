@@ -28,6 +28,9 @@ typedef struct train_options {
     bool nesterov;
     uint64_t seed;
     int subset;           /* samples per class, 0 = all */
+    const char *classes;  /* class selection (dataset_select.h): "a,b,..." names or indices, or NULL: all */
+    const char *mix_class; /* appended as the last label with only mix_fraction of its training images; or NULL */
+    float mix_fraction;   /* NaN: not given (DATASET_MIX_FRACTION_DEFAULT) */
     bool augment;         /* random crop (pad 4) + horizontal flip */
     float alpha, beta, gamma; /* MODA loss weights; all 0 = standard training */
     const char *out_dir;  /* checkpoint.safetensors, metrics.csv, curves.svg */
