@@ -246,9 +246,11 @@ moda_status replace_run(const replace_request *rq, replace_result *res, char *er
             snprintf(err, errlen, "composing %s's module for class %d: %s", s->name, ts, moda_status_string(st));
     }
     if (st == MODA_OK) {
-        /* Both splits' sizes for the progress total: W's records, else the
-         * count becomes known split by split. */
-        r.p.total = 2L * (w->info.data.split[DATASET_TRAIN].samples + w->info.data.split[DATASET_TEST].samples);
+        /* Both splits' sizes for the progress total: W's records (which
+         * count the splits before a class selection, so not with one),
+         * else the count becomes known split by split. */
+        if (!w->info.selection.present)
+            r.p.total = 2L * (w->info.data.split[DATASET_TRAIN].samples + w->info.data.split[DATASET_TEST].samples);
         st = load_split(&r, weak, module, t, DATASET_TRAIN, &train, err, errlen);
     }
     if (st == MODA_OK) st = load_split(&r, weak, module, t, DATASET_TEST, &test, err, errlen);
