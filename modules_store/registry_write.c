@@ -313,6 +313,53 @@ static moda_status check_inputs(const char *name, const graph *g, const model_in
     return s == MODA_OK ? s : MODA_ERR_ARG;
 }
 
+/* What a model's manifest is made of, besides its files. */
+typedef struct manifest_parts {
+    const graph *g;
+    const model_info *mi;
+    const registry_origin *origin; /* composed models */
+    json_t *patched;               /* patched models */
+    json_t *training;
+    double test_acc;
+    const module_stats *st;        /* NULL for a patched model */
+} manifest_parts;
+
+/* Write one version of model `name` and commit it: under the registry's
+ * lock, each image (NULL: none) as its file kind, compressed, under a
+ * name the committed version does not use, then the manifest, then the
+ * index (the commit), then the replaced version's files go. */
+static moda_status commit_version(const char *root, const char *name, uint8_t *const image[REGISTRY_N_FILES],
+                                  const size_t len[REGISTRY_N_FILES], const manifest_parts *m, char *err,
+                                  size_t errlen) {
+    static const char *const fixed[REGISTRY_N_FILES] = {REGISTRY_WEIGHTS_FILE, REGISTRY_RATES_FILE,
+                                                       REGISTRY_CALIBRATION_FILE};
+    char dir[PATH_LEN];
+    registry_file_info files[REGISTRY_N_FILES];
+    memset(files, 0, sizeof files);
+    if (!registry_path(dir, sizeof dir, root, name, NULL))
+        return fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", root);
+    moda_status s = fileio_mkdir_p(root, err, errlen);
+    int lock = -1;
+    if (s == MODA_OK && (lock = lock_registry(root, err, errlen)) < 0) s = MODA_ERR_IO;
+    in_use old;
+    if (s == MODA_OK) committed_files(root, name, &old);
+    if (s == MODA_OK) s = fileio_mkdir_p(dir, err, errlen);
+    for (int f = 0; s == MODA_OK && f < REGISTRY_N_FILES; f++)
+        if (image[f]) s = write_compressed(dir, fixed[f], image[f], len[f], &old, &files[f], err, errlen);
+    char sha[SHA256_HEX_LEN], manifest[REGISTRY_NAME_MAX + 1];
+    if (s == MODA_OK) {
+        char *text = registry_manifest_dump(name, m->g, m->mi, m->origin, m->patched, m->training, m->test_acc, m->st,
+                                            files, err, errlen);
+        if (!text) s = MODA_ERR_ARG;
+        else s = write_manifest(dir, text, &old, manifest, sha, err, errlen);
+        free(text);
+    }
+    if (s == MODA_OK) s = update_index(root, name, manifest, sha, err, errlen); /* the commit */
+    if (s == MODA_OK) remove_stale_versions(dir, manifest, files);
+    if (lock >= 0) close(lock); /* releases the lock */
+    return s;
+}
+
 /* A trained model when origin is NULL, else a composed one. */
 static moda_status write_model(const char *root, const char *name, const graph *g, const model_info *mi,
                                const registry_origin *origin, const char *train_json, double test_acc,
@@ -324,47 +371,19 @@ static moda_status write_model(const char *root, const char *name, const graph *
     json_t *training = NULL;
     MODA_TRY(registry_training_config(train_json, &training, err, errlen));
 
-    char dir[PATH_LEN];
-    registry_file_info files[REGISTRY_N_FILES];
-    memset(files, 0, sizeof files);
-    moda_status s = MODA_OK;
-    if (!registry_path(dir, sizeof dir, root, name, NULL)) {
-        fileio_errf(err, errlen, "%s: path too long", root);
-        s = MODA_ERR_ARG;
-    }
     /* Both images first: serialising also validates the tensors, and
      * nothing is written for a model that cannot be stored whole. */
-    uint8_t *weights = NULL, *rates_img = NULL;
-    size_t weights_len = 0, rates_len = 0;
-    if (s == MODA_OK) s = registry_weights_serialize(g, &weights, &weights_len, err, errlen);
-    if (s == MODA_OK) s = registry_rates_serialize(r, &rates_img, &rates_len, err, errlen);
-
-    if (s == MODA_OK) s = fileio_mkdir_p(root, err, errlen);
-    int lock = -1;
-    if (s == MODA_OK && (lock = lock_registry(root, err, errlen)) < 0) s = MODA_ERR_IO;
-    in_use old;
-    if (s == MODA_OK) committed_files(root, name, &old);
-    if (s == MODA_OK) s = fileio_mkdir_p(dir, err, errlen);
+    uint8_t *image[REGISTRY_N_FILES] = {NULL};
+    size_t len[REGISTRY_N_FILES] = {0};
+    moda_status s = registry_weights_serialize(g, &image[REGISTRY_FILE_WEIGHTS], &len[REGISTRY_FILE_WEIGHTS], err,
+                                               errlen);
     if (s == MODA_OK)
-        s = write_compressed(dir, REGISTRY_WEIGHTS_FILE, weights, weights_len, &old, &files[REGISTRY_FILE_WEIGHTS],
-                             err, errlen);
-    if (s == MODA_OK)
-        s = write_compressed(dir, REGISTRY_RATES_FILE, rates_img, rates_len, &old, &files[REGISTRY_FILE_RATES], err,
-                             errlen);
-    free(weights);
-    free(rates_img);
-
-    char sha[SHA256_HEX_LEN], manifest[REGISTRY_NAME_MAX + 1];
-    if (s == MODA_OK) {
-        char *text = registry_manifest_dump(name, g, mi, origin, NULL, training, test_acc, st, files, err, errlen);
-        if (!text) s = MODA_ERR_ARG;
-        else s = write_manifest(dir, text, &old, manifest, sha, err, errlen);
-        free(text);
-    }
+        s = registry_rates_serialize(r, &image[REGISTRY_FILE_RATES], &len[REGISTRY_FILE_RATES], err, errlen);
+    const manifest_parts m = {.g = g, .mi = mi, .origin = origin, .training = training, .test_acc = test_acc,
+                              .st = st};
+    if (s == MODA_OK) s = commit_version(root, name, image, len, &m, err, errlen);
+    for (int f = 0; f < REGISTRY_N_FILES; f++) free(image[f]);
     json_decref(training);
-    if (s == MODA_OK) s = update_index(root, name, manifest, sha, err, errlen); /* the commit */
-    if (s == MODA_OK) remove_stale_versions(dir, manifest, files);
-    if (lock >= 0) close(lock); /* releases the lock */
     return s;
 }
 
@@ -426,35 +445,14 @@ moda_status registry_write_patched(const char *root, const char *name, const reg
                                                 "lr", p.lr, "batch_size", p.batch_size, "seed", (json_int_t)p.seed)
                                     : NULL;
     if (s == MODA_OK && (!pj || !training)) s = fileio_fail(err, errlen, MODA_ERR_NOMEM, "out of memory");
-    uint8_t *cal = NULL;
-    size_t cal_len = 0;
-    if (s == MODA_OK) s = registry_calibration_serialize(k, w, b, &cal, &cal_len, err, errlen);
-
-    char dir[PATH_LEN];
-    registry_file_info files[REGISTRY_N_FILES];
-    memset(files, 0, sizeof files);
-    if (s == MODA_OK && !registry_path(dir, sizeof dir, root, name, NULL))
-        s = fileio_fail(err, errlen, MODA_ERR_ARG, "%s: path too long", root);
-    int lock = -1;
-    if (s == MODA_OK && (lock = lock_registry(root, err, errlen)) < 0) s = MODA_ERR_IO;
-    in_use old;
-    if (s == MODA_OK) committed_files(root, name, &old);
-    if (s == MODA_OK) s = fileio_mkdir_p(dir, err, errlen);
-    if (s == MODA_OK)
-        s = write_compressed(dir, REGISTRY_CALIBRATION_FILE, cal, cal_len, &old, &files[REGISTRY_FILE_CALIBRATION],
-                             err, errlen);
-    free(cal);
-    char sha[SHA256_HEX_LEN], manifest[REGISTRY_NAME_MAX + 1];
-    if (s == MODA_OK) {
-        const double acc = p.acc[PATCH_ACC_PATCHED_CALIBRATED][0] / 100.0;
-        char *text = registry_manifest_dump(name, g, &weak->info, NULL, pj, training, acc, NULL, files, err, errlen);
-        if (!text) s = MODA_ERR_ARG;
-        else s = write_manifest(dir, text, &old, manifest, sha, err, errlen);
-        free(text);
-    }
-    if (s == MODA_OK) s = update_index(root, name, manifest, sha, err, errlen); /* the commit */
-    if (s == MODA_OK) remove_stale_versions(dir, manifest, files);
-    if (lock >= 0) close(lock);
+    uint8_t *image[REGISTRY_N_FILES] = {NULL};
+    size_t len[REGISTRY_N_FILES] = {0};
+    const int cf = REGISTRY_FILE_CALIBRATION;
+    if (s == MODA_OK) s = registry_calibration_serialize(k, w, b, &image[cf], &len[cf], err, errlen);
+    const manifest_parts m = {.g = g, .mi = &weak->info, .patched = pj, .training = training,
+                              .test_acc = p.acc[PATCH_ACC_PATCHED_CALIBRATED][0] / 100.0};
+    if (s == MODA_OK) s = commit_version(root, name, image, len, &m, err, errlen);
+    free(image[cf]);
     json_decref(pj);
     json_decref(training);
     graph_free(g);
