@@ -40,8 +40,8 @@ if [ "$mode" = test ]; then
   packages+=(chromium chromium-driver)
   # promtool, which lints /metrics (tests/metrics_promtool_test.sh).
   packages+=(prometheus)
-  # The libFuzzer targets: Debian 12's clang 14 and its fuzzer runtime.
-  packages+=(clang libclang-rt-14-dev)
+  # The libFuzzer targets: Debian 12's clang 14, its fuzzer runtime and its OpenMP.
+  packages+=(clang libclang-rt-14-dev libomp-14-dev)
 fi
 
 missing=()
