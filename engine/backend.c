@@ -75,6 +75,7 @@ static const char *const OP_NAMES[BACKEND_OP_COUNT_] = {
     [BACKEND_OP_LINEAR_FWD] = "linear_fwd",
     [BACKEND_OP_LINEAR_BWD] = "linear_bwd",
     [BACKEND_OP_ADD_FWD] = "add_fwd",
+    [BACKEND_OP_ADD_MAPPED_FWD] = "add_mapped_fwd",
     [BACKEND_OP_SOFTMAX_CE_FWD] = "softmax_ce_fwd",
     [BACKEND_OP_SOFTMAX_CE_BWD] = "softmax_ce_bwd",
     [BACKEND_OP_SGD_UPDATE] = "sgd_update",

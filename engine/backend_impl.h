@@ -104,6 +104,10 @@ struct moda_backend {
 
     /* y = a + b (same shapes). */
     moda_status (*add_fwd)(moda_backend *be, tensor *y, const tensor *a, const tensor *b);
+    /* y channel j = a[map_a[j]] + b[map_b[j]]; an index outside [0, the
+     * addend's channels) reads zero (ops.h). */
+    moda_status (*add_mapped_fwd)(moda_backend *be, tensor *y, const tensor *a, const tensor *b,
+                                  const tensor *map_a, const tensor *map_b);
 
     /* Mean softmax cross-entropy over the batch. logits (N,K), labels
      * int32 (N) in [0,K). probs (N,K) is written for the backward pass and

@@ -1,5 +1,6 @@
 #include "compose.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,16 @@ static bool is_depthwise(const graph *g, const graph_node *n) {
 static bool flatten_is_identity(const graph *g, const graph_node *n) {
     const graph_node *in = &g->nodes[n->in[0]];
     return in->h * in->w == 1;
+}
+
+const char *compose_mode_name(compose_mode m) { return m == COMPOSE_PER_LAYER ? "per-layer" : "tied"; }
+
+bool compose_mode_parse(const char *s, compose_mode *out) {
+    if (!s || !out) return false;
+    if (!strcmp(s, "tied")) *out = COMPOSE_TIED;
+    else if (!strcmp(s, "per-layer")) *out = COMPOSE_PER_LAYER;
+    else return false;
+    return true;
 }
 
 static moda_status tie_spaces(const graph *g, int *parent) {
@@ -94,20 +105,153 @@ static moda_status check_classes(const graph *g, const int *classes, int n_class
     return MODA_OK;
 }
 
+/* ---- per-layer keep sets (compose.h) ----------------------------------- */
+
+/* Nodes that act on each channel alone, reading channel c for channel c. */
+static bool per_channel(const graph *g, const graph_node *n) {
+    switch (n->kind) {
+    case NODE_BATCHNORM2D:
+    case NODE_RELU:
+    case NODE_MAXPOOL2D:
+    case NODE_GLOBAL_AVGPOOL: return true;
+    case NODE_CONV2D: return is_depthwise(g, n);
+    case NODE_FLATTEN: return flatten_is_identity(g, n);
+    default: return false;
+    }
+}
+
+/* Channel f of a flatten's output comes from channel f / hw of its input;
+ * for every other node src_channel is the identity. */
+static int src_channel(const graph *g, const graph_node *n, int f) {
+    if (n->kind != NODE_FLATTEN || flatten_is_identity(g, n)) return f;
+    const graph_node *in = &g->nodes[n->in[0]];
+    return f / (in->h * in->w);
+}
+
+/* keep[i] for every node from the tracked ReLUs' masks (tmask[i], NULL for
+ * other nodes). zero[i]: channels that are zero in the masked full model,
+ * assumed[i]: those of them that are only taken as zero, being a dropped
+ * channel carried through batch norm or a biased depthwise conv (their
+ * values are constants there, which the next tracked ReLU drops).
+ * need[i]: channels a later node reads. */
+static moda_status plan_per_layer(const graph *g, bool *const *tmask, bool **keep) {
+    const int n = g->n_nodes;
+    bool **zero = calloc((size_t)n, sizeof(bool *)), **assumed = calloc((size_t)n, sizeof(bool *));
+    bool **need = calloc((size_t)n, sizeof(bool *));
+    moda_status s = zero && assumed && need ? MODA_OK : MODA_ERR_NOMEM;
+    for (int i = 0; s == MODA_OK && i < n; i++) {
+        size_t c = (size_t)g->nodes[i].c;
+        zero[i] = calloc(c, sizeof(bool));
+        assumed[i] = calloc(c, sizeof(bool));
+        need[i] = calloc(c, sizeof(bool));
+        if (!zero[i] || !assumed[i] || !need[i]) s = MODA_ERR_NOMEM;
+    }
+    /* Forward: what is zero. */
+    for (int i = 1; s == MODA_OK && i < n; i++) {
+        const graph_node *nd = &g->nodes[i];
+        const int in = nd->in[0];
+        bool any_assumed = false;
+        for (int k = 0; k < g->nodes[in].c; k++) any_assumed |= assumed[in][k];
+        if (nd->kind == NODE_ADD)
+            for (int k = 0; k < g->nodes[nd->in[1]].c; k++) any_assumed |= assumed[nd->in[1]][k];
+        if (any_assumed && !per_channel(g, nd) && nd->kind != NODE_FLATTEN) {
+            s = MODA_ERR_UNSUPPORTED; /* a dropped constant channel would reach a mixing layer */
+            break;
+        }
+        for (int f = 0; f < nd->c; f++) {
+            int k = src_channel(g, nd, f);
+            switch (nd->kind) {
+            case NODE_CONV2D:
+                if (!is_depthwise(g, nd)) break;
+                zero[i][f] = zero[in][k];
+                assumed[i][f] = zero[in][k] && (nd->has_bias || assumed[in][k]);
+                break;
+            case NODE_BATCHNORM2D:
+                zero[i][f] = assumed[i][f] = zero[in][k];
+                break;
+            case NODE_RELU:
+                if (tmask[i]) {
+                    zero[i][f] = zero[in][k] || !tmask[i][f];
+                    break;
+                }
+                /* fall through */
+            case NODE_MAXPOOL2D:
+            case NODE_GLOBAL_AVGPOOL:
+            case NODE_FLATTEN:
+                zero[i][f] = zero[in][k];
+                assumed[i][f] = assumed[in][k];
+                break;
+            case NODE_ADD:
+                zero[i][f] = zero[in][f] && zero[nd->in[1]][f];
+                break;
+            case NODE_LINEAR:
+            case NODE_INPUT: break;
+            }
+        }
+    }
+    /* Backward: what is read; a node keeps what is read and not zero. */
+    for (int i = n - 1; s == MODA_OK && i >= 1; i--) {
+        const graph_node *nd = &g->nodes[i];
+        const int in = nd->in[0];
+        if (i == g->output) memcpy(need[i], keep[i], (size_t)nd->c * sizeof(bool)); /* the classes of T */
+        for (int f = 0; f < nd->c; f++) keep[i][f] = need[i][f] && !zero[i][f];
+        if (nd->kind == NODE_ADD) {
+            for (int j = 0; j < 2; j++)
+                for (int f = 0; f < nd->c; f++) need[nd->in[j]][f] |= keep[i][f] && !zero[nd->in[j]][f];
+        } else if (per_channel(g, nd) || nd->kind == NODE_FLATTEN) {
+            for (int f = 0; f < nd->c; f++) need[in][src_channel(g, nd, f)] |= keep[i][f];
+        } else { /* conv, linear: every channel that is not zero */
+            for (int k = 0; k < g->nodes[in].c; k++) need[in][k] |= !zero[in][k];
+        }
+    }
+    for (int k = 0; s == MODA_OK && k < g->nodes[0].c; k++) keep[0][k] = true; /* the image comes whole */
+    /* A per-channel node must keep exactly its input's channels: slicing
+     * has no way to drop channels between them. */
+    for (int i = 1; s == MODA_OK && i < n; i++) {
+        const graph_node *nd = &g->nodes[i];
+        if (!per_channel(g, nd) && nd->kind != NODE_FLATTEN) continue;
+        for (int f = 0; f < nd->c; f++)
+            if (keep[i][f] != keep[nd->in[0]][src_channel(g, nd, f)]) s = MODA_ERR_UNSUPPORTED;
+    }
+    for (int i = 0; i < n; i++) {
+        if (zero) free(zero[i]);
+        if (assumed) free(assumed[i]);
+        if (need) free(need[i]);
+    }
+    free(zero);
+    free(assumed);
+    free(need);
+    return s;
+}
+
+static bool has_mapped_add(const graph *g) {
+    for (int i = 0; i < g->n_nodes; i++)
+        if (graph_add_is_mapped(&g->nodes[i])) return true;
+    return false;
+}
+
 moda_status compose_plan_from_masks(const graph *g, const rates *r, bool *const *masks, const int *classes,
                                     int n_classes, compose_plan *p) {
+    return compose_plan_from_masks_mode(g, r, masks, classes, n_classes, COMPOSE_TIED, p);
+}
+
+moda_status compose_plan_from_masks_mode(const graph *g, const rates *r, bool *const *masks, const int *classes,
+                                         int n_classes, compose_mode mode, compose_plan *p) {
     if (!g || !r || !masks || !p) return MODA_ERR_NULL;
     memset(p, 0, sizeof(*p));
     MODA_TRY(check_classes(g, classes, n_classes));
-    if (g->nodes[g->output].kind != NODE_LINEAR) return MODA_ERR_UNSUPPORTED;
+    if (g->nodes[g->output].kind != NODE_LINEAR || has_mapped_add(g)) return MODA_ERR_UNSUPPORTED;
+    if (mode != COMPOSE_TIED && mode != COMPOSE_PER_LAYER) return MODA_ERR_ARG;
     int n = g->n_nodes;
     p->n_nodes = n;
     p->space = malloc((size_t)n * sizeof(int));
     p->keep = calloc((size_t)n, sizeof(bool *));
     p->kept = calloc((size_t)n, sizeof(int));
     p->classes = malloc((size_t)n_classes * sizeof(int));
+    p->mode = mode;
     bool *tracked = calloc((size_t)n, sizeof(bool));
-    moda_status s = (!p->space || !p->keep || !p->kept || !p->classes || !tracked) ? MODA_ERR_NOMEM : MODA_OK;
+    bool **tmask = calloc((size_t)n, sizeof(bool *)); /* per node: its mask if a tracked ReLU */
+    moda_status s = (!p->space || !p->keep || !p->kept || !p->classes || !tracked || !tmask) ? MODA_ERR_NOMEM : MODA_OK;
     if (s == MODA_OK) s = tie_spaces(g, p->space);
     if (s == MODA_OK) {
         memcpy(p->classes, classes, (size_t)n_classes * sizeof(int));
@@ -116,18 +260,27 @@ moda_status compose_plan_from_masks(const graph *g, const rates *r, bool *const 
         for (int i = 0; i < n && s == MODA_OK; i++)
             if (!(p->keep[i] = calloc((size_t)g->nodes[i].c, sizeof(bool)))) s = MODA_ERR_NOMEM;
     }
-    /* Union of the tracked masks of each space, gathered at its root. */
     for (int l = 0; s == MODA_OK && l < r->n_layers; l++) {
         int node = r->node[l];
         if (node <= 0 || node >= n || g->nodes[node].kind != NODE_RELU || g->nodes[node].c != r->units[l]) {
             s = MODA_ERR_SHAPE;
             break;
         }
+        tmask[node] = masks[l];
+    }
+    if (s == MODA_OK && mode == COMPOSE_PER_LAYER) {
+        for (int c = 0; c < n_classes; c++) p->keep[g->output][classes[c]] = true;
+        s = plan_per_layer(g, tmask, p->keep);
+        for (int i = 0; i < n; i++) p->space[i] = i;
+    }
+    /* Tied: the union of the tracked masks of each space, gathered at its root. */
+    for (int l = 0; s == MODA_OK && mode == COMPOSE_TIED && l < r->n_layers; l++) {
+        int node = r->node[l];
         int root = p->space[node];
         tracked[root] = true;
         for (int k = 0; k < r->units[l]; k++) p->keep[root][k] |= masks[l][k];
     }
-    for (int i = 0; s == MODA_OK && i < n; i++) { /* in graph order: inputs first */
+    for (int i = 0; s == MODA_OK && mode == COMPOSE_TIED && i < n; i++) { /* in graph order: inputs first */
         const graph_node *nd = &g->nodes[i];
         bool *keep = p->keep[i];
         if (i == g->output) {
@@ -147,12 +300,18 @@ moda_status compose_plan_from_masks(const graph *g, const rates *r, bool *const 
         if (p->kept[i] == 0) s = MODA_ERR_ARG; /* an empty layer cannot be composed */
     }
     free(tracked);
+    free(tmask);
     if (s != MODA_OK) compose_plan_free(p);
     return s;
 }
 
 moda_status compose_plan_make(const graph *g, const rates *r, const int *classes, int n_classes, float tau,
                               compose_plan *p) {
+    return compose_plan_make_mode(g, r, classes, n_classes, tau, COMPOSE_TIED, p);
+}
+
+moda_status compose_plan_make_mode(const graph *g, const rates *r, const int *classes, int n_classes, float tau,
+                                   compose_mode mode, compose_plan *p) {
     if (!g || !r || !p) return MODA_ERR_NULL;
     memset(p, 0, sizeof(*p)); /* safe to free whatever happens next */
     MODA_TRY(check_classes(g, classes, n_classes));
@@ -173,7 +332,7 @@ moda_status compose_plan_make(const graph *g, const rates *r, const int *classes
             for (int k = 0; k < r->units[l]; k++) masks[l][k] |= tmp[k];
         }
     }
-    if (s == MODA_OK) s = compose_plan_from_masks(g, r, masks, classes, n_classes, p);
+    if (s == MODA_OK) s = compose_plan_from_masks_mode(g, r, masks, classes, n_classes, mode, p);
     for (int l = 0; masks && l < r->n_layers; l++) free(masks[l]);
     free(masks);
     free(tmp);
@@ -249,6 +408,31 @@ static void slice_param(const graph_param *src, graph_param *dst, const int *out
     }
 }
 
+/* An add whose addends keep other channels than it does (per-layer mode). */
+static bool add_needs_maps(const graph *g, const compose_plan *p, int i) {
+    const graph_node *n = &g->nodes[i];
+    for (int j = 0; j < 2; j++)
+        if (memcmp(p->keep[n->in[j]], p->keep[i], (size_t)n->c * sizeof(bool)) != 0) return true;
+    return false;
+}
+
+/* Output channel j of the composed add reads each addend's composed
+ * channel that holds the same parent channel, or zero. */
+static moda_status fill_add_maps(const graph *g, const compose_plan *p, int i, graph *c, const graph_node *cn) {
+    const graph_node *n = &g->nodes[i];
+    int *pos = malloc((size_t)n->c * sizeof(int));
+    if (!pos) return MODA_ERR_NOMEM;
+    for (int j = 0; j < 2; j++) {
+        const bool *kin = p->keep[n->in[j]];
+        for (int k = 0, at = 0; k < n->c; k++) pos[k] = kin[k] ? at++ : -1;
+        float *m = c->params[cn->param[j]].data;
+        for (int k = 0, o = 0; k < n->c; k++)
+            if (p->keep[i][k]) m[o++] = (float)pos[k];
+    }
+    free(pos);
+    return MODA_OK;
+}
+
 moda_status compose_build(const graph *g, const compose_plan *p, moda_backend *be, graph **out) {
     if (!g || !p || !be || !out) return MODA_ERR_NULL;
     if (p->n_nodes != g->n_nodes) return MODA_ERR_ARG;
@@ -278,7 +462,15 @@ moda_status compose_build(const graph *g, const compose_plan *p, moda_backend *b
         case NODE_GLOBAL_AVGPOOL: map[i] = graph_global_avgpool(c, x); break;
         case NODE_FLATTEN: map[i] = graph_flatten(c, x); break;
         case NODE_LINEAR: map[i] = graph_linear(c, name, x, p->kept[i], n->has_bias); break;
-        case NODE_ADD: map[i] = graph_add(c, x, map[n->in[1]]); break;
+        case NODE_ADD:
+            if (add_needs_maps(g, p, i)) {
+                char add_name[GRAPH_NAME_MAX];
+                snprintf(add_name, sizeof add_name, "add%d", i); /* the parent's adds have no names */
+                map[i] = graph_add_mapped(c, add_name, x, map[n->in[1]], p->kept[i]);
+            } else {
+                map[i] = graph_add(c, x, map[n->in[1]]);
+            }
+            break;
         case NODE_INPUT: map[i] = -1; break;
         }
         if (map[i] < 0) break;
@@ -288,6 +480,10 @@ moda_status compose_build(const graph *g, const compose_plan *p, moda_backend *b
     moda_status s = graph_finalize(c);
     for (int i = 1; s == MODA_OK && i < g->n_nodes; i++) {
         const graph_node *n = &g->nodes[i];
+        if (n->kind == NODE_ADD && add_needs_maps(g, p, i)) {
+            s = fill_add_maps(g, p, i, c, &c->nodes[map[i]]);
+            continue;
+        }
         if (!n->n_param) continue;
         int *out_idx = kept_index(g, p, i), *in_idx = kept_index(g, p, n->in[0]);
         if (!out_idx || !in_idx) s = MODA_ERR_NOMEM;
@@ -355,6 +551,10 @@ void module_stats_free(module_stats *s) {
 }
 
 moda_status module_stats_compute(const graph *g, const rates *r, float tau, module_stats *st) {
+    return module_stats_compute_mode(g, r, tau, COMPOSE_TIED, st);
+}
+
+moda_status module_stats_compute_mode(const graph *g, const rates *r, float tau, compose_mode mode, module_stats *st) {
     if (!g || !r || !st) return MODA_ERR_NULL;
     memset(st, 0, sizeof(*st));
     int k = r->num_classes, n = g->n_nodes;
@@ -372,7 +572,7 @@ moda_status module_stats_compute(const graph *g, const rates *r, float tau, modu
     st->tau = tau;
     double full = (double)graph_param_count(g);
     for (int c = 0; s == MODA_OK && c < k; c++) {
-        s = compose_plan_make(g, r, &c, 1, tau, &plans[c]);
+        s = compose_plan_make_mode(g, r, &c, 1, tau, mode, &plans[c]);
         if (s == MODA_OK) st->size[c] = (double)compose_plan_params(g, &plans[c]) / full;
     }
     for (int i = 1; s == MODA_OK && i < n; i++)

@@ -266,6 +266,50 @@ int graph_add(graph *g, int a, int b) {
     return add_same_shape(g, NODE_ADD, a, b);
 }
 
+int graph_add_mapped(graph *g, const char *name, int a, int b, int out_c) {
+    if (!valid_input(g, a) || !valid_input(g, b)) return -1;
+    const graph_node *na = &g->nodes[a], *nb = &g->nodes[b];
+    if (!name || !name[0] || out_c <= 0 || na->ndim != nb->ndim || na->h != nb->h || na->w != nb->w)
+        return fail(g, MODA_ERR_SHAPE);
+    int ndim = na->ndim, h = na->h, w = na->w;
+    int idx = add_node(g, NODE_ADD, name, a, b);
+    if (idx < 0) return -1;
+    graph_node *n = &g->nodes[idx];
+    n->ndim = ndim;
+    n->c = out_c;
+    n->h = h;
+    n->w = w;
+    add_param(g, idx, name, "map_a", 1, &out_c, false);
+    add_param(g, idx, name, "map_b", 1, &out_c, false);
+    return g->err == MODA_OK ? idx : -1;
+}
+
+bool graph_add_is_mapped(const graph_node *n) { return n && n->kind == NODE_ADD && n->n_param == 2; }
+
+moda_status graph_check_maps(const graph *g) {
+    if (!g) return MODA_ERR_NULL;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        if (!graph_add_is_mapped(n)) continue;
+        for (int k = 0; k < 2; k++) {
+            const float *m = g->params[n->param[k]].data;
+            int in_c = g->nodes[n->in[k]].c;
+            bool *seen = calloc((size_t)in_c, sizeof(bool));
+            if (!seen) return MODA_ERR_NOMEM;
+            moda_status s = MODA_OK;
+            for (int j = 0; j < n->c && s == MODA_OK; j++) {
+                float v = m[j];
+                if (v == -1.0f) continue;
+                if (!(v >= 0.0f && v < (float)in_c) || v != (float)(int)v || seen[(int)v]) s = MODA_ERR_FORMAT;
+                else seen[(int)v] = true;
+            }
+            free(seen);
+            if (s != MODA_OK) return s;
+        }
+    }
+    return MODA_OK;
+}
+
 moda_status graph_finalize(graph *g) {
     if (!g) return MODA_ERR_NULL;
     if (g->err != MODA_OK) return g->err;
@@ -446,14 +490,19 @@ static moda_status forward_node(graph *g, graph_node *n, bool train) {
     }
     case NODE_ADD: {
         tensor y = g->nodes[n->in[1]].out;
+        if (graph_add_is_mapped(n)) {
+            tensor ma = param_tensor(g, n->param[0], false), mb = param_tensor(g, n->param[1], false);
+            return add_mapped_fwd(be, &n->out, &x, &y, &ma, &mb);
+        }
         return add_fwd(be, &n->out, &x, &y);
     }
     }
     return MODA_ERR_ARG;
 }
 
-/* Nodes first.. in order, at the batch size set in g->batch. */
-static moda_status forward_nodes(graph *g, int first, bool train) {
+/* Nodes first.. in order, at the batch size set in g->batch; hook (may be
+ * NULL) after each. */
+static moda_status forward_nodes_hooked(graph *g, int first, bool train, graph_fwd_hook hook, void *ctx) {
     backend_bind_threads(g->be);
     for (int i = first; i < g->n_nodes; i++) {
         graph_node *nd = &g->nodes[i];
@@ -462,12 +511,24 @@ static moda_status forward_nodes(graph *g, int first, bool train) {
         nd->out = node_tensor(nd, data, g->batch);
         nd->grad = node_tensor(nd, nd->grad.data, g->batch);
         MODA_TRY(forward_node(g, nd, train));
+        if (hook) {
+            MODA_TRY(backend_sync_for_host(g->be));
+            MODA_TRY(hook(g, i, ctx));
+        }
     }
     g->trained_forward = train;
     return backend_sync_for_host(g->be);
 }
 
+static moda_status forward_nodes(graph *g, int first, bool train) {
+    return forward_nodes_hooked(g, first, train, NULL, NULL);
+}
+
 moda_status graph_forward(graph *g, const float *x, int n, bool train) {
+    return graph_forward_hooked(g, x, n, train, NULL, NULL);
+}
+
+moda_status graph_forward_hooked(graph *g, const float *x, int n, bool train, graph_fwd_hook hook, void *ctx) {
     if (!g || !x) return MODA_ERR_NULL;
     if (!g->max_batch) return MODA_ERR_STATE;
     if (n <= 0 || n > g->max_batch) return MODA_ERR_ARG;
@@ -480,7 +541,7 @@ moda_status graph_forward(graph *g, const float *x, int n, bool train) {
         x = g->input_buf;
     }
     g->nodes[0].out = node_tensor(&g->nodes[0], (float *)x, n);
-    return forward_nodes(g, 1, train);
+    return forward_nodes_hooked(g, 1, train, hook, ctx);
 }
 
 bool graph_is_cut(const graph *g, int node) {
@@ -563,6 +624,7 @@ static moda_status backward_node(graph *g, graph_node *n) {
         break;
     }
     case NODE_ADD:
+        if (graph_add_is_mapped(n)) return MODA_ERR_UNSUPPORTED; /* composed models are not trained */
         if (need_dx) s = add_bwd(be, pdx, NULL, &n->grad);
         if (s == MODA_OK && need_dx) s = grad_commit(g, j);
         j = n->in[1];

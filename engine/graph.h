@@ -110,6 +110,20 @@ int graph_global_avgpool(graph *g, int x);
 int graph_flatten(graph *g, int x);
 int graph_linear(graph *g, const char *name, int x, int out_features, bool bias);
 int graph_add(graph *g, int a, int b);
+/* An add whose addends are channel selections: output channel j (of out_c)
+ * is a[map_a[j]] + b[map_b[j]], an index of -1 reading zero. The maps are
+ * two non-trainable parameters "<name>.map_a" and "<name>.map_b" (float
+ * (out_c), integral values), set once the graph is finalized; they travel
+ * with the weights. a and b must agree in every dimension but channels.
+ * This is how a composed model keeps each layer's own channels where a
+ * residual add meets two different selections (compose.h). Forward only. */
+int graph_add_mapped(graph *g, const char *name, int a, int b, int out_c);
+/* True for an add made by graph_add_mapped. */
+bool graph_add_is_mapped(const graph_node *n);
+/* Every mapped add's maps hold integral values in [-1, input channels),
+ * no input channel twice: MODA_ERR_FORMAT naming nothing otherwise (the
+ * caller knows the file). */
+moda_status graph_check_maps(const graph *g);
 
 /* Replay src's layers (all but its input) in dst, reading dst's node `at`
  * where src reads its input, parameter names prefixed with prefix. map
@@ -150,6 +164,11 @@ size_t graph_activation_bytes(const graph *g);
 /* x: (n, in_c, in_h, in_w) in backend memory. train selects BN batch
  * statistics (and updates running statistics). */
 moda_status graph_forward(graph *g, const float *x, int n, bool train);
+/* graph_forward, calling hook(g, i, ctx) once node i's output is computed
+ * (and readable from the host), before any later node reads it; the hook
+ * may change node->out. For inspecting or masking activations. */
+typedef moda_status (*graph_fwd_hook)(graph *g, int node, void *ctx);
+moda_status graph_forward_hooked(graph *g, const float *x, int n, bool train, graph_fwd_hook hook, void *ctx);
 /* A cut is a node (not the logits) that no later node reads past: every
  * node after it reads only it or later nodes, so the rest of the network
  * depends on the input through this one activation alone. A flatten of

@@ -32,7 +32,10 @@ int graph_extend(graph *dst, const graph *src, int at, const char *prefix, int *
         case NODE_GLOBAL_AVGPOOL: idx = graph_global_avgpool(dst, x); break;
         case NODE_FLATTEN: idx = graph_flatten(dst, x); break;
         case NODE_LINEAR: idx = graph_linear(dst, nm, x, n->c, n->has_bias); break;
-        case NODE_ADD: idx = graph_add(dst, x, map[n->in[1]]); break;
+        case NODE_ADD:
+            idx = graph_add_is_mapped(n) ? graph_add_mapped(dst, nm, x, map[n->in[1]], n->c)
+                                         : graph_add(dst, x, map[n->in[1]]);
+            break;
         case NODE_INPUT: idx = -1; break;
         }
         if (idx < 0) return -1;

@@ -41,6 +41,11 @@ moda_status linear_bwd(moda_backend *be, tensor *dx, tensor *dw, tensor *db, con
                        const tensor *x, const tensor *w);
 
 moda_status add_fwd(moda_backend *be, tensor *y, const tensor *a, const tensor *b);
+/* y (N,C,...) channel j = a[map_a[j]] + b[map_b[j]], -1 (or any index
+ * outside the addend's channels) reading zero; a and b may have other
+ * channel counts than y; maps: float (C) in backend memory. */
+moda_status add_mapped_fwd(moda_backend *be, tensor *y, const tensor *a, const tensor *b, const tensor *map_a,
+                           const tensor *map_b);
 /* da = db = dy (either may be NULL). */
 moda_status add_bwd(moda_backend *be, tensor *da, tensor *db, const tensor *dy);
 

@@ -191,6 +191,15 @@ static moda_status cu_add_fwd(moda_backend *be, tensor *y, const tensor *a, cons
     return done(be);
 }
 
+static moda_status cu_add_mapped_fwd(moda_backend *be, tensor *y, const tensor *a, const tensor *b,
+                                     const tensor *map_a, const tensor *map_b) {
+    size_t plane = 1;
+    for (int d = 2; d < y->ndim; d++) plane *= (size_t)y->shape[d];
+    CUDA_TRY(cuda_k_add_mapped(y->data, a->data, b->data, map_a->data, map_b->data, y->shape[0], y->shape[1],
+                               a->shape[1], b->shape[1], plane));
+    return done(be);
+}
+
 static moda_status cu_gap_fwd(moda_backend *be, tensor *y, const tensor *x) {
     (void)be;
     CUDA_TRY(cuda_k_gap_fwd(y->data, x->data, x->shape[0] * x->shape[1], x->shape[2] * x->shape[3]));
@@ -681,6 +690,7 @@ moda_backend *backend_cuda_new(int device, const backend_options *opts) {
         .linear_fwd = cu_linear_fwd,
         .linear_bwd = cu_linear_bwd,
         .add_fwd = cu_add_fwd,
+        .add_mapped_fwd = cu_add_mapped_fwd,
         .softmax_ce_fwd = cu_softmax_ce_fwd,
         .softmax_ce_bwd = cu_softmax_ce_bwd,
         .sgd_update = cu_sgd,

@@ -29,6 +29,8 @@ cudaError_t cuda_k_fill(float *y, size_t n, float v);
 cudaError_t cuda_k_relu_fwd(float *y, const float *x, size_t n);
 cudaError_t cuda_k_relu_bwd(float *dx, const float *dy, const float *y, size_t n);
 cudaError_t cuda_k_add(float *y, const float *a, const float *b, size_t n);
+cudaError_t cuda_k_add_mapped(float *y, const float *a, const float *b, const float *map_a, const float *map_b, int n,
+                              int c, int ca, int cb, size_t plane);
 /* y (rows, cols) += b (cols) broadcast over rows. */
 cudaError_t cuda_k_add_row_bias(float *y, const float *b, int rows, int cols);
 /* One output per (n, c) plane of hw values: its mean, and back. */

@@ -33,6 +33,21 @@ static __global__ void k_add(float *y, const float *a, const float *b, size_t n)
     GRID_STRIDE(i, n) y[i] = a[i] + b[i];
 }
 
+/* y (n, c, plane): channel j = a[map_a[j]] + b[map_b[j]], an index outside
+ * an addend's channels reading zero (a composed model's residual add). */
+static __global__ void k_add_mapped(float *y, const float *a, const float *b, const float *map_a, const float *map_b,
+                                    size_t total, int c, int ca, int cb, size_t plane) {
+    GRID_STRIDE(i, total) {
+        size_t p = i % plane, sj = i / plane;
+        int j = (int)(sj % (size_t)c);
+        size_t s = sj / (size_t)c;
+        float ma = map_a[j], mb = map_b[j], v = 0.0f;
+        if (ma >= 0.0f && ma < (float)ca) v += a[(s * ca + (size_t)(int)ma) * plane + p];
+        if (mb >= 0.0f && mb < (float)cb) v += b[(s * cb + (size_t)(int)mb) * plane + p];
+        y[i] = v;
+    }
+}
+
 static __global__ void k_add_row_bias(float *y, const float *b, size_t n, int cols) {
     GRID_STRIDE(i, n) y[i] += b[i % cols];
 }
@@ -217,6 +232,11 @@ cudaError_t cuda_k_relu_bwd(float *dx, const float *dy, const float *y, size_t n
     LAUNCH(n, k_relu_bwd, dx, dy, y, n);
 }
 cudaError_t cuda_k_add(float *y, const float *a, const float *b, size_t n) { LAUNCH(n, k_add, y, a, b, n); }
+cudaError_t cuda_k_add_mapped(float *y, const float *a, const float *b, const float *map_a, const float *map_b, int n,
+                              int c, int ca, int cb, size_t plane) {
+    size_t total = (size_t)n * c * plane;
+    LAUNCH(total, k_add_mapped, y, a, b, map_a, map_b, total, c, ca, cb, plane);
+}
 cudaError_t cuda_k_add_row_bias(float *y, const float *b, int rows, int cols) {
     size_t n = (size_t)rows * cols;
     LAUNCH(n, k_add_row_bias, y, b, n, cols);

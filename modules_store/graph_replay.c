@@ -123,7 +123,14 @@ static void replay_node(jcheck *c, graph *g, json_t *node, size_t i) {
     case NODE_BATCHNORM2D: idx = graph_batchnorm2d(g, prefix, in[0]); break;
     case NODE_RELU: idx = graph_relu(g, in[0]); break;
     case NODE_GLOBAL_AVGPOOL: idx = graph_global_avgpool(g, in[0]); break;
-    case NODE_ADD: idx = graph_add(g, in[0], in[1]); break;
+    case NODE_ADD: /* a named add selects channels (graph_add_mapped) */
+        if (prefix) {
+            int out_c = out_channels(c, node, where);
+            if (jc_ok(c)) idx = graph_add_mapped(g, prefix, in[0], in[1], out_c);
+        } else {
+            idx = graph_add(g, in[0], in[1]);
+        }
+        break;
     case NODE_INPUT: break;
     }
     if (jc_ok(c) && idx != (int)i)

@@ -198,7 +198,10 @@ moda_status registry_weights_load(const safetensors_file *f, const char *path, g
         fileio_errf(err, errlen, "%s: unexpected tensor \"%s\" (not a parameter of the model)", path, extra);
         return MODA_ERR_FORMAT;
     }
-    return MODA_OK;
+    moda_status s = graph_check_maps(g);
+    if (s == MODA_ERR_FORMAT)
+        fileio_errf(err, errlen, "%s: a residual add's channel map is not a selection of its input's channels", path);
+    return s;
 }
 
 static bool is_rates_tensor(const char *name, const void *ctx) {

@@ -1,7 +1,9 @@
 /* Composition: hand-counted module sizes on a toy model, exactness at
  * tau = 0, and the property that proves the slicing: for random keep-masks
  * the composed model reproduces the full model with exactly the dropped
- * units zeroed, on VGG16, ResNet18 and MobileNet. */
+ * units zeroed, on VGG16, ResNet18, MobileNet and LeNet5, in both modes
+ * (tied, and per-layer with mapped residual adds and the depthwise
+ * intersection). */
 #include "test_util.h"
 
 #include "compose.h"
@@ -50,6 +52,36 @@ static void zero_dropped(graph *g, const compose_plan *p) {
     }
 }
 
+/* The full model with the tracked ReLUs' outputs zeroed where the plan
+ * drops their units: the reference a composed model must equal. */
+typedef struct mask_ctx {
+    const compose_plan *p;
+    const rates *r;
+} mask_ctx;
+
+static moda_status zero_dropped_units(graph *g, int node, void *ctx) {
+    const mask_ctx *m = ctx;
+    bool tracked = false;
+    for (int l = 0; l < m->r->n_layers; l++) tracked |= m->r->node[l] == node;
+    if (!tracked) return MODA_OK;
+    graph_node *nd = &g->nodes[node];
+    size_t plane = (size_t)nd->h * nd->w;
+    for (int s = 0; s < g->batch; s++)
+        for (int k = 0; k < nd->c; k++)
+            if (!m->p->keep[node][k]) memset(nd->out.data + ((size_t)s * nd->c + k) * plane, 0, plane * sizeof(float));
+    return MODA_OK;
+}
+
+static float *forward_masked(graph *g, const float *x, int n, const compose_plan *p, const rates *r) {
+    mask_ctx m = {p, r};
+    assert_int_equal(graph_plan(g, n), MODA_OK);
+    assert_int_equal(graph_forward_hooked(g, x, n, false, zero_dropped_units, &m), MODA_OK);
+    graph_node *o = graph_output(g);
+    float *y = tu_alloc(tensor_numel(&o->out));
+    memcpy(y, o->out.data, tensor_numel(&o->out) * sizeof(float));
+    return y;
+}
+
 static void check_shapes(const graph *g, const graph *c, const compose_plan *p) {
     assert_int_equal(c->n_nodes, g->n_nodes);
     for (int i = 1; i < g->n_nodes; i++) {
@@ -93,7 +125,7 @@ static void property_case(model_arch arch, float width, uint64_t seed) {
         int nc = t ? 3 : 10;
         compose_plan p;
         graph *c = NULL;
-        assert_int_equal(compose_plan_make(g, &r, cls, nc, 0.0f, &p), MODA_OK);
+        assert_int_equal(compose_plan_make_mode(g, &r, cls, nc, 0.0f, t ? COMPOSE_PER_LAYER : COMPOSE_TIED, &p), MODA_OK);
         assert_int_equal(compose_build(g, &p, be, &c), MODA_OK);
         check_shapes(g, c, &p);
         float *y = forward(c, x, n);
@@ -137,6 +169,49 @@ static void property_case(model_arch arch, float width, uint64_t seed) {
         free(masked);
         free(y);
         graph_free(m);
+
+        /* Per layer: each ReLU keeps its own units; equal to the full model
+         * with exactly those dropped, never larger than tied. */
+        compose_plan pl;
+        graph *cl = NULL;
+        assert_int_equal(compose_plan_from_masks_mode(g, &r, masks, cls, 4, COMPOSE_PER_LAYER, &pl), MODA_OK);
+        assert_int_equal(pl.mode, COMPOSE_PER_LAYER);
+        assert_int_equal(compose_build(g, &pl, be, &cl), MODA_OK);
+        check_shapes(g, cl, &pl);
+        assert_true(compose_plan_params(g, &pl) <= compose_plan_params(g, &p));
+        assert_int_equal(graph_check_maps(cl), MODA_OK);
+        int mapped = 0, narrower = 0;
+        for (int i = 1; i < g->n_nodes; i++) {
+            mapped += graph_add_is_mapped(&cl->nodes[i]);
+            narrower += pl.kept[i] < p.kept[i];
+        }
+        if (arch == MODEL_RESNET18) assert_true(mapped > 0); /* the residual adds meet other selections */
+        else assert_int_equal(mapped, 0);
+        if (arch == MODEL_RESNET18 || arch == MODEL_MOBILENET) assert_true(narrower > 0);
+        float *yl = forward(cl, x, n);
+        for (int pass = 0; pass < 2; pass++) {
+            const compose_plan *pp = pass ? &pl : &p;
+            const float *got = pass ? yl : NULL;
+            float *ytied = pass ? NULL : forward(c, x, n);
+            if (!pass) got = ytied;
+            graph *mm = model_build(be, &cfg, &st);
+            for (int i = 0; i < g->n_params; i++)
+                memcpy(mm->params[i].data, g->params[i].data, graph_param_numel(&g->params[i]) * sizeof(float));
+            float *ref = forward_masked(mm, x, n, pp, &r);
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < 4; j++) {
+                    float want = ref[i * 10 + cls[j]];
+                    if (!(fabsf(got[i * 4 + j] - want) <= 1e-4f + 1e-4f * fabsf(want)))
+                        fail_msg("%s %s sample %d class %d: composed %.6g, full with dropped units zeroed %.6g",
+                                 model_arch_name(arch), compose_mode_name(pp->mode), i, cls[j], got[i * 4 + j], want);
+                }
+            free(ref);
+            free(ytied);
+            graph_free(mm);
+        }
+        free(yl);
+        graph_free(cl);
+        compose_plan_free(&pl);
         graph_free(c);
         compose_plan_free(&p);
         for (int l = 0; l < r.n_layers; l++) free(masks[l]);
@@ -222,6 +297,39 @@ static void test_toy_counts(void **state) {
     /* MACs: conv0 4*16*9 = 576, conv1 4*16*4 = 256, fc 2*4 = 8. */
     assert_float_equal(compose_plan_macs(g, &p), 840, 1e-9);
     compose_plan_free(&p);
+
+    /* Per layer, class 0: [A] keeps {0}, [B] {1}. The add keeps B's {1}:
+     * BN (and conv1's rows) {1}, A's channel 1 dropped so zero-filled;
+     * conv1 reads A's {0}. conv0 9+1 = 10, conv1 1, bn 2, fc 1+1 = 2: 15.
+     * MACs: conv0 16*9 = 144, conv1 16, fc 1. */
+    int c0 = 0;
+    assert_int_equal(compose_plan_make_mode(g, &r, &c0, 1, 0.9f, COMPOSE_PER_LAYER, &p), MODA_OK);
+    assert_int_equal(compose_plan_params(g, &p), 15);
+    assert_float_equal(compose_plan_macs(g, &p), 161, 1e-9);
+    graph *cg = NULL;
+    assert_int_equal(compose_build(g, &p, be, &cg), MODA_OK);
+    const graph_node *add = &cg->nodes[g->nodes[r2].in[0]];
+    assert_true(graph_add_is_mapped(add));
+    assert_int_equal(add->c, 1);
+    assert_float_equal(cg->params[add->param[0]].data[0], 0.0f, 0.0f);  /* bn's only channel */
+    assert_float_equal(cg->params[add->param[1]].data[0], -1.0f, 0.0f); /* A dropped channel 1 */
+    /* A per-layer composed model is not composed again. */
+    rates rc;
+    assert_int_equal(compose_rates(g, &r, &p, cg, &rc), MODA_OK);
+    compose_plan again;
+    assert_int_equal(compose_plan_make_mode(cg, &rc, &c0, 1, 0.9f, COMPOSE_TIED, &again), MODA_ERR_UNSUPPORTED);
+    rates_free(&rc);
+    graph_free(cg);
+    compose_plan_free(&p);
+    module_stats sl;
+    assert_int_equal(module_stats_compute_mode(g, &r, 0.9f, COMPOSE_PER_LAYER, &sl), MODA_OK);
+    assert_float_equal(sl.size[0], 15.0 / 79, 1e-12);
+    module_stats_free(&sl);
+    compose_mode mode;
+    assert_true(compose_mode_parse("per-layer", &mode) && mode == COMPOSE_PER_LAYER);
+    assert_true(compose_mode_parse("tied", &mode) && mode == COMPOSE_TIED);
+    assert_false(compose_mode_parse("Tied", &mode));
+    assert_string_equal(compose_mode_name(COMPOSE_PER_LAYER), "per-layer");
 
     /* Bad class sets. */
     int dup[2] = {1, 1}, out[1] = {3};

@@ -138,14 +138,18 @@ static void test_mobilenet(void **state) {
 }
 
 /* Composed models from random half masks of every tracked layer: sliced
- * residual spaces (ResNet18), sliced depthwise groups (MobileNet). */
+ * residual spaces (ResNet18), sliced depthwise groups (MobileNet), in
+ * both modes; per layer, ResNet18's residual adds read through channel
+ * maps (gathers in the plan). */
 static void composed_case(model_arch arch, float width, uint64_t seed) {
     graph *g = model(arch, width, seed);
     rates r;
     assert_int_equal(rates_alloc(&r, g, graph_output(g)->c), MODA_OK);
     rng q;
     rng_seed(&q, seed, 5);
-    for (int trial = 0; trial < 2; trial++) {
+    for (int trial = 0; trial < 4; trial++) {
+        const compose_mode mode = trial < 2 ? COMPOSE_TIED : COMPOSE_PER_LAYER;
+        const bool five = trial % 2;
         bool **masks = calloc((size_t)r.n_layers, sizeof(bool *));
         assert_non_null(masks);
         for (int l = 0; l < r.n_layers; l++) {
@@ -157,10 +161,14 @@ static void composed_case(model_arch arch, float width, uint64_t seed) {
         int cls2[2] = {3, 7}, cls5[5] = {9, 0, 4, 6, 1};
         compose_plan p;
         graph *c = NULL;
-        assert_int_equal(compose_plan_from_masks(g, &r, masks, trial ? cls5 : cls2, trial ? 5 : 2, &p), MODA_OK);
+        assert_int_equal(compose_plan_from_masks_mode(g, &r, masks, five ? cls5 : cls2, five ? 5 : 2, mode, &p), MODA_OK);
         assert_int_equal(compose_build(g, &p, be, &c), MODA_OK);
+        int mapped = 0;
+        for (int i = 0; i < c->n_nodes; i++) mapped += graph_add_is_mapped(&c->nodes[i]);
+        assert_true(arch == MODEL_RESNET18 && mode == COMPOSE_PER_LAYER ? mapped > 0 : mapped == 0);
         char what[64];
-        snprintf(what, sizeof what, "composed %s, %d classes", model_arch_name(arch), trial ? 5 : 2);
+        snprintf(what, sizeof what, "composed %s %s, %d classes", model_arch_name(arch), compose_mode_name(mode),
+                 five ? 5 : 2);
         check_plan(what, c, seed + 10 + (uint64_t)trial, 1);
         graph_free(c);
         compose_plan_free(&p);

@@ -148,6 +148,7 @@ moda_backend *backend_cpu_new(void) {
         .linear_fwd = cpu_linear_fwd,
         .linear_bwd = cpu_linear_bwd,
         .add_fwd = cpu_add_fwd,
+        .add_mapped_fwd = cpu_add_mapped_fwd,
         .softmax_ce_fwd = cpu_softmax_ce_fwd,
         .softmax_ce_bwd = cpu_softmax_ce_bwd,
         .sgd_update = cpu_sgd_update,

@@ -8,6 +8,9 @@
  *                                flatten or a global average pool)
  *   max pool, global average pool (pooling primitives), and a ReLU or an
  *   add that no conv absorbed (eltwise, binary); a flatten is no layer.
+ *   A mapped add (graph_add_mapped) reads an addend through a gather, a
+ *   loop of ours that picks channels in the addend's own layout; the conv
+ *   of its main path still absorbs it when that side's map is the identity.
  * A layer runs where the last node it absorbed stood, so a residual add
  * fuses into the conv of its main path once the shortcut is computed.
  *
@@ -37,7 +40,7 @@
 #include "frozen.h"
 #include "graph.h"
 
-enum { L_CONV, L_IP, L_MAXPOOL, L_AVGPOOL, L_RELU, L_ADD };
+enum { L_CONV, L_IP, L_MAXPOOL, L_AVGPOOL, L_RELU, L_ADD, L_GATHER };
 
 #define FZ_MAX_LAYOUTS 8 /* weight layouts per layer */
 #define FZ_SOFT_LAYOUTS 2 /* beyond this many, a kept layout is preferred to a new one */
@@ -55,6 +58,7 @@ typedef struct fz_layer {
     bool w_used[FZ_MAX_LAYOUTS];
     int n_w;
     dnnl_memory_t b; /* bias (k), plain; NULL when none */
+    int *map;        /* gather: output channel j reads input channel map[j], -1 zero; (k), owned */
 } fz_layer;
 
 typedef struct fz_value {
@@ -62,11 +66,24 @@ typedef struct fz_value {
     int last_use;      /* last layer that reads it; INT_MAX for the logits */
 } fz_value;
 
+/* Where element (n, c, h, w) of a 4-D activation lies: plain, or with the
+ * channels in blocks of blk (nChw8c, nChw16c, ...). */
+typedef struct fz_layout {
+    dnnl_dim_t stride[4];
+    int blk;
+    int padded_c; /* channels including a last block's padding, which stays zero */
+} fz_layout;
+
 typedef struct fz_step {
-    dnnl_primitive_t prim; /* owned */
+    dnnl_primitive_t prim; /* owned; NULL for a gather */
     int n_args;
     dnnl_exec_arg_t args[FZ_STEP_ARGS];
     bool reorder;
+    /* A gather: the layer, its source and destination and their layouts. */
+    const fz_layer *gather;
+    dnnl_memory_t src, dst;
+    fz_layout src_at, dst_at;
+    int src_c;
 } fz_step;
 
 enum { BIND_ARENA, BIND_SCRATCH, BIND_IN, BIND_OUT };
@@ -117,7 +134,8 @@ typedef struct fz_plan {
 
 static void inst_free(fz_inst *in) {
     if (!in) return;
-    for (int i = 0; i < in->n_steps; i++) dnnl_primitive_destroy(in->steps[i].prim);
+    for (int i = 0; i < in->n_steps; i++)
+        if (in->steps[i].prim) dnnl_primitive_destroy(in->steps[i].prim);
     for (int i = 0; i < in->n_mems; i++) dnnl_memory_destroy(in->mems[i].mem);
     free(in->steps);
     free(in->mems);
@@ -567,6 +585,86 @@ static moda_status build_add(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *vm
     return inst_step(pl, in, pd, 3, args, false);
 }
 
+/* The layout of md when it is one a gather reads and writes directly:
+ * 4-D f32, plain or with one block of channels innermost. */
+static bool layout_of(const dnnl_memory_desc_t *md, fz_layout *at) {
+    if (md->ndims != 4 || md->data_type != dnnl_f32 || md->format_kind != dnnl_blocked || md->offset0 != 0)
+        return false;
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    if (b->inner_nblks > 1 || (b->inner_nblks == 1 && b->inner_idxs[0] != 1)) return false;
+    at->blk = b->inner_nblks ? (int)b->inner_blks[0] : 1;
+    for (int d = 0; d < 4; d++) at->stride[d] = b->strides[d];
+    at->padded_c = (int)md->padded_dims[1];
+    return true;
+}
+
+static inline size_t layout_off(const fz_layout *at, int n, int c, int h, int w) {
+    return (size_t)(n * at->stride[0] + (c / at->blk) * at->stride[1] + h * at->stride[2] + w * at->stride[3] +
+                    c % at->blk);
+}
+
+/* The same layout for k channels: a blocked source gives the nChw<blk>c of
+ * k channels, a plain one nchw or nhwc. */
+static moda_status layout_for(const dnnl_memory_desc_t *src, const fz_layout *at, dnnl_dim_t n, dnnl_dim_t k,
+                              dnnl_memory_desc_t *out) {
+    dnnl_dims_t d = {n, k, src->dims[2], src->dims[3]};
+    dnnl_format_tag_t tag;
+    switch (at->blk) {
+    case 1: tag = at->stride[1] == 1 && src->dims[1] > 1 ? dnnl_nhwc : dnnl_nchw; break;
+    case 4: tag = dnnl_nChw4c; break;
+    case 8: tag = dnnl_nChw8c; break;
+    case 16: tag = dnnl_nChw16c; break;
+    default: return MODA_ERR_UNSUPPORTED;
+    }
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(out, 4, d, dnnl_f32, tag));
+    return MODA_OK;
+}
+
+static moda_status build_gather(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *vmem) {
+    fz_layer *L = &pl->layers[li];
+    const fz_value *vi = &pl->values[L->in];
+    const dnnl_memory_desc_t *src;
+    DNNL_TRY(dnnl_memory_get_memory_desc(vmem[L->in], &src));
+    fz_step st = {.gather = L, .src = vmem[L->in], .src_c = vi->c};
+    dnnl_memory_desc_t dmd;
+    if (!layout_of(src, &st.src_at) || layout_for(src, &st.src_at, in->n, L->k, &dmd) != MODA_OK) {
+        /* An unusual layout: read it as plain nchw. */
+        dnnl_dims_t d;
+        value_dims(vi, in->n, d);
+        dnnl_memory_desc_t plain;
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&plain, 4, d, dnnl_f32, dnnl_nchw));
+        MODA_TRY(inst_input(pl, in, vmem, L->in, li, &plain, &st.src));
+        if (!layout_of(&plain, &st.src_at)) return MODA_ERR_BACKEND;
+        MODA_TRY(layout_for(&plain, &st.src_at, in->n, L->k, &dmd));
+    }
+    if (!layout_of(&dmd, &st.dst_at)) return MODA_ERR_BACKEND;
+    MODA_TRY(inst_value_mem(pl, in, &dmd, li, pl->values[L->out].last_use, &vmem[L->out], NULL));
+    st.dst = vmem[L->out];
+    if (!grow((void **)&in->steps, &in->cap_steps, in->n_steps + 1, sizeof(*in->steps))) return MODA_ERR_NOMEM;
+    in->steps[in->n_steps++] = st;
+    return MODA_OK;
+}
+
+static moda_status run_gather(const fz_step *st, int n) {
+    float *x, *y;
+    DNNL_TRY(dnnl_memory_get_data_handle(st->src, (void **)&x));
+    DNNL_TRY(dnnl_memory_get_data_handle(st->dst, (void **)&y));
+    const fz_layer *L = st->gather;
+    const dnnl_memory_desc_t *md;
+    DNNL_TRY(dnnl_memory_get_memory_desc(st->dst, &md));
+    const int h = (int)md->dims[2], w = (int)md->dims[3], kc = st->dst_at.padded_c, sc = st->src_c;
+    const fz_layout *sa = &st->src_at, *da = &st->dst_at;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int s = 0; s < n; s++)
+        for (int j = 0; j < kc; j++) {
+            const int from = j < L->k ? L->map[j] : -1;
+            for (int r = 0; r < h; r++)
+                for (int q = 0; q < w; q++)
+                    y[layout_off(da, s, j, r, q)] = from >= 0 && from < sc ? x[layout_off(sa, s, from, r, q)] : 0.0f;
+        }
+    return MODA_OK;
+}
+
 #define FZ_MEASURE FROZEN_THREADS_MEASURE
 #define FZ_TUNE_RUNS 9
 
@@ -629,6 +727,7 @@ static moda_status inst_build(fz_plan *pl, int n, int threads, fz_inst **out) {
         case L_AVGPOOL: s = build_pool(pl, in, li, vmem); break;
         case L_RELU: s = build_relu(pl, in, li, vmem); break;
         case L_ADD: s = build_add(pl, in, li, vmem); break;
+        case L_GATHER: s = build_gather(pl, in, li, vmem); break;
         default: s = MODA_ERR_ARG;
         }
     }
@@ -750,10 +849,16 @@ static moda_status inst_run(fz_plan *pl, fz_inst *in, const float *x, float *log
     int saved = omp_get_max_threads();
     if (in->threads > 0 && in->threads != saved) omp_set_num_threads(in->threads);
     moda_status s = MODA_OK;
-    for (int i = 0; s == MODA_OK && i < in->n_steps; i++)
-        if (dnnl_primitive_execute(in->steps[i].prim, pl->c->stream, in->steps[i].n_args, in->steps[i].args) !=
-            dnnl_success)
+    for (int i = 0; s == MODA_OK && i < in->n_steps; i++) {
+        const fz_step *st = &in->steps[i];
+        if (!st->prim) {
+            /* Our own loop reads what the primitives before it wrote. */
+            if (dnnl_stream_wait(pl->c->stream) != dnnl_success) s = MODA_ERR_BACKEND;
+            if (s == MODA_OK) s = run_gather(st, in->n);
+        } else if (dnnl_primitive_execute(st->prim, pl->c->stream, st->n_args, st->args) != dnnl_success) {
             s = MODA_ERR_BACKEND;
+        }
+    }
     if (s == MODA_OK && dnnl_stream_wait(pl->c->stream) != dnnl_success) s = MODA_ERR_BACKEND;
     if (in->threads > 0 && in->threads != saved) omp_set_num_threads(saved);
     return s;
@@ -790,6 +895,7 @@ static void plan_destroy(void *impl) {
     for (int li = 0; pl->layers && li < pl->n_layers; li++) {
         for (int i = 0; i < pl->layers[li].n_w; i++) dnnl_memory_destroy(pl->layers[li].w[i]);
         if (pl->layers[li].b) dnnl_memory_destroy(pl->layers[li].b);
+        free(pl->layers[li].map);
     }
     free(pl->layers);
     free(pl->values);
@@ -810,7 +916,38 @@ typedef struct fz_group {
     int bn;    /* folded batch norm node, -1 none */
     int other; /* node summed in, -1 none */
     bool relu;
+    int add;   /* the add absorbed, -1 none */
 } fz_group;
+
+/* Whether side `side` of add node i reads its addend's channels as they
+ * are: a plain add, or a mapped one whose map is the identity. */
+static bool add_side_identity(const graph *g, int i, int side) {
+    const graph_node *a = &g->nodes[i];
+    if (!graph_add_is_mapped(a)) return true;
+    if (g->nodes[a->in[side]].c != a->c) return false;
+    const float *m = g->params[a->param[side]].data;
+    for (int j = 0; j < a->c; j++)
+        if (m[j] != (float)j) return false;
+    return true;
+}
+
+/* A gather layer reading value in_val through side `side`'s map of add
+ * node i; returns its output value. */
+static int emit_gather(fz_plan *pl, const graph *g, int i, int side, int in_val) {
+    const graph_node *a = &g->nodes[i];
+    fz_layer *L = &pl->layers[pl->n_layers];
+    L->kind = L_GATHER;
+    L->in = in_val;
+    L->other = -1;
+    L->k = a->c;
+    L->out = pl->n_values;
+    if (!(L->map = malloc((size_t)a->c * sizeof(int)))) return -1;
+    const float *m = g->params[a->param[side]].data;
+    for (int j = 0; j < a->c; j++) L->map[j] = m[j] >= 0.0f ? (int)m[j] : -1;
+    pl->values[pl->n_values++] = (fz_value){4, a->c, a->h, a->w, -1};
+    pl->n_layers++;
+    return L->out;
+}
 
 static int cmp_tail(const void *a, const void *b) {
     const fz_group *x = a, *y = b;
@@ -860,8 +997,9 @@ static moda_status plan_build(fz_plan *pl, const graph *g) {
     fz_group *grp = calloc((size_t)nn, sizeof(*grp));
     bool *absorbed = calloc((size_t)nn, sizeof(*absorbed));
     int *val = malloc((size_t)nn * sizeof(*val));
-    pl->layers = calloc((size_t)nn, sizeof(*pl->layers));
-    pl->values = calloc((size_t)nn + 1, sizeof(*pl->values));
+    /* A mapped add may add two gathers to its own layer. */
+    pl->layers = calloc(3 * (size_t)nn, sizeof(*pl->layers));
+    pl->values = calloc(3 * (size_t)nn + 1, sizeof(*pl->values));
     moda_status s = MODA_OK;
     if (!grp || !absorbed || !val || !pl->layers || !pl->values) s = MODA_ERR_NOMEM;
     int n_grp = 0;
@@ -869,7 +1007,7 @@ static moda_status plan_build(fz_plan *pl, const graph *g) {
     for (int i = 1; s == MODA_OK && i < nn; i++) {
         if (absorbed[i]) continue;
         const graph_node *nd = &g->nodes[i];
-        fz_group G = {i, i, -1, -1, false};
+        fz_group G = {i, i, -1, -1, false, -1};
         int c;
         switch (nd->kind) {
         case NODE_CONV2D:
@@ -879,8 +1017,10 @@ static moda_status plan_build(fz_plan *pl, const graph *g) {
                 absorbed[c] = true;
             }
             c = sole_consumer(g, G.tail);
-            if (c >= 0 && !absorbed[c] && g->nodes[c].kind == NODE_ADD && g->nodes[c].in[0] != g->nodes[c].in[1]) {
+            if (c >= 0 && !absorbed[c] && g->nodes[c].kind == NODE_ADD && g->nodes[c].in[0] != g->nodes[c].in[1] &&
+                add_side_identity(g, c, g->nodes[c].in[0] == G.tail ? 0 : 1)) {
                 G.other = g->nodes[c].in[0] == G.tail ? g->nodes[c].in[1] : g->nodes[c].in[0];
+                G.add = c;
                 G.tail = c;
                 absorbed[c] = true;
             }
@@ -918,9 +1058,26 @@ static moda_status plan_build(fz_plan *pl, const graph *g) {
             val[G->head] = val[nd->in[0]];
             continue;
         }
+        /* Addends a mapped add reads through a map: gathered first. */
+        int other = G->other >= 0 ? val[G->other] : -1, addend[2] = {-1, -1};
+        if (G->add >= 0 && graph_add_is_mapped(&g->nodes[G->add])) {
+            int side = g->nodes[G->add].in[0] == G->other ? 0 : 1;
+            if (g->nodes[G->add].ndim != 4) s = MODA_ERR_UNSUPPORTED;
+            else if (!add_side_identity(g, G->add, side) && (other = emit_gather(pl, g, G->add, side, other)) < 0)
+                s = MODA_ERR_NOMEM;
+        }
+        if (nd->kind == NODE_ADD) {
+            for (int side = 0; side < 2 && s == MODA_OK; side++) {
+                addend[side] = val[nd->in[side]];
+                if (add_side_identity(g, G->head, side)) continue;
+                if (nd->ndim != 4) s = MODA_ERR_UNSUPPORTED;
+                else if ((addend[side] = emit_gather(pl, g, G->head, side, addend[side])) < 0) s = MODA_ERR_NOMEM;
+            }
+        }
+        if (s != MODA_OK) break;
         fz_layer *L = &pl->layers[pl->n_layers];
-        L->in = val[nd->in[0]];
-        L->other = G->other >= 0 ? val[G->other] : -1;
+        L->in = nd->kind == NODE_ADD ? addend[0] : val[nd->in[0]];
+        L->other = other;
         L->relu = G->relu;
         L->out = pl->n_values;
         const fz_value *vi = &pl->values[L->in];
@@ -976,8 +1133,9 @@ static moda_status plan_build(fz_plan *pl, const graph *g) {
             break;
         case NODE_ADD:
             L->kind = L_ADD;
-            L->other = val[nd->in[1]];
+            L->other = addend[1];
             vo = *vi;
+            vo.c = nd->c;
             vo.last_use = -1;
             break;
         default: s = MODA_ERR_UNSUPPORTED; break;

@@ -80,6 +80,8 @@ moda_status cpu_linear_fwd(moda_backend *be, tensor *y, const tensor *x, const t
 moda_status cpu_linear_bwd(moda_backend *be, tensor *dx, tensor *dw, tensor *db, const tensor *dy,
                            const tensor *x, const tensor *w);
 moda_status cpu_add_fwd(moda_backend *be, tensor *y, const tensor *a, const tensor *b);
+moda_status cpu_add_mapped_fwd(moda_backend *be, tensor *y, const tensor *a, const tensor *b, const tensor *map_a,
+                               const tensor *map_b);
 moda_status cpu_softmax_ce_fwd(moda_backend *be, float *loss, tensor *probs, const tensor *logits,
                                const int32_t *labels);
 moda_status cpu_softmax_ce_bwd(moda_backend *be, tensor *dlogits, const tensor *probs,
