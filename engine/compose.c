@@ -136,14 +136,11 @@ static int add_source(const graph *g, const graph_node *n, int side, int f) {
     return m >= 0.0f && m < (float)g->nodes[n->in[side]].c ? (int)m : -1;
 }
 
-/* keep[i] for every node from the tracked ReLUs' masks (tmask[i], NULL for
- * other nodes). zero[i]: channels that are zero in the masked full model,
- * assumed[i]: those of them that are only taken as zero, being a dropped
- * channel carried through batch norm or a biased depthwise conv (their
- * values are constants there, which the next tracked ReLU drops).
- * need[i]: channels a later node reads. */
-/* Forward pass of plan_per_layer: zero[i] and assumed[i] from the
- * tracked ReLUs' masks tmask (NULL for other nodes). */
+/* Forward pass of plan_per_layer from the tracked ReLUs' masks (tmask[i],
+ * NULL for other nodes). zero[i]: channels that are zero in the masked
+ * full model; assumed[i]: those of them that are only taken as zero, being
+ * a dropped channel carried through batch norm or a biased depthwise conv
+ * (their values are constants there, which the next tracked ReLU drops). */
 static moda_status forward_zero(const graph *g, bool *const *tmask, bool **zero, bool **assumed) {
     const int n = g->n_nodes;
     for (int i = 0; i < n; i++) {
@@ -157,9 +154,8 @@ static moda_status forward_zero(const graph *g, bool *const *tmask, bool **zero,
         for (int k = 0; k < g->nodes[in].c; k++) any_assumed |= assumed[in][k];
         if (nd->kind == NODE_ADD)
             for (int k = 0; k < g->nodes[nd->in[1]].c; k++) any_assumed |= assumed[nd->in[1]][k];
-        if (any_assumed && !per_channel(g, nd) && nd->kind != NODE_FLATTEN) {
+        if (any_assumed && !per_channel(g, nd) && nd->kind != NODE_FLATTEN)
             return MODA_ERR_UNSUPPORTED; /* a dropped constant channel would reach a mixing layer */
-        }
         for (int f = 0; f < nd->c; f++) {
             int k = src_channel(g, nd, f);
             switch (nd->kind) {
@@ -204,6 +200,8 @@ static int chain_source(const graph *g, bool *const *tmask, int i) {
     return -1;
 }
 
+/* keep[i] for every node (keep[output] holds the classes of T on entry);
+ * need[i]: the channels a later node reads. */
 static moda_status plan_per_layer(const graph *g, bool *const *tmask, bool **keep) {
     const int n = g->n_nodes;
     bool **zero = calloc((size_t)n, sizeof(bool *)), **assumed = calloc((size_t)n, sizeof(bool *));

@@ -601,7 +601,19 @@ static void test_cli(void **state) {
     load(reg, "subsub", &ssm);
     assert_string_equal(ssm.origin.model, "sub");
     assert_int_equal(ssm.origin.classes[0], 1);
+    assert_int_equal(ssm.origin.mode, COMPOSE_TIED);
     registry_model_free(&ssm);
+
+    /* Per layer: recorded in the origin; composed again only per layer. */
+    const char *pl[] = {"moda", "compose", "--registry", reg, "--model", "lenet", "--classes", "fine,h-stripes",
+                        "--mode", "per-layer", "--save", "pl", "--data-dir", data, NULL};
+    assert_int_equal(run(pl), 0);
+    load(reg, "pl", &ssm);
+    assert_int_equal(ssm.origin.mode, COMPOSE_PER_LAYER);
+    registry_model_free(&ssm);
+    const char *pl_again[] = {"moda", "compose", "--registry", reg, "--model", "pl", "--classes", "0",
+                              "--mode", "per-layer", NULL};
+    assert_int_equal(run(pl_again), 0);
 
     /* Usage errors. */
     const char *help[] = {"moda", "compose", "--help", NULL};
@@ -618,6 +630,7 @@ static void test_cli(void **state) {
         {"moda", "compose", "--registry", reg, "--model", "lenet", "--classes", "2,fine", NULL},
         {"moda", "compose", "--registry", reg, "--model", "lenet", "--classes", "stripes", NULL},
         {"moda", "compose", "--registry", reg, "--model", "lenet", "--classes", "4", NULL},
+        {"moda", "compose", "--registry", reg, "--model", "lenet", "--classes", "0", "--mode", "union", NULL},
         {"moda", "compose", "--registry", reg, "--model", "lenet", "--classes", "-1", NULL},
         {"moda", "compose", "--registry", reg, "--model", "lenet", "--classes", "0", "--tau", "2", NULL},
         {"moda", "compose", "--registry", reg, "--model", "lenet", "--classes", "0", "--out", reg2, NULL},
