@@ -85,8 +85,14 @@ void v1_models_list(api *a, api_response *resp) {
     api_response_json(resp, 200, json_pack("{s:o}", "models", models));
 }
 
-void v1_model_get(api *a, const char *name, api_response *resp) {
+static void composed_get(api *a, int worker, const char *id, api_response *resp);
+
+void v1_model_get(api *a, int worker, const char *name, api_response *resp) {
     const api_model *m = model_store_find(&a->store, name);
+    if (!m && strchr(name, '~')) {
+        composed_get(a, worker, name, resp);
+        return;
+    }
     if (!m) {
         api_response_errorf(resp, "unknown_model", "no model named \"%.80s\"", name);
         return;
@@ -214,6 +220,43 @@ static int threshold_json(const api *a, const json_t *v, float *tau, api_error *
     return 0;
 }
 
+/* What POST /v1/compose answers, and GET /v1/models/{id} for an id. */
+static json_t *composed_json(const api_model *m, const api_entry *entry, bool cached) {
+    const api_entry_info *mi = api_entry_info_of(entry);
+    return json_pack("{s:s,s:s,s:f,s:s,s:o,s:I,s:f,s:f,s:b,s:f}", "id", mi->id, "model", mi->model, "threshold",
+                     short_real(mi->tau), "mode", compose_mode_name(mi->mode), "classes", class_objects(mi), "params",
+                     (json_int_t)mi->params, "size_ratio", m->params ? (double)mi->params / (double)m->params : 0.0,
+                     "flops_ratio", m->macs > 0 ? mi->macs / m->macs : 0.0, "cached", cached, "compose_ms",
+                     cached ? 0.0 : entry->compose_ms);
+}
+
+/* GET /v1/models/{id} of a composed id: composed through the cache, like
+ * any use of an id, and described as POST /v1/compose describes it. */
+static void composed_get(api *a, int worker, const char *id, api_response *resp) {
+    char model[REGISTRY_NAME_MAX + 1];
+    int *cls = NULL, n = 0;
+    float tau;
+    compose_mode mode;
+    api_error e = {0};
+    api_entry *entry = NULL;
+    bool cached = false;
+    const api_model *m = NULL;
+    if (api_id_parse(id, model, &cls, &n, &tau, &mode, &e)) goto fail;
+    if (!(m = model_store_find(&a->store, model))) {
+        api_error_set(&e, "unknown_model", "no model named \"%s\" (in id \"%.80s\")", model, id);
+        goto fail;
+    }
+    if (api_entry_compose(a, worker, m, cls, n, tau, mode, &entry, &cached, &e)) goto fail;
+    api_response_json(resp, 200, composed_json(m, entry, cached));
+    snprintf(resp->model, sizeof resp->model, "%s", api_entry_info_of(entry)->id);
+    api_entry_release(a, entry);
+    free(cls);
+    return;
+fail:
+    api_response_error(resp, &e);
+    free(cls);
+}
+
 /* mode: absent (tied) or one of the composer's mode names. */
 static int mode_json(const json_t *v, compose_mode *mode, api_error *e) {
     *mode = COMPOSE_TIED;
@@ -256,15 +299,8 @@ void v1_compose(api *a, int worker, const api_request *req, api_response *resp) 
         mode_json(json_object_get(root, "mode"), &mode, &e) ||
         api_entry_compose(a, worker, m, cls, n, tau, mode, &entry, &cached, &e))
         goto fail;
-    const api_entry_info *mi = api_entry_info_of(entry);
-    json_t *out = json_pack("{s:s,s:s,s:f,s:s,s:o,s:I,s:f,s:f,s:b,s:f}", "id", mi->id, "model", mi->model,
-                            "threshold", short_real(mi->tau), "mode", compose_mode_name(mi->mode), "classes",
-                            class_objects(mi), "params", (json_int_t)mi->params, "size_ratio",
-                            m->params ? (double)mi->params / (double)m->params : 0.0, "flops_ratio",
-                            m->macs > 0 ? mi->macs / m->macs : 0.0, "cached", cached, "compose_ms",
-                            cached ? 0.0 : entry->compose_ms);
-    api_response_json(resp, 200, out);
-    snprintf(resp->model, sizeof resp->model, "%s", mi->id);
+    api_response_json(resp, 200, composed_json(m, entry, cached));
+    snprintf(resp->model, sizeof resp->model, "%s", api_entry_info_of(entry)->id);
     api_entry_release(a, entry);
     json_decref(root);
     free(cls);

@@ -2,7 +2,8 @@
  * ResNet18 (residual adds, so the per-layer mode makes mapped adds): the
  * same classes composed tied and per layer are two cache entries with two
  * ids, the per-layer one no larger; inference on the per-layer id equals
- * the engine's own per-layer composition; ids round-trip with their mode;
+ * the engine's own per-layer composition, and GET /v1/models/{id} reports
+ * the mode; ids round-trip with their mode;
  * a bad mode is a 400; and a model composed per layer and stored in the
  * registry cannot be composed again (422). */
 #include "test_util.h"
@@ -230,6 +231,25 @@ static void test_two_modes(void **state) {
     api_response_free(&ri);
     free(text);
     json_decref(body);
+
+    /* GET /v1/models/{id} describes a composed id with its mode. */
+    api_response rg;
+    json_t *desc = request(a, "GET", "/v1/models/res~2-0~0.9~per-layer", NULL, &rg);
+    assert_int_equal(rg.status, 200);
+    assert_string_equal(json_string_value(json_object_get(desc, "id")), per_id);
+    assert_string_equal(json_string_value(json_object_get(desc, "mode")), "per-layer");
+    assert_true(json_is_true(json_object_get(desc, "cached")));
+    assert_int_equal(json_integer_value(json_object_get(desc, "params")), per_params);
+    json_decref(desc);
+    api_response_free(&rg);
+    desc = request(a, "GET", "/v1/models/res~2-0~0.9", NULL, &rg);
+    assert_int_equal(rg.status, 200);
+    assert_string_equal(json_string_value(json_object_get(desc, "mode")), "tied");
+    json_decref(desc);
+    api_response_free(&rg);
+    expect_error(a, "GET", "/v1/models/res~2-0~0.9~tied", NULL, 404, "unknown_model", NULL);
+    expect_error(a, "GET", "/v1/models/nope~2-0~0.9~per-layer", NULL, 404, "unknown_model", NULL);
+    expect_error(a, "GET", "/v1/models/res~2-9~0.9~per-layer", NULL, 404, "unknown_class", NULL);
 
     /* Deleting the per-layer id leaves the tied entry cached. */
     json_t *del = request(a, "DELETE", "/v1/compose/res~2-0~0.9~per-layer", NULL, &rd);
