@@ -12,7 +12,12 @@
  * models take turns for max(reps, 5) rounds, and each one's time ratio is
  * the median of its per-round ratios to the full model.
  *
+ * --mode picks the composition mode (tied, per-layer); --frozen runs the
+ * inference through frozen plans (engine/frozen.h), as the server does,
+ * instead of the graph.
+ *
  * Usage: bench_compose [--reps N] [--arch A] [--width W] [--tau T]
+ *                      [--mode tied|per-layer] [--frozen 0|1]
  *                      [--registry DIR --model NAME] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,7 @@
 
 #include "cli_env.h"
 #include "compose.h"
+#include "frozen.h"
 #include "models.h"
 #include "registry.h"
 #include "rng.h"
@@ -46,8 +52,10 @@ int main(int argc, char **argv) {
     const char *arch = "vgg16";
     float width = 1.0f, tau = 0.9f;
     const char *reg_path = NULL, *model = NULL;
+    compose_mode mode = COMPOSE_TIED;
+    bool use_frozen = false;
     static const char usage[] = "usage: bench_compose [--reps N] [--arch A] [--width W] [--tau T] "
-                                "[--registry DIR --model NAME]\n";
+                                "[--mode tied|per-layer] [--frozen 0|1] [--registry DIR --model NAME]\n";
     for (int i = 1; i < argc; i += 2) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage, stdout);
@@ -63,6 +71,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--tau")) tau = (float)atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--registry")) reg_path = argv[i + 1];
         else if (!strcmp(argv[i], "--model")) model = argv[i + 1];
+        else if (!strcmp(argv[i], "--frozen")) use_frozen = atoi(argv[i + 1]) != 0;
+        else if (!strcmp(argv[i], "--mode")) {
+            if (!compose_mode_parse(argv[i + 1], &mode)) {
+                fprintf(stderr, "bench_compose: --mode takes tied or per-layer\n%s", usage);
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "bench_compose: unknown option %s\n%s", argv[i], usage);
             return 2;
@@ -125,7 +140,7 @@ int main(int argc, char **argv) {
             compose_plan p;
             graph *c = NULL;
             double t0 = now_ms();
-            s = compose_plan_make(g, &r, tasks[t], sizes[t], tau, &p);
+            s = compose_plan_make_mode(g, &r, tasks[t], sizes[t], tau, mode, &p);
             double t1 = now_ms();
             if (s == MODA_OK) s = compose_build(g, &p, be, &c);
             double t2 = now_ms();
@@ -162,32 +177,43 @@ int main(int argc, char **argv) {
     if (!x || !ms || !ratio) s = MODA_ERR_NOMEM;
     for (int t = 1; s == MODA_OK && t < N_INFER; t++) {
         compose_plan p;
-        s = compose_plan_make(g, &r, infer_tasks[t - 1], infer_sizes[t - 1], tau, &p);
+        s = compose_plan_make_mode(g, &r, infer_tasks[t - 1], infer_sizes[t - 1], tau, mode, &p);
         if (s == MODA_OK) s = compose_build(g, &p, be, &models[t]);
         compose_plan_free(&p);
     }
+    frozen *fz[N_INFER] = {NULL};
+    float *logits = malloc((size_t)batch * cfg.num_classes * sizeof(float));
+    if (!logits) s = MODA_ERR_NOMEM;
     for (int t = 0; s == MODA_OK && t < N_INFER; t++) {
-        s = graph_plan_inference(models[t], batch);
-        if (s == MODA_OK) s = graph_forward(models[t], x, batch, false); /* warms the caches */
+        if (use_frozen && (s = frozen_new(models[t], be, batch, &fz[t])) == MODA_OK)
+            s = frozen_run(fz[t], x, batch, logits); /* builds batch 64's primitives */
+        if (s == MODA_OK && !use_frozen && (s = graph_plan_inference(models[t], batch)) == MODA_OK)
+            s = graph_forward(models[t], x, batch, false); /* warms the caches */
     }
     for (int i = 0; s == MODA_OK && i < rounds; i++)
         for (int t = 0; s == MODA_OK && t < N_INFER; t++) {
             double t0 = now_ms();
-            s = graph_forward(models[t], x, batch, false);
+            s = use_frozen ? frozen_run(fz[t], x, batch, logits) : graph_forward(models[t], x, batch, false);
             ms[t * rounds + i] = now_ms() - t0;
         }
+    for (int t = 0; t < N_INFER; t++) frozen_free(fz[t]);
+    free(logits);
     if (s != MODA_OK) {
         fprintf(stderr, "bench_compose: %s\n", moda_status_string(s));
         return 1;
     }
-    printf("\ninference, batch 64, %d rounds, the models in turn; medians:\n%-20s %10s %10s %10s\n", rounds,
-           "classes", "FLOPs", "ms", "time");
+    printf("\ninference (%s, %s composition), batch 64, %d rounds, the models in turn; medians:\n"
+           "%-20s %10s %10s %10s %10s\n",
+           use_frozen ? "frozen plans" : "graph", compose_mode_name(mode), rounds, "classes", "params", "FLOPs", "ms",
+           "time");
     for (int i = 0; i < N_INFER * rounds; i++) ratio[i] = ms[i] / ms[i % rounds]; /* before median() sorts */
     for (int t = 0; t < N_INFER; t++) {
         char label[32] = "full";
         for (int j = 0, len = 0; t > 0 && j < infer_sizes[t - 1]; j++)
             len += snprintf(label + len, sizeof label - (size_t)len, j ? ",%d" : "%d", infer_tasks[t - 1][j]);
-        printf("%-20s %9.2f%% %10.2f %9.2f%%\n", label, 100.0 * graph_macs(models[t]) / graph_macs(g),
+        printf("%-20s %9.2f%% %9.2f%% %10.2f %9.2f%%\n", label,
+               100.0 * (double)graph_param_count(models[t]) / (double)graph_param_count(g),
+               100.0 * graph_macs(models[t]) / graph_macs(g),
                median(ms + (size_t)t * rounds, rounds), 100.0 * median(ratio + (size_t)t * rounds, rounds));
     }
     for (int t = 1; t < N_INFER; t++) graph_free(models[t]);

@@ -128,26 +128,29 @@ static int src_channel(const graph *g, const graph_node *n, int f) {
     return f / (in->h * in->w);
 }
 
+/* The channel of add node n's addend `side` that its output channel f
+ * reads: f for a plain add, the map's entry (-1: none) for a mapped one. */
+static int add_source(const graph *g, const graph_node *n, int side, int f) {
+    if (!graph_add_is_mapped(n)) return f;
+    float m = g->params[n->param[side]].data[f];
+    return m >= 0.0f && m < (float)g->nodes[n->in[side]].c ? (int)m : -1;
+}
+
 /* keep[i] for every node from the tracked ReLUs' masks (tmask[i], NULL for
  * other nodes). zero[i]: channels that are zero in the masked full model,
  * assumed[i]: those of them that are only taken as zero, being a dropped
  * channel carried through batch norm or a biased depthwise conv (their
  * values are constants there, which the next tracked ReLU drops).
  * need[i]: channels a later node reads. */
-static moda_status plan_per_layer(const graph *g, bool *const *tmask, bool **keep) {
+/* Forward pass of plan_per_layer: zero[i] and assumed[i] from the
+ * tracked ReLUs' masks tmask (NULL for other nodes). */
+static moda_status forward_zero(const graph *g, bool *const *tmask, bool **zero, bool **assumed) {
     const int n = g->n_nodes;
-    bool **zero = calloc((size_t)n, sizeof(bool *)), **assumed = calloc((size_t)n, sizeof(bool *));
-    bool **need = calloc((size_t)n, sizeof(bool *));
-    moda_status s = zero && assumed && need ? MODA_OK : MODA_ERR_NOMEM;
-    for (int i = 0; s == MODA_OK && i < n; i++) {
-        size_t c = (size_t)g->nodes[i].c;
-        zero[i] = calloc(c, sizeof(bool));
-        assumed[i] = calloc(c, sizeof(bool));
-        need[i] = calloc(c, sizeof(bool));
-        if (!zero[i] || !assumed[i] || !need[i]) s = MODA_ERR_NOMEM;
+    for (int i = 0; i < n; i++) {
+        memset(zero[i], 0, (size_t)g->nodes[i].c * sizeof(bool));
+        memset(assumed[i], 0, (size_t)g->nodes[i].c * sizeof(bool));
     }
-    /* Forward: what is zero. */
-    for (int i = 1; s == MODA_OK && i < n; i++) {
+    for (int i = 1; i < n; i++) {
         const graph_node *nd = &g->nodes[i];
         const int in = nd->in[0];
         bool any_assumed = false;
@@ -155,8 +158,7 @@ static moda_status plan_per_layer(const graph *g, bool *const *tmask, bool **kee
         if (nd->kind == NODE_ADD)
             for (int k = 0; k < g->nodes[nd->in[1]].c; k++) any_assumed |= assumed[nd->in[1]][k];
         if (any_assumed && !per_channel(g, nd) && nd->kind != NODE_FLATTEN) {
-            s = MODA_ERR_UNSUPPORTED; /* a dropped constant channel would reach a mixing layer */
-            break;
+            return MODA_ERR_UNSUPPORTED; /* a dropped constant channel would reach a mixing layer */
         }
         for (int f = 0; f < nd->c; f++) {
             int k = src_channel(g, nd, f);
@@ -181,13 +183,63 @@ static moda_status plan_per_layer(const graph *g, bool *const *tmask, bool **kee
                 zero[i][f] = zero[in][k];
                 assumed[i][f] = assumed[in][k];
                 break;
-            case NODE_ADD:
-                zero[i][f] = zero[in][f] && zero[nd->in[1]][f];
+            case NODE_ADD: {
+                int fa = add_source(g, nd, 0, f), fb = add_source(g, nd, 1, f);
+                zero[i][f] = (fa < 0 || zero[in][fa]) && (fb < 0 || zero[nd->in[1]][fb]);
                 break;
+            }
             case NODE_LINEAR:
             case NODE_INPUT: break;
             }
         }
+    }
+    return MODA_OK;
+}
+
+/* The tracked ReLU that tracked ReLU i's depthwise chain starts from: up
+ * its first inputs through per-channel nodes; -1 when there is none. */
+static int chain_source(const graph *g, bool *const *tmask, int i) {
+    for (int j = g->nodes[i].in[0]; j > 0 && per_channel(g, &g->nodes[j]); j = g->nodes[j].in[0])
+        if (g->nodes[j].kind == NODE_RELU && tmask[j]) return j;
+    return -1;
+}
+
+static moda_status plan_per_layer(const graph *g, bool *const *tmask, bool **keep) {
+    const int n = g->n_nodes;
+    bool **zero = calloc((size_t)n, sizeof(bool *)), **assumed = calloc((size_t)n, sizeof(bool *));
+    bool **need = calloc((size_t)n, sizeof(bool *));
+    moda_status s = zero && assumed && need ? MODA_OK : MODA_ERR_NOMEM;
+    for (int i = 0; s == MODA_OK && i < n; i++) {
+        size_t c = (size_t)g->nodes[i].c;
+        zero[i] = calloc(c, sizeof(bool));
+        assumed[i] = calloc(c, sizeof(bool));
+        need[i] = calloc(c, sizeof(bool));
+        if (!zero[i] || !assumed[i] || !need[i]) s = MODA_ERR_NOMEM;
+    }
+    /* Forward: what is zero. Where the intersection would leave a tracked
+     * ReLU no unit, its units are kept in the ReLU its depthwise chain
+     * starts from as well (a union there), and the pass runs again. */
+    bool **own = calloc((size_t)n, sizeof(bool *));
+    if (!own) s = MODA_ERR_NOMEM;
+    for (int i = 0; s == MODA_OK && i < n; i++) {
+        if (!tmask[i]) continue;
+        if (!(own[i] = malloc((size_t)g->nodes[i].c * sizeof(bool)))) s = MODA_ERR_NOMEM;
+        else memcpy(own[i], tmask[i], (size_t)g->nodes[i].c * sizeof(bool));
+    }
+    while (s == MODA_OK && (s = forward_zero(g, own, zero, assumed)) == MODA_OK) {
+        int empty = -1;
+        for (int i = 1; i < n && empty < 0; i++) {
+            if (!own[i]) continue;
+            bool any = false;
+            for (int f = 0; f < g->nodes[i].c && !any; f++) any = !zero[i][f];
+            if (!any) empty = i;
+        }
+        if (empty < 0) break;
+        int src = chain_source(g, own, empty);
+        bool grew = false;
+        for (int f = 0; src >= 0 && f < g->nodes[empty].c; f++)
+            if (own[empty][f] && !own[src][f]) own[src][f] = grew = true;
+        if (!grew) s = MODA_ERR_ARG; /* an empty layer cannot be composed */
     }
     /* Backward: what is read; a node keeps what is read and not zero. */
     for (int i = n - 1; s == MODA_OK && i >= 1; i--) {
@@ -197,7 +249,10 @@ static moda_status plan_per_layer(const graph *g, bool *const *tmask, bool **kee
         for (int f = 0; f < nd->c; f++) keep[i][f] = need[i][f] && !zero[i][f];
         if (nd->kind == NODE_ADD) {
             for (int j = 0; j < 2; j++)
-                for (int f = 0; f < nd->c; f++) need[nd->in[j]][f] |= keep[i][f] && !zero[nd->in[j]][f];
+                for (int f = 0; f < nd->c; f++) {
+                    int k = add_source(g, nd, j, f);
+                    if (k >= 0) need[nd->in[j]][k] |= keep[i][f] && !zero[nd->in[j]][k];
+                }
         } else if (per_channel(g, nd) || nd->kind == NODE_FLATTEN) {
             for (int f = 0; f < nd->c; f++) need[in][src_channel(g, nd, f)] |= keep[i][f];
         } else { /* conv, linear: every channel that is not zero */
@@ -218,6 +273,8 @@ static moda_status plan_per_layer(const graph *g, bool *const *tmask, bool **kee
         if (assumed) free(assumed[i]);
         if (need) free(need[i]);
     }
+    for (int i = 0; own && i < n; i++) free(own[i]);
+    free(own);
     free(zero);
     free(assumed);
     free(need);
@@ -240,8 +297,10 @@ moda_status compose_plan_from_masks_mode(const graph *g, const rates *r, bool *c
     if (!g || !r || !masks || !p) return MODA_ERR_NULL;
     memset(p, 0, sizeof(*p));
     MODA_TRY(check_classes(g, classes, n_classes));
-    if (g->nodes[g->output].kind != NODE_LINEAR || has_mapped_add(g)) return MODA_ERR_UNSUPPORTED;
     if (mode != COMPOSE_TIED && mode != COMPOSE_PER_LAYER) return MODA_ERR_ARG;
+    /* Tied spaces cannot follow a mapped add's channel maps. */
+    if (g->nodes[g->output].kind != NODE_LINEAR || (mode == COMPOSE_TIED && has_mapped_add(g)))
+        return MODA_ERR_UNSUPPORTED;
     int n = g->n_nodes;
     p->n_nodes = n;
     p->space = malloc((size_t)n * sizeof(int));
@@ -411,6 +470,7 @@ static void slice_param(const graph_param *src, graph_param *dst, const int *out
 /* An add whose addends keep other channels than it does (per-layer mode). */
 static bool add_needs_maps(const graph *g, const compose_plan *p, int i) {
     const graph_node *n = &g->nodes[i];
+    if (graph_add_is_mapped(n)) return true;
     for (int j = 0; j < 2; j++)
         if (memcmp(p->keep[n->in[j]], p->keep[i], (size_t)n->c * sizeof(bool)) != 0) return true;
     return false;
@@ -420,14 +480,18 @@ static bool add_needs_maps(const graph *g, const compose_plan *p, int i) {
  * channel that holds the same parent channel, or zero. */
 static moda_status fill_add_maps(const graph *g, const compose_plan *p, int i, graph *c, const graph_node *cn) {
     const graph_node *n = &g->nodes[i];
-    int *pos = malloc((size_t)n->c * sizeof(int));
+    int in_c = g->nodes[n->in[0]].c > g->nodes[n->in[1]].c ? g->nodes[n->in[0]].c : g->nodes[n->in[1]].c;
+    int *pos = malloc((size_t)in_c * sizeof(int));
     if (!pos) return MODA_ERR_NOMEM;
     for (int j = 0; j < 2; j++) {
         const bool *kin = p->keep[n->in[j]];
-        for (int k = 0, at = 0; k < n->c; k++) pos[k] = kin[k] ? at++ : -1;
+        for (int k = 0, at = 0; k < g->nodes[n->in[j]].c; k++) pos[k] = kin[k] ? at++ : -1;
         float *m = c->params[cn->param[j]].data;
-        for (int k = 0, o = 0; k < n->c; k++)
-            if (p->keep[i][k]) m[o++] = (float)pos[k];
+        for (int k = 0, o = 0; k < n->c; k++) {
+            if (!p->keep[i][k]) continue;
+            int src = add_source(g, n, j, k);
+            m[o++] = src >= 0 ? (float)pos[src] : -1.0f;
+        }
     }
     free(pos);
     return MODA_OK;

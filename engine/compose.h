@@ -27,7 +27,8 @@
  *
  * A plan holds the kept channels of every node; counting parameters and
  * MACs and slicing weights all follow from it. A model composed per layer
- * cannot be composed again (MODA_ERR_UNSUPPORTED): compose its parent. */
+ * can be composed again per layer (its maps compose), not tied
+ * (MODA_ERR_UNSUPPORTED). */
 #ifndef MODA_COMPOSE_H
 #define MODA_COMPOSE_H
 

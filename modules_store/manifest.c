@@ -177,8 +177,14 @@ bool registry_stats_valid(const module_stats *st, int n_nodes) {
 }
 
 static json_t *origin_json(const registry_origin *o) {
-    return json_pack("{ss,ss,so,so}", "model", o->model, "manifest_sha256", o->manifest_sha256, "classes",
-                     ints_json(o->classes, o->n_classes), "tau", json_float(o->tau));
+    json_t *j = json_pack("{ss,ss,so,so}", "model", o->model, "manifest_sha256", o->manifest_sha256, "classes",
+                          ints_json(o->classes, o->n_classes), "tau", json_float(o->tau));
+    /* Tied is the default and stays unwritten: older manifests read the same. */
+    if (j && o->mode != COMPOSE_TIED && json_object_set_new(j, "mode", json_string(compose_mode_name(o->mode)))) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
 }
 
 char *registry_manifest_dump(const char *name, const graph *g, const model_info *mi, const registry_origin *origin,
@@ -391,6 +397,10 @@ static void parse_origin(jcheck *c, json_t *root, registry_model *m) {
     json_t *classes = jc_array(c, obj, "origin", "classes", k);
     double tau = 0;
     jc_number(c, obj, "origin", "tau", 0, 1, &tau);
+    compose_mode mode = COMPOSE_TIED;
+    const char *mode_name = json_object_get(obj, "mode") ? jc_string(c, obj, "origin", "mode") : NULL;
+    if (mode_name && !compose_mode_parse(mode_name, &mode))
+        jc_fail(c, MODA_ERR_FORMAT, "\"origin.mode\" is \"%s\", not \"tied\" or \"per-layer\"", mode_name);
     if (!jc_ok(c)) return;
     if (!registry_name_valid(parent)) {
         jc_fail(c, MODA_ERR_FORMAT, "\"origin.model\" is \"%s\", not a valid model name", parent);
@@ -427,6 +437,7 @@ static void parse_origin(jcheck *c, json_t *root, registry_model *m) {
     snprintf(o->manifest_sha256, sizeof o->manifest_sha256, "%s", sha);
     o->n_classes = k;
     o->tau = (float)tau;
+    o->mode = mode;
     m->composed = true;
 }
 

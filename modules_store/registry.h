@@ -95,6 +95,7 @@ typedef struct registry_origin {
     int n_classes;
     int *classes; /* (n_classes) the parent's class index of each output, owned */
     float tau;    /* activation-rate threshold of the composition */
+    compose_mode mode; /* "origin.mode"; absent in the manifest for tied */
 } registry_origin;
 
 void registry_origin_free(registry_origin *o); /* accepts NULL; leaves *o zeroed */

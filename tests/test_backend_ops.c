@@ -203,6 +203,22 @@ static void case_add_flatten(run *c, const void *params) {
     RUN_OP(c, flatten_bwd(c->be, &unflat, &flat));
 }
 
+/* A residual add of a per-layer composed model: 6 output channels read
+ * from addends of 5 and 7 channels through maps with dropped (-1) and
+ * out-of-range entries (which read zero). */
+static void case_add_mapped(run *c, const void *params) {
+    (void)params;
+    const float ma[6] = {2, -1, 0, 4, 99, 1}, mb[6] = {6, 3, -1, 0, 5, -1};
+    float *map_a = input(c, 6, 0, 0), *map_b = input(c, 6, 0, 0);
+    RUN_OP(c, backend_copy_to_device(c->be, map_a, ma, sizeof ma));
+    RUN_OP(c, backend_copy_to_device(c->be, map_b, mb, sizeof mb));
+    tensor a = tensor_4d(input(c, (size_t)PW_N * 5 * PW_H * PW_W, 0, 1), PW_N, 5, PW_H, PW_W);
+    tensor b = tensor_4d(input(c, (size_t)PW_N * 7 * PW_H * PW_W, 0, 1), PW_N, 7, PW_H, PW_W);
+    tensor y = tensor_4d(output(c, "mapped a + b", (size_t)PW_N * 6 * PW_H * PW_W), PW_N, 6, PW_H, PW_W);
+    tensor ta = tensor_1d(map_a, 6), tb = tensor_1d(map_b, 6);
+    RUN_OP(c, add_mapped_fwd(c->be, &y, &a, &b, &ta, &tb));
+}
+
 static void case_global_avgpool(run *c, const void *params) {
     (void)params;
     tensor x = pw_map(input(c, PW_NUMEL, 0, 1));
@@ -334,6 +350,7 @@ static const op_case CASES[] = {
      case_batchnorm2d, NULL},
     {"relu", OPS2(BACKEND_OP_RELU_FWD, BACKEND_OP_RELU_BWD), case_relu, NULL},
     {"add, flatten", OPS1(BACKEND_OP_ADD_FWD), case_add_flatten, NULL},
+    {"add mapped", OPS1(BACKEND_OP_ADD_MAPPED_FWD), case_add_mapped, NULL},
     {"global_avgpool", OPS2(BACKEND_OP_GLOBAL_AVGPOOL_FWD, BACKEND_OP_GLOBAL_AVGPOOL_BWD), case_global_avgpool,
      NULL},
     {"maxpool2d 2/2", OPS2(BACKEND_OP_MAXPOOL2D_FWD, BACKEND_OP_MAXPOOL2D_BWD), case_maxpool2d, &POOL_SHAPES[0]},

@@ -209,6 +209,41 @@ static void property_case(model_arch arch, float width, uint64_t seed) {
             free(ytied);
             graph_free(mm);
         }
+        /* Composed again per layer (its maps compose with the new plan's),
+         * from random masks over what it kept: equal to it with those
+         * units dropped too. Tied cannot follow mapped adds. */
+        rates rc;
+        assert_int_equal(compose_rates(g, &r, &pl, cl, &rc), MODA_OK);
+        bool **m2 = calloc((size_t)rc.n_layers, sizeof(bool *));
+        for (int l = 0; l < rc.n_layers; l++) {
+            m2[l] = calloc((size_t)rc.units[l], sizeof(bool));
+            for (int k = 0; k < rc.units[l]; k++) m2[l][k] = rng_uniform(&q) < 0.7f;
+            m2[l][rng_below(&q, (uint32_t)rc.units[l])] = true;
+        }
+        int sub2[2] = {3, 1}; /* of cl's outputs: classes 6 and 9 */
+        compose_plan p2;
+        graph *c2 = NULL;
+        if (mapped) {
+            assert_int_equal(compose_plan_from_masks(cl, &rc, m2, sub2, 2, &p2), MODA_ERR_UNSUPPORTED);
+        }
+        assert_int_equal(compose_plan_from_masks_mode(cl, &rc, m2, sub2, 2, COMPOSE_PER_LAYER, &p2), MODA_OK);
+        assert_int_equal(compose_build(cl, &p2, be, &c2), MODA_OK);
+        assert_int_equal(graph_check_maps(c2), MODA_OK);
+        float *y2 = forward(c2, x, n), *ref2 = forward_masked(cl, x, n, &p2, &rc);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < 2; j++) {
+                float want = ref2[i * 4 + sub2[j]];
+                if (!(fabsf(y2[i * 2 + j] - want) <= 1e-4f + 1e-4f * fabsf(want)))
+                    fail_msg("%s composed twice, sample %d output %d: %.6g, want %.6g", model_arch_name(arch), i, j,
+                             y2[i * 2 + j], want);
+            }
+        free(y2);
+        free(ref2);
+        graph_free(c2);
+        compose_plan_free(&p2);
+        for (int l = 0; l < rc.n_layers; l++) free(m2[l]);
+        free(m2);
+        rates_free(&rc);
         free(yl);
         graph_free(cl);
         compose_plan_free(&pl);
@@ -313,11 +348,14 @@ static void test_toy_counts(void **state) {
     assert_int_equal(add->c, 1);
     assert_float_equal(cg->params[add->param[0]].data[0], 0.0f, 0.0f);  /* bn's only channel */
     assert_float_equal(cg->params[add->param[1]].data[0], -1.0f, 0.0f); /* A dropped channel 1 */
-    /* A per-layer composed model is not composed again. */
+    /* A per-layer composed model is composed again per layer, not tied. */
     rates rc;
     assert_int_equal(compose_rates(g, &r, &p, cg, &rc), MODA_OK);
     compose_plan again;
     assert_int_equal(compose_plan_make_mode(cg, &rc, &c0, 1, 0.9f, COMPOSE_TIED, &again), MODA_ERR_UNSUPPORTED);
+    assert_int_equal(compose_plan_make_mode(cg, &rc, &c0, 1, 0.9f, COMPOSE_PER_LAYER, &again), MODA_OK);
+    assert_int_equal(compose_plan_params(cg, &again), 15);
+    compose_plan_free(&again);
     rates_free(&rc);
     graph_free(cg);
     compose_plan_free(&p);
@@ -345,6 +383,48 @@ static void test_toy_counts(void **state) {
     compose_plan_free(NULL);
     module_stats_free(&s);
     module_stats_free(NULL);
+    rates_free(&r);
+    graph_free(g);
+}
+
+/* Per layer, a depthwise intersection that would be empty: [A] keeps
+ * {0}, the depthwise ReLU [B] {1}. B's unit is then kept in A as well
+ * (A {0, 1}), and since only the depthwise conv reads A, A keeps {1}:
+ * one channel throughout, equal to the full model with A's unit 0 and B's
+ * unit 0 dropped. */
+static void test_depthwise_fallback(void **state) {
+    (void)state;
+    graph *g = graph_new(be, 1, 4, 4);
+    int a = graph_relu(g, graph_conv2d(g, "conv0", 0, 2, 3, 1, 1, 1, true));
+    int d = graph_batchnorm2d(g, "bn", graph_conv2d(g, "dw", a, 2, 3, 1, 1, 2, false));
+    int b = graph_relu(g, d);
+    graph_linear(g, "fc", graph_global_avgpool(g, b), 3, true);
+    assert_int_equal(graph_finalize(g), MODA_OK);
+    randomize(g, 31);
+    rates r;
+    assert_int_equal(rates_alloc(&r, g, 3), MODA_OK);
+    bool ma[2] = {true, false}, mb[2] = {false, true};
+    bool *masks[2] = {ma, mb};
+    int cls[2] = {2, 0};
+    compose_plan p;
+    assert_int_equal(compose_plan_from_masks_mode(g, &r, masks, cls, 2, COMPOSE_PER_LAYER, &p), MODA_OK);
+    assert_int_equal(p.kept[a], 1);
+    assert_true(p.keep[a][1]);
+    assert_int_equal(p.kept[b], 1);
+    assert_true(p.keep[b][1]);
+    graph *c = NULL;
+    assert_int_equal(compose_build(g, &p, be, &c), MODA_OK);
+    rng q;
+    rng_seed(&q, 31, 1);
+    float *x = tu_randn(&q, 2 * 16, 1.0f);
+    float *y = forward(c, x, 2), *ref = forward_masked(g, x, 2, &p, &r);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) assert_float_equal(y[i * 2 + j], ref[i * 3 + cls[j]], 1e-5);
+    free(x);
+    free(y);
+    free(ref);
+    graph_free(c);
+    compose_plan_free(&p);
     rates_free(&r);
     graph_free(g);
 }
@@ -407,7 +487,8 @@ static void test_forward_from_cuts(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_toy_counts),         cmocka_unit_test(test_property_lenet5),
+        cmocka_unit_test(test_toy_counts),
+        cmocka_unit_test(test_depthwise_fallback),         cmocka_unit_test(test_property_lenet5),
         cmocka_unit_test(test_property_vgg16),     cmocka_unit_test(test_property_resnet18),
         cmocka_unit_test(test_property_mobilenet), cmocka_unit_test(test_forward_from_cuts),
     };

@@ -1,7 +1,8 @@
 /* Composed models as registry models: compose_rates slices the parent's
  * rates to the kept units; a composed model written to the registry loads
  * back (graph rebuilt from its node list) with bit-identical logits and
- * can be composed again, giving exactly what composing the parent gives;
+ * can be composed again, giving exactly what composing the parent gives
+ * (tied and per layer, whose residual adds replay with their channel maps);
  * damage to its origin or node list is rejected with a message naming the
  * file; and `moda compose` works end to end with exit codes 0, 1 and 2. */
 #include "test_util.h"
@@ -115,12 +116,21 @@ typedef struct composed {
     module_stats st;
 } composed;
 
+/* The composition mode compose() and write_composed() use. */
+static compose_mode mode = COMPOSE_TIED;
+
 static void compose(graph *g, const rates *r, const int *cls, int n, float tau, composed *c) {
     memset(c, 0, sizeof(*c));
-    assert_int_equal(compose_plan_make(g, r, cls, n, tau, &c->p), MODA_OK);
+    assert_int_equal(compose_plan_make_mode(g, r, cls, n, tau, mode, &c->p), MODA_OK);
     assert_int_equal(compose_build(g, &c->p, be, &c->g), MODA_OK);
     assert_int_equal(compose_rates(g, r, &c->p, c->g, &c->r), MODA_OK);
-    assert_int_equal(module_stats_compute(c->g, &c->r, tau, &c->st), MODA_OK);
+    assert_int_equal(module_stats_compute_mode(c->g, &c->r, tau, mode, &c->st), MODA_OK);
+}
+
+static int mapped_adds(const graph *g) {
+    int n = 0;
+    for (int i = 0; i < g->n_nodes; i++) n += graph_add_is_mapped(&g->nodes[i]);
+    return n;
 }
 
 static void composed_free(composed *c) {
@@ -137,6 +147,7 @@ static void write_composed(const char *reg, const char *name, const registry_mod
     registry_origin o;
     char err[1024] = "";
     assert_int_equal(registry_composed_info(m, c->p.classes, c->p.n_classes, tau, &mi, &o), MODA_OK);
+    o.mode = mode;
     if (registry_write_composed(reg, name, c->g, &mi, &o, "{\"alpha\":1}", 0.5, &c->r, &c->st, err, sizeof err) !=
         MODA_OK)
         fail_msg("write %s: %s", name, err);
@@ -218,6 +229,9 @@ static void round_trip(model_arch arch, float width, int in_c, int k, int size, 
     assert_int_equal(sm.origin.n_classes, 3);
     assert_memory_equal(sm.origin.classes, cls, sizeof cls);
     assert_true(sm.origin.tau == tau);
+    assert_int_equal(sm.origin.mode, mode);
+    assert_int_equal(mapped_adds(sm.g), mapped_adds(c.g));
+    if (mode == COMPOSE_PER_LAYER && arch == MODEL_RESNET18) assert_true(mapped_adds(c.g) > 0);
     assert_int_equal(sm.info.model.num_classes, 3);
     assert_int_equal(sm.info.model.arch, pm.info.model.arch);
     assert_int_equal(sm.info.pad, pm.info.pad);
@@ -300,6 +314,14 @@ static void test_round_trip_lenet(void **state) {
 static void test_round_trip_mobilenet(void **state) {
     (void)state;
     round_trip(MODEL_MOBILENET, 0.0625f, 3, 10, 32, 0.5f);
+}
+
+static void test_round_trip_per_layer(void **state) {
+    (void)state;
+    mode = COMPOSE_PER_LAYER;
+    round_trip(MODEL_RESNET18, 0.0625f, 3, 10, 32, 0.5f);
+    round_trip(MODEL_MOBILENET, 0.0625f, 3, 10, 32, 0.5f);
+    mode = COMPOSE_TIED;
 }
 
 /* Invalid origins are not written. */
@@ -647,6 +669,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compose_rates),       cmocka_unit_test(test_round_trip_resnet),
         cmocka_unit_test(test_round_trip_lenet),    cmocka_unit_test(test_round_trip_mobilenet),
+        cmocka_unit_test(test_round_trip_per_layer),
         cmocka_unit_test(test_write_errors),        cmocka_unit_test(test_damaged_manifest),
         cmocka_unit_test(test_cli),
     };

@@ -1,6 +1,6 @@
 /* Elementwise add: forward against a direct loop, backward copies (with
- * either gradient omitted or aliased), gradient by finite differences, and
- * argument validation. */
+ * either gradient omitted or aliased), gradient by finite differences, the
+ * mapped add of composed models, and argument validation. */
 #include "test_util.h"
 
 #include "ops.h"
@@ -65,6 +65,38 @@ static void test_add_values_and_grad(void **state) {
     check_shape(be, &g, 5, 37, 33, 33); /* multi-threaded path */
 }
 
+/* Mapped add against a direct loop: channel j of y is a[map_a[j]] +
+ * b[map_b[j]], -1 and out-of-range indices reading zero; exact. */
+static void test_add_mapped(void **state) {
+    moda_backend *be = *state;
+    rng g;
+    rng_seed(&g, 4, 1);
+    const int n = 3, h = 5, w = 4, ca = 4, cb = 6, c = 5;
+    const size_t plane = (size_t)h * w;
+    float *pa = tu_randn(&g, n * ca * plane, 1.0f), *pb = tu_randn(&g, n * cb * plane, 1.0f);
+    float *py = tu_alloc(n * c * plane), *ref = tu_alloc(n * c * plane);
+    float ma[5] = {3, -1, 0, 1, 7}, mb[5] = {5, 0, -1, 2, -1};
+    tensor a = tensor_4d(pa, n, ca, h, w), b = tensor_4d(pb, n, cb, h, w), y = tensor_4d(py, n, c, h, w);
+    tensor ta = tensor_1d(ma, c), tb = tensor_1d(mb, c);
+    assert_int_equal(add_mapped_fwd(be, &y, &a, &b, &ta, &tb), MODA_OK);
+    for (int s = 0; s < n; s++)
+        for (int j = 0; j < c; j++)
+            for (size_t i = 0; i < plane; i++) {
+                float va = ma[j] >= 0 && ma[j] < ca ? pa[((size_t)s * ca + (size_t)ma[j]) * plane + i] : 0.0f;
+                float vb = mb[j] >= 0 && mb[j] < cb ? pb[((size_t)s * cb + (size_t)mb[j]) * plane + i] : 0.0f;
+                ref[((size_t)s * c + j) * plane + i] = va + vb;
+            }
+    assert_close(py, ref, n * c * plane, 0.0, 0.0);
+    /* Channel 4 reads nothing (7 is beyond a's 4 channels, b's is -1). */
+    for (size_t i = 0; i < plane; i++) assert_true(py[(size_t)4 * plane + i] == 0.0f);
+    /* Shapes: maps of the wrong length, addends of another size. */
+    tensor short_map = tensor_1d(ma, 4), other = tensor_4d(pb, n, cb, w, h);
+    assert_int_equal(add_mapped_fwd(be, &y, &a, &b, &short_map, &tb), MODA_ERR_SHAPE);
+    assert_int_equal(add_mapped_fwd(be, &y, &a, &other, &ta, &tb), MODA_ERR_SHAPE);
+    assert_int_equal(add_mapped_fwd(be, &y, &a, &b, &ta, NULL), MODA_ERR_NULL);
+    free(pa), free(pb), free(py), free(ref);
+}
+
 static void test_add_bad_args(void **state) {
     moda_backend *be = *state;
     float a[60] = {0}, b[60] = {0}, c[60] = {0};
@@ -88,6 +120,7 @@ static void test_add_bad_args(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_values_and_grad),
+        cmocka_unit_test(test_add_mapped),
         cmocka_unit_test(test_add_bad_args),
     };
     return cmocka_run_group_tests(tests, tu_backend_setup, tu_backend_teardown);

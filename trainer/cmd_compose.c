@@ -116,9 +116,10 @@ static char *parent_training(const registry_model *m) {
 }
 
 typedef struct compose_options {
-    const char *reg, *model, *classes, *save, *out;
+    const char *reg, *model, *classes, *save, *out, *mode_name;
     model_data_options data;
     float tau;
+    compose_mode mode;
     int batch;
     registry_remote_options remote;
 } compose_options;
@@ -136,7 +137,7 @@ static moda_status save_composed(const compose_options *o, const registry_model 
     char *training = NULL;
     moda_status s = compose_rates(parent->g, &parent->r, p, c, &r);
     if (s != MODA_OK) snprintf(err, errlen, "slicing the rates: %s", moda_status_string(s));
-    if (s == MODA_OK && (s = module_stats_compute(c, &r, o->tau, &st)) != MODA_OK)
+    if (s == MODA_OK && (s = module_stats_compute_mode(c, &r, o->tau, o->mode, &st)) != MODA_OK)
         snprintf(err, errlen, "module stats of the composed model: %s", moda_status_string(s));
     const model_info *pi = &parent->info;
     if (s == MODA_OK) {
@@ -145,6 +146,7 @@ static moda_status save_composed(const compose_options *o, const registry_model 
     if (s == MODA_OK) s = reuse_accuracy(c, &test, p->classes, p->n_classes, o->batch, &acc, &images, err, errlen);
     if (s == MODA_OK && (s = registry_composed_info(parent, p->classes, p->n_classes, o->tau, &mi, &origin)) != MODA_OK)
         snprintf(err, errlen, "describing the composed model: %s", moda_status_string(s));
+    origin.mode = o->mode;
     if (s == MODA_OK && !(training = parent_training(parent))) {
         snprintf(err, errlen, "%s: cannot read its training config", parent->name);
         s = MODA_ERR_NOMEM;
@@ -167,8 +169,8 @@ static moda_status save_composed(const compose_options *o, const registry_model 
 
 static void print_summary(const registry_model *m, const graph *c, const compose_plan *p, float tau, double ms) {
     double full_params = (double)graph_param_count(m->g), full_macs = graph_macs(m->g);
-    printf("composed %s for %d of its %d classes at tau %.2f; outputs in order:\n", m->name, p->n_classes,
-           m->info.model.num_classes, tau);
+    printf("composed %s for %d of its %d classes at tau %.2f (%s); outputs in order:\n", m->name, p->n_classes,
+           m->info.model.num_classes, tau, compose_mode_name(p->mode));
     for (int j = 0; j < p->n_classes; j++)
         printf("  %-3d %s (class %d)\n", j, m->info.class_names[p->classes[j]], p->classes[j]);
     printf("parameters %zu of %.0f (%.2f%%)\n", graph_param_count(c), full_params,
@@ -197,10 +199,14 @@ static int run_compose(const compose_options *o) {
         s = MODA_ERR_ARG;
     } else if (s == MODA_OK) {
         double t0 = progress_now();
-        s = compose_plan_make(m.g, &m.r, cls, n, o->tau, &p);
+        s = compose_plan_make_mode(m.g, &m.r, cls, n, o->tau, o->mode, &p);
         if (s == MODA_OK) s = compose_build(m.g, &p, be, &c);
         double ms = 1e3 * (progress_now() - t0);
-        if (s != MODA_OK) snprintf(err, sizeof err, "composing %s: %s", m.name, moda_status_string(s));
+        if (s == MODA_ERR_UNSUPPORTED && m.composed && m.origin.mode == COMPOSE_PER_LAYER)
+            snprintf(err, sizeof err, "composing %s: it was composed per layer, and composes again only per layer "
+                     "(--mode per-layer)", m.name);
+        else if (s != MODA_OK)
+            snprintf(err, sizeof err, "composing %s: %s", m.name, moda_status_string(s));
         if (s == MODA_OK) print_summary(&m, c, &p, o->tau, ms);
         if (s == MODA_OK && o->save) s = save_composed(o, &m, c, &p, err, sizeof err);
         if (s == MODA_OK) rc = 0;
@@ -223,6 +229,9 @@ int cmd_compose(int argc, char **argv) {
         {"model", ARG_STRING, &o.model, "NAME", "the model to compose from"},
         {"classes", ARG_STRING, &o.classes, "LIST", "comma-separated class names or indices, in output order"},
         {"tau", ARG_FLOAT, &o.tau, "T", "activation-rate threshold (0.9)"},
+        {"mode", ARG_STRING, &o.mode_name, "M",
+         "tied (channels tied across residual adds and depthwise layers) | per-layer (each layer keeps its own "
+         "units; smaller residual and depthwise models) (tied)"},
         {"save", ARG_STRING, &o.save, "NAME", "store the composed model under this name"},
         {"out", ARG_STRING, &o.out, "DIR", "registry to store it in (default: --registry)"},
         {"data-dir", ARG_STRING, &o.data.data_dir, "DIR", "test data for --save's accuracy (default: the recorded)"},
@@ -236,6 +245,7 @@ int cmd_compose(int argc, char **argv) {
                       : !o.model                    ? "--model is required"
                       : !o.classes                  ? "--classes is required"
                       : !(o.tau >= 0 && o.tau <= 1) ? "--tau must lie in [0, 1]"
+                      : o.mode_name && !compose_mode_parse(o.mode_name, &o.mode) ? "--mode must be tied or per-layer"
                       : o.batch < 1                 ? "--batch-size must be positive"
                       : o.out && !o.save            ? "--out needs --save"
                       : o.save && !registry_name_valid(o.save)

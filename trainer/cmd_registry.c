@@ -199,8 +199,8 @@ int cmd_decompose(int argc, char **argv) {
 
 /* The model's manifest, and with a tau its stats recomputed from the
  * stored rates (that needs the whole model). */
-static moda_status inspect_load(const registry *reg, const char *name, float tau, moda_backend **be,
-                                registry_model *m, char *err, size_t errlen) {
+static moda_status inspect_load(const registry *reg, const char *name, float tau, const compose_mode *mode,
+                                moda_backend **be, registry_model *m, char *err, size_t errlen) {
     if (isnan(tau)) return registry_read_manifest(reg, name, m, err, errlen);
     if (!*be && !(*be = backend_cpu_new())) {
         snprintf(err, errlen, "cannot create the CPU backend");
@@ -209,7 +209,9 @@ static moda_status inspect_load(const registry *reg, const char *name, float tau
     MODA_TRY(registry_load_model(reg, name, *be, m, err, errlen));
     if (m->patched) return MODA_OK; /* no rates: it has no modules of its own */
     module_stats st;
-    moda_status s = module_stats_compute(m->g, &m->r, tau, &st);
+    /* A model composed per layer is measured per layer unless told. */
+    compose_mode how = mode ? *mode : m->composed ? m->origin.mode : COMPOSE_TIED;
+    moda_status s = module_stats_compute_mode(m->g, &m->r, tau, how, &st);
     if (s != MODA_OK) {
         snprintf(err, errlen, "%s: module stats: %s", name, moda_status_string(s));
         registry_model_free(m);
@@ -220,7 +222,7 @@ static moda_status inspect_load(const registry *reg, const char *name, float tau
     return MODA_OK;
 }
 
-static int inspect_list(const registry *reg, float tau) {
+static int inspect_list(const registry *reg, float tau, const compose_mode *mode) {
     moda_backend *be = NULL;
     int failed = 0;
     printf("%-24s %-10s %6s %7s %9s %5s %12s %9s\n", "model", "arch", "width", "classes", "test acc", "tau",
@@ -229,7 +231,7 @@ static int inspect_list(const registry *reg, float tau) {
         registry_model m;
         char err[ERR_LEN] = "";
         const char *name = registry_name(reg, i);
-        if (inspect_load(reg, name, tau, &be, &m, err, sizeof err) != MODA_OK) {
+        if (inspect_load(reg, name, tau, mode, &be, &m, err, sizeof err) != MODA_OK) {
             fprintf(stderr, "moda inspect: %s\n", err);
             failed = 1;
             continue;
@@ -334,17 +336,22 @@ static void print_model(const registry_model *m) {
 int cmd_inspect(int argc, char **argv) {
     float tau = NAN;
     bool help = false;
-    const char *pos[2] = {NULL, NULL};
+    const char *pos[2] = {NULL, NULL}, *mode_name = NULL;
+    compose_mode mode = COMPOSE_TIED;
     int npos = 0;
     const arg_spec specs[] = {
         {"tau", ARG_FLOAT, &tau, "T", "recompute module stats at this threshold from the stored rates"},
+        {"mode", ARG_STRING, &mode_name, "M",
+         "recompute module stats (at --tau, else 0.9) for this composition mode: tied | per-layer"},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
     bool ok = args_parse(argc, argv, 2, specs, n, pos, 2, &npos, &help);
     const char *why = !ok || help                          ? NULL
                       : npos < 1                           ? "REGISTRY is required"
                       : !isnan(tau) && !(tau >= 0 && tau <= 1) ? "--tau must lie in [0, 1]"
+                      : mode_name && !compose_mode_parse(mode_name, &mode) ? "--mode must be tied or per-layer"
                                                            : NULL;
+    if (mode_name && isnan(tau)) tau = DECOMPOSE_DEFAULT_TAU;
     if (!ok || help || why) {
         FILE *f = help ? stdout : stderr;
         if (why) fprintf(stderr, "moda inspect: %s\n", why);
@@ -366,11 +373,11 @@ int cmd_inspect(int argc, char **argv) {
     }
     int rc = 0;
     if (npos < 2) {
-        rc = inspect_list(reg, tau);
+        rc = inspect_list(reg, tau, mode_name ? &mode : NULL);
     } else {
         moda_backend *be = NULL;
         registry_model m;
-        if (inspect_load(reg, pos[1], tau, &be, &m, err, sizeof err) != MODA_OK) {
+        if (inspect_load(reg, pos[1], tau, mode_name ? &mode : NULL, &be, &m, err, sizeof err) != MODA_OK) {
             fprintf(stderr, "moda inspect: %s\n", err);
             rc = 1;
         } else {

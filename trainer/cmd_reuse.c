@@ -58,11 +58,11 @@ static size_t node_size(const graph_node *n) { return (size_t)n->c * n->h * n->w
  * to there a composed model computes exactly what the full model does, so
  * it can start from activations computed once (the largest that fit
  * PREFIX_CACHE_MAX; 0, the input, when none does). */
-static moda_status shared_prefix(const graph *g, const rates *r, float tau, int n_test, int *cut) {
+static moda_status shared_prefix(const graph *g, const rates *r, float tau, compose_mode mode, int n_test, int *cut) {
     int first_drop = g->n_nodes;
     for (int c = 0; c < r->num_classes; c++) {
         compose_plan p;
-        MODA_TRY(compose_plan_make(g, r, &c, 1, tau, &p));
+        MODA_TRY(compose_plan_make_mode(g, r, &c, 1, tau, mode, &p));
         for (int i = 1; i < first_drop; i++)
             if (p.kept[i] < g->nodes[i].c) first_drop = i;
         compose_plan_free(&p);
@@ -78,7 +78,8 @@ static moda_status shared_prefix(const graph *g, const rates *r, float tau, int 
  * prefix_tau >= 0 it also finds the composed models' shared prefix at that
  * threshold and keeps its activations. */
 static moda_status load_model(const registry *reg, const char *name, moda_backend *be, const model_data_options *data,
-                              int batch, float prefix_tau, reuse_model *rm, char *err, size_t errlen) {
+                              int batch, float prefix_tau, compose_mode mode, reuse_model *rm, char *err,
+                              size_t errlen) {
     memset(rm, 0, sizeof(*rm));
     rm->be = be;
     MODA_TRY(registry_load_model(reg, name, be, &rm->m, err, errlen));
@@ -95,7 +96,7 @@ static moda_status load_model(const registry *reg, const char *name, moda_backen
     MODA_TRY(graph_plan_inference(rm->m.g, batch));
     graph *g = rm->m.g;
     int n = rm->test.n, k = mi->model.num_classes;
-    if (prefix_tau >= 0) MODA_TRY(shared_prefix(g, &rm->m.r, prefix_tau, n, &rm->cut));
+    if (prefix_tau >= 0) MODA_TRY(shared_prefix(g, &rm->m.r, prefix_tau, mode, n, &rm->cut));
     rm->prefix_numel = node_size(&g->nodes[rm->cut]);
     size_t prefix_bytes = (size_t)n * rm->prefix_numel * sizeof(float);
     rm->own_prefix = rm->cut || !backend_host_memory(be);
@@ -215,6 +216,7 @@ typedef struct reuse_job {
     const int *subsets, *sizes;
     int count, k, batch;
     float tau;
+    compose_mode mode;
     subset_result *res;
     atomic_int next, done;
     atomic_long classes_done; /* the sum of finished subsets' sizes: work is about proportional to it */
@@ -263,7 +265,7 @@ static moda_status eval_subset(reuse_job *j, int t, moda_backend *be, worker_buf
     double t0 = progress_now();
     compose_plan p = {0};
     graph *g = NULL;
-    moda_status s = compose_plan_make(mo->m.g, &mo->m.r, cls, nt, j->tau, &p);
+    moda_status s = compose_plan_make_mode(mo->m.g, &mo->m.r, cls, nt, j->tau, j->mode, &p);
     if (s == MODA_OK) s = compose_build(mo->m.g, &p, be, &g);
     if (s == MODA_OK) s = graph_plan_inference(g, j->batch);
     double t1 = progress_now();
@@ -419,9 +421,10 @@ static int *make_subsets(int k, int n_random, uint64_t seed, int *count, int **s
 
 /* What `moda eval-reuse` was asked. */
 typedef struct reuse_options {
-    const char *reg_path, *model, *st_model, *tasks, *out, *device;
+    const char *reg_path, *model, *st_model, *tasks, *out, *device, *mode_name;
     model_data_options data;
     float tau;
+    compose_mode mode;
     uint64_t seed;
     int batch, threads; /* threads -1: not given */
     int n_random;       /* --tasks N; 0 for all */
@@ -440,6 +443,7 @@ static int parse_reuse_options(int argc, char **argv, reuse_options *o) {
         {"model", ARG_STRING, &o->model, "NAME", "the MODA-trained model to compose"},
         {"st-model", ARG_STRING, &o->st_model, "NAME", "a standard-trained model to compare against (optional)"},
         {"tau", ARG_FLOAT, &o->tau, "T", "activation-rate threshold (0.9)"},
+        {"mode", ARG_STRING, &o->mode_name, "M", "composition mode: tied | per-layer (tied)"},
         {"tasks", ARG_STRING, &o->tasks, "all|N", "every subset of 2..K classes, or N random ones (all)"},
         {"seed", ARG_U64, &o->seed, "N", "seed for random subsets (0)"},
         {"batch-size", ARG_INT, &o->batch, "N", "evaluation batch size (256)"},
@@ -458,6 +462,10 @@ static int parse_reuse_options(int argc, char **argv, reuse_options *o) {
     }
     if (ok && strcmp(o->tasks, "all") != 0 && (sscanf(o->tasks, "%d", &o->n_random) != 1 || o->n_random < 1)) {
         fprintf(stderr, "moda eval-reuse: --tasks takes 'all' or a positive count\n");
+        ok = false;
+    }
+    if (ok && o->mode_name && !compose_mode_parse(o->mode_name, &o->mode)) {
+        fprintf(stderr, "moda eval-reuse: --mode must be tied or per-layer\n");
         ok = false;
     }
     if (ok && !backend_name_known(o->device)) {
@@ -516,8 +524,9 @@ static moda_status prepare_run(const reuse_options *o, reuse_run *r, char *err, 
     /* One GPU: subsets one after another, unless asked otherwise. */
     r->threads = o->threads != -1 ? o->threads : r->be && !backend_host_memory(r->be) ? 1 : omp_get_max_threads();
     MODA_TRY(r->be ? registry_open(o->reg_path, &o->remote, &r->reg, err, errlen) : MODA_ERR_BACKEND);
-    MODA_TRY(load_model(r->reg, o->model, r->be, &o->data, o->batch, o->tau, &r->mo, err, errlen));
-    if (o->st_model) MODA_TRY(load_model(r->reg, o->st_model, r->be, &o->data, o->batch, -1, &r->st, err, errlen));
+    MODA_TRY(load_model(r->reg, o->model, r->be, &o->data, o->batch, o->tau, o->mode, &r->mo, err, errlen));
+    if (o->st_model)
+        MODA_TRY(load_model(r->reg, o->st_model, r->be, &o->data, o->batch, -1, o->mode, &r->st, err, errlen));
     int k = r->k = r->mo.m.info.model.num_classes;
     if (o->st_model && r->st.m.info.model.num_classes != k)
         return fileio_fail(err, errlen, MODA_ERR_ARG, "%s has %d classes, %s has %d", o->st_model,
@@ -535,7 +544,7 @@ static moda_status prepare_run(const reuse_options *o, reuse_run *r, char *err, 
 static moda_status evaluate_subsets(const reuse_options *o, reuse_run *r, char *err, size_t errlen) {
     reuse_job job = {.mo = &r->mo, .device = backend_name(r->be), .backend = &o->backend, .subsets = r->subsets,
                      .sizes = r->sizes, .count = r->count, .k = r->k, .batch = o->batch, .tau = o->tau,
-                     .res = r->res, .live = r->live, .t0 = r->t0, .last_report = r->t0};
+                     .mode = o->mode, .res = r->res, .live = r->live, .t0 = r->t0, .last_report = r->t0};
     for (int t = 0; t < r->count; t++) job.classes_total += r->sizes[t];
     return run_subsets(&job, r->threads < r->count ? r->threads : r->count, err, errlen);
 }
@@ -564,8 +573,9 @@ static void tally_sizes(const reuse_options *o, reuse_run *r) {
 static void report_sizes(const reuse_options *o, reuse_run *r) {
     int k = r->k, count = r->count;
     const graph_node *cut = &r->mo.m.g->nodes[r->mo.cut];
-    printf("%s (tau %.2f), %d subsets%s, %.1f s on %d %s workers\n", o->model, o->tau, count,
-           o->n_random ? " (random)" : "", progress_now() - r->t0, r->threads < count ? r->threads : count,
+    printf("%s (tau %.2f, %s), %d subsets%s, %.1f s on %d %s workers\n", o->model, o->tau,
+           compose_mode_name(o->mode), count, o->n_random ? " (random)" : "", progress_now() - r->t0,
+           r->threads < count ? r->threads : count,
            backend_name(r->be));
     if (r->mo.cut)
         printf("every module keeps nodes 1-%d (through %s%s%s), computed once for the test set\n", r->mo.cut,
