@@ -61,9 +61,9 @@ bool api_admin_check(const api *a, const api_request *req, api_response *resp);
 
 /* Pin the composition of m for classes[0..n) at tau in mode (checked here:
  * distinct, in range, no more than the class limit, tau in [0, 1]) through
- * the cache. The full model is never composed this way. Patched models and
- * models composed per layer (they hold mapped adds) cannot be composed:
- * invalid_combination. */
+ * the cache. The full model is never composed this way. Patched models
+ * cannot be composed, and models composed per layer (they hold mapped
+ * adds) compose again only per layer: invalid_combination. */
 int api_entry_compose(api *a, int worker, const api_model *m, const int *classes, int n, float tau,
                       compose_mode mode, api_entry **out, bool *cached, api_error *e);
 

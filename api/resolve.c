@@ -31,7 +31,7 @@ int api_tau_check(double tau, api_error *e) {
 }
 
 /* A model composed per layer reads its residual adds through channel maps:
- * the engine cannot compose it again. */
+ * the engine composes it again per layer only. */
 static bool composed_per_layer(const graph *g) {
     for (int i = 0; i < g->n_nodes; i++)
         if (graph_add_is_mapped(&g->nodes[i])) return true;
@@ -46,11 +46,10 @@ int api_entry_compose(api *a, int worker, const api_model *m, const int *classes
         return api_error_set(e, "invalid_combination",
                              "\"%s\" is a patched model: it has no modules of its own to compose; serve it whole, "
                              "or compose its parents", m->rm.name);
-    if (composed_per_layer(m->rm.g))
+    if (mode == COMPOSE_TIED && composed_per_layer(m->rm.g))
         return api_error_set(e, "invalid_combination",
-                             "\"%s\" was composed per layer: it cannot be composed again; serve it whole, or compose "
-                             "its parent%s%s", m->rm.name, m->rm.composed ? " " : "",
-                             m->rm.composed ? m->rm.origin.model : "");
+                             "\"%s\" was composed per layer: it composes again only per layer (\"mode\": \"%s\")",
+                             m->rm.name, compose_mode_name(COMPOSE_PER_LAYER));
     if (api_classes_check(a, m, classes, n, e) || api_tau_check(tau, e)) return -1;
     return compose_cache_acquire(a->cache, m, classes, n, api_tau_canonical(tau), mode, a->be[worker], a->slots,
                                  out, cached, e);

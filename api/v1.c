@@ -130,8 +130,9 @@ void v1_model_get(api *a, int worker, const char *name, api_response *resp) {
     if (root && rm->composed) {
         json_t *cls = json_array();
         for (int i = 0; i < rm->origin.n_classes; i++) json_array_append_new(cls, json_integer(rm->origin.classes[i]));
-        json_object_set_new(root, "origin", json_pack("{s:s,s:o,s:f}", "model", rm->origin.model, "classes", cls,
-                                                      "tau", short_real(rm->origin.tau)));
+        json_object_set_new(root, "origin",
+                            json_pack("{s:s,s:o,s:f,s:s}", "model", rm->origin.model, "classes", cls, "tau",
+                                      short_real(rm->origin.tau), "mode", compose_mode_name(rm->origin.mode)));
     }
     if (root) json_object_set_new(root, "kind", json_string(model_kind(rm)));
     if (root && rm->patched) json_object_set_new(root, "patched", patch_json(&rm->patch));

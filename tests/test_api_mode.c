@@ -3,9 +3,9 @@
  * same classes composed tied and per layer are two cache entries with two
  * ids, the per-layer one no larger; inference on the per-layer id equals
  * the engine's own per-layer composition, and GET /v1/models/{id} reports
- * the mode; ids round-trip with their mode;
- * a bad mode is a 400; and a model composed per layer and stored in the
- * registry cannot be composed again (422). */
+ * the mode; ids round-trip with their mode; a bad mode is a 400; and a
+ * model composed per layer and stored in the registry composes again per
+ * layer only (tied: 422). */
 #include "test_util.h"
 
 #include <jansson.h>
@@ -321,22 +321,23 @@ static void test_id_round_trip(void **state) {
 }
 
 /* A per-layer ResNet composition stored in the registry is served whole,
- * but composing it again is refused. */
+ * says its mode, composes again per layer as the engine composes it, and
+ * composing it tied (it holds mapped adds) is refused. */
 static void test_compose_per_layer_registry_model(void **state) {
     (void)state;
     char err[1024] = "";
-    compose_plan p = {0};
-    graph *c = NULL;
+    compose_plan p = {0}, p2 = {0};
+    graph *c = NULL, *c2 = NULL;
     rates r = {0};
+    module_stats st = {0};
     model_info mi = {0};
     registry_origin origin = {0};
     assert_int_equal(compose_plan_make_mode(parent.g, &parent.r, CLS, 2, TAU, COMPOSE_PER_LAYER, &p), MODA_OK);
     assert_int_equal(compose_build(parent.g, &p, be, &c), MODA_OK);
     assert_int_equal(compose_rates(parent.g, &parent.r, &p, c, &r), MODA_OK);
+    assert_int_equal(module_stats_compute_mode(c, &r, TAU, COMPOSE_PER_LAYER, &st), MODA_OK);
     assert_int_equal(registry_composed_info(&parent, CLS, 2, TAU, &mi, &origin), MODA_OK);
-    /* Its module stats cannot be computed (it cannot be composed): zeros. */
-    double size[2] = {0}, overlap[4] = {0};
-    module_stats st = {.num_classes = 2, .tau = TAU, .size = size, .overlap = overlap};
+    origin.mode = COMPOSE_PER_LAYER;
     if (registry_write_composed(root, "res-pl", c, &mi, &origin, NULL, 0.8, &r, &st, err, sizeof err) != MODA_OK)
         fail_msg("registry_write_composed: %s", err);
 
@@ -344,6 +345,18 @@ static void test_compose_per_layer_registry_model(void **state) {
     api_config cfg = {.registry = root, .cache_bytes = 1u << 20, .workers = 1, .intra_threads = 1, .max_batch = 4,
                       .default_tau = TAU};
     if (api_new(&cfg, &b, err, sizeof err)) fail_msg("api_new: %s", err);
+    api_response rg;
+    json_t *desc = request(b, "GET", "/v1/models/res-pl", NULL, &rg);
+    assert_int_equal(rg.status, 200);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(desc, "origin"), "mode")), "per-layer");
+    json_decref(desc);
+    api_response_free(&rg);
+    desc = request(b, "GET", "/v1/models/res", NULL, &rg);
+    assert_int_equal(rg.status, 200);
+    assert_null(json_object_get(desc, "origin")); /* trained, not composed */
+    json_decref(desc);
+    api_response_free(&rg);
+
     api_entry *e = NULL;
     api_error ae = {0};
     float *x = inputs(2, 5), got[2 * 2];
@@ -353,19 +366,39 @@ static void test_compose_per_layer_registry_model(void **state) {
     assert_int_equal(api_infer_run(b, 0, e, x, 2, got, NULL, NULL, &ae), 0);
     assert_close(got, graph_output(c)->out.data, 4, 1e-5, 1e-5);
     api_entry_release(b, e);
-    for (int m = 0; m < 2; m++)
-        expect_error(b, "POST", "/v1/compose",
-                     m ? "{\"model\":\"res-pl\",\"classes\":[0],\"mode\":\"per-layer\"}"
-                       : "{\"model\":\"res-pl\",\"classes\":[1]}",
-                     422, "invalid_combination", "composed per layer");
-    assert_int_equal(api_entry_resolve(b, 0, "res-pl~0~0.9~per-layer", &e, &ae), -1);
+
+    /* Tied: refused, by a body's mode or by an id's. */
+    expect_error(b, "POST", "/v1/compose", "{\"model\":\"res-pl\",\"classes\":[1]}", 422, "invalid_combination",
+                 "composes again only per layer");
+    assert_int_equal(api_entry_resolve(b, 0, "res-pl~1~0.9", &e, &ae), -1);
     assert_string_equal(ae.code, "invalid_combination");
     assert_null(e);
 
+    /* Per layer: its class 1 (the parent's class 0) alone, as the engine
+     * composes it. */
+    const int sub[1] = {1};
+    assert_int_equal(compose_plan_make_mode(c, &r, sub, 1, TAU, COMPOSE_PER_LAYER, &p2), MODA_OK);
+    assert_int_equal(compose_build(c, &p2, be, &c2), MODA_OK);
+    assert_int_equal(graph_plan(c2, 2), MODA_OK);
+    assert_int_equal(graph_forward(c2, x, 2, false), MODA_OK);
+    desc = request(b, "POST", "/v1/compose", "{\"model\":\"res-pl\",\"classes\":[1],\"mode\":\"per-layer\"}", &rg);
+    assert_int_equal(rg.status, 200);
+    assert_string_equal(json_string_value(json_object_get(desc, "id")), "res-pl~1~0.9~per-layer");
+    assert_int_equal(json_integer_value(json_object_get(desc, "params")), compose_plan_params(c, &p2));
+    json_decref(desc);
+    api_response_free(&rg);
+    assert_int_equal(api_entry_resolve(b, 0, "res-pl~1~0.9~per-layer", &e, &ae), 0);
+    assert_int_equal(api_infer_run(b, 0, e, x, 2, got, NULL, NULL, &ae), 0);
+    assert_close(got, graph_output(c2)->out.data, 2, 1e-5, 1e-5);
+    api_entry_release(b, e);
+
     api_free(b);
     free(x);
+    graph_free(c2);
+    compose_plan_free(&p2);
     registry_origin_free(&origin);
     model_info_free(&mi);
+    module_stats_free(&st);
     rates_free(&r);
     graph_free(c);
     compose_plan_free(&p);
