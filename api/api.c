@@ -386,7 +386,7 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp) 
     if (admin && !api_admin_check(a, req, resp)) return;
     switch (r->id) {
     case ROUTE_MODELS: v1_models_list(a, resp); break;
-    case ROUTE_MODEL: v1_model_get(a, rest, resp); break;
+    case ROUTE_MODEL: v1_model_get(a, worker, rest, resp); break;
     case ROUTE_COMPOSE: v1_compose(a, worker, req, resp); break;
     case ROUTE_COMPOSE_ID: v1_compose_delete(a, rest, resp); break;
     case ROUTE_INFER: v1_infer(a, worker, req, resp); break;

@@ -17,8 +17,9 @@
  *   POST   /v2/models/{id}/infer
  *   GET    /, /ui/                    GET /ui/{file}      (the module explorer)
  *
- * A composed model's id is "<model>~<i>-<j>-...~<tau>": the registry model,
- * the parent class indices in output order, and the threshold (%g). '~'
+ * A composed model's id is "<model>~<i>-<j>-...~<tau>[~per-layer]": the
+ * registry model, the parent class indices in output order, the threshold
+ * (%g) and, for a per-layer composition, its mode. '~'
  * cannot occur in a model name and is unreserved in URLs, so an id parses
  * back unambiguously: an id that was evicted from the cache (or never
  * composed) is composed again on use. */

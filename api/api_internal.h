@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "compose.h"
 #include "errors.h"
 #include "image.h"
 
@@ -33,10 +34,11 @@
 typedef struct api_entry api_entry;
 
 typedef struct api_entry_info {
-    const char *id;       /* composed id "<model>~<i>-<j>~<tau>", or the registry name */
+    const char *id;       /* composed id "<model>~<i>-<j>~<tau>[~per-layer]", or the registry name */
     const char *model;    /* registry model it comes from (= id when not composed) */
     bool composed;        /* false: the registry model itself, all its classes */
     float tau;            /* composition threshold; the stored stats' tau when not composed */
+    compose_mode mode;    /* how it was composed; COMPOSE_TIED when not composed */
     int channels;         /* network input (channels, height, width) */
     int height, width;
     int pad;              /* raw images are (height - 2 pad) x (width - 2 pad) */

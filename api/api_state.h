@@ -59,11 +59,13 @@ void api_note_model(api *a, const api_model *m);
  * it carries "Authorization: Bearer <token>"; otherwise resp gets a 401. */
 bool api_admin_check(const api *a, const api_request *req, api_response *resp);
 
-/* Pin the composition of m for classes[0..n) at tau (checked here:
+/* Pin the composition of m for classes[0..n) at tau in mode (checked here:
  * distinct, in range, no more than the class limit, tau in [0, 1]) through
- * the cache. The full model is never composed this way. */
+ * the cache. The full model is never composed this way. Patched models
+ * cannot be composed, and models composed per layer (they hold mapped
+ * adds) compose again only per layer: invalid_combination. */
 int api_entry_compose(api *a, int worker, const api_model *m, const int *classes, int n, float tau,
-                      api_entry **out, bool *cached, api_error *e);
+                      compose_mode mode, api_entry **out, bool *cached, api_error *e);
 
 /* Check a class list: 1..limit entries, each in [0, K), no repeats. */
 int api_classes_check(const api *a, const api_model *m, const int *classes, int n, api_error *e);

@@ -103,11 +103,11 @@ static void evict_locked(compose_cache *c) {
 /* ---- pinning -------------------------------------------------------------- */
 
 /* Plan and build outside the lock; the entry is pinned by its composer. */
-static moda_status compose_entry(api_entry *e, moda_backend *be, int n, float tau) {
+static moda_status compose_entry(api_entry *e, moda_backend *be, int n, float tau, compose_mode mode) {
     const registry_model *rm = &e->parent->rm;
     compose_plan p = {0};
     graph *g = NULL;
-    moda_status s = compose_plan_make(rm->g, &rm->r, e->classes, n, tau, &p);
+    moda_status s = compose_plan_make_mode(rm->g, &rm->r, e->classes, n, tau, mode, &p);
     if (s == MODA_OK) s = compose_build(rm->g, &p, be, &g);
     if (s == MODA_OK) {
         entry_set_graph(e, g, true);
@@ -119,11 +119,12 @@ static moda_status compose_entry(api_entry *e, moda_backend *be, int n, float ta
 }
 
 int compose_cache_acquire(compose_cache *c, const api_model *parent, const int *classes, int n, float tau,
-                          moda_backend *be, int workers, api_entry **out, bool *cached, api_error *err) {
+                          compose_mode mode, moda_backend *be, int workers, api_entry **out, bool *cached,
+                          api_error *err) {
     *out = NULL;
     *cached = false;
     char id[API_ID_MAX];
-    if (!api_id_format(id, sizeof id, parent->rm.name, classes, n, tau))
+    if (!api_id_format(id, sizeof id, parent->rm.name, classes, n, tau, mode))
         return api_error_set(err, "invalid_id", "the composed id would exceed %d characters", API_ID_MAX - 1);
     pthread_mutex_lock(&c->lock);
     api_entry *e = list_find(c, id);
@@ -150,7 +151,7 @@ int compose_cache_acquire(compose_cache *c, const api_model *parent, const int *
         *cached = true;
         return 0;
     }
-    if (!(e = entry_new(parent, classes, n, tau, workers))) {
+    if (!(e = entry_new(parent, classes, n, tau, mode, workers))) {
         pthread_mutex_unlock(&c->lock);
         return api_error_set(err, "internal", "out of memory");
     }
@@ -160,13 +161,17 @@ int compose_cache_acquire(compose_cache *c, const api_model *parent, const int *
     pthread_mutex_unlock(&c->lock);
 
     double t0 = now_us();
-    moda_status s = compose_entry(e, be, n, tau);
+    moda_status s = compose_entry(e, be, n, tau, mode);
     double us = now_us() - t0;
 
     pthread_mutex_lock(&c->lock);
     e->ready = true;
     if (s != MODA_OK) {
-        api_error_set(&e->fail, "internal", "composing %s: %s", id, moda_status_string(s));
+        if (s == MODA_ERR_UNSUPPORTED)
+            api_error_set(&e->fail, "invalid_combination", "%s cannot be composed %s: %s", parent->rm.name,
+                          mode == COMPOSE_TIED ? "tied" : "per layer", moda_status_string(s));
+        else
+            api_error_set(&e->fail, "internal", "composing %s: %s", id, moda_status_string(s));
         *err = e->fail;
         list_unlink(c, e);
         pthread_cond_broadcast(&c->composed);

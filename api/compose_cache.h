@@ -21,11 +21,15 @@ compose_cache *compose_cache_new(size_t limit, metrics *m);
 void compose_cache_free(compose_cache *c); /* accepts NULL; no entry may be pinned */
 
 /* Pin the composition of parent for classes[0..n) (valid, distinct) at
- * tau (canonical, see api_tau_canonical): from the cache (*cached true),
- * or composed now with be (the caller's worker backend) while identical
- * requests wait for it. Error: internal when composing fails. */
+ * tau (canonical, see api_tau_canonical) in mode: from the cache (*cached
+ * true), or composed now with be (the caller's worker backend) while
+ * identical requests wait for it. Entries are keyed by their id, so the
+ * two modes of the same classes are two entries. Errors:
+ * invalid_combination when the engine cannot compose the parent in that
+ * mode (MODA_ERR_UNSUPPORTED), internal when composing fails otherwise. */
 int compose_cache_acquire(compose_cache *c, const api_model *parent, const int *classes, int n, float tau,
-                          moda_backend *be, int workers, api_entry **out, bool *cached, api_error *e);
+                          compose_mode mode, moda_backend *be, int workers, api_entry **out, bool *cached,
+                          api_error *e);
 /* Unpin; frees the entry if it was deleted or no longer fits. Permanent
  * (full-model) entries are ignored; e may be NULL. */
 void compose_cache_release(compose_cache *c, api_entry *e);

@@ -6,7 +6,8 @@
 
 #include "id.h"
 
-api_entry *entry_new(const api_model *parent, const int *classes, int n, float tau, int workers) {
+api_entry *entry_new(const api_model *parent, const int *classes, int n, float tau, compose_mode mode,
+                     int workers) {
     api_entry *e = calloc(1, sizeof(*e));
     if (!e) return NULL;
     e->classes = malloc((size_t)n * sizeof(int));
@@ -14,7 +15,8 @@ api_entry *entry_new(const api_model *parent, const int *classes, int n, float t
     e->exec = calloc((size_t)workers, sizeof(graph *));
     e->plans = calloc((size_t)workers, sizeof(frozen *));
     e->unfrozen = calloc((size_t)workers, sizeof(bool));
-    if (!e->classes || !e->names || !e->exec || !e->plans || !e->unfrozen || !api_id_format(e->id, sizeof e->id, parent->rm.name, classes, n, tau)) {
+    if (!e->classes || !e->names || !e->exec || !e->plans || !e->unfrozen ||
+        !api_id_format(e->id, sizeof e->id, parent->rm.name, classes, n, tau, mode)) {
         entry_free(e);
         return NULL;
     }
@@ -30,6 +32,7 @@ api_entry *entry_new(const api_model *parent, const int *classes, int n, float t
         .model = parent->rm.name,
         .composed = true,
         .tau = tau,
+        .mode = mode,
         .channels = mi->channels,
         .height = parent->rm.g->in_h,
         .width = parent->rm.g->in_w,
@@ -48,7 +51,7 @@ api_entry *entry_new_full(const api_model *m, int workers) {
     int *all = malloc((size_t)k * sizeof(int));
     if (!all) return NULL;
     for (int c = 0; c < k; c++) all[c] = c;
-    api_entry *e = entry_new(m, all, k, m->rm.stats.tau, workers);
+    api_entry *e = entry_new(m, all, k, m->rm.stats.tau, COMPOSE_TIED, workers);
     free(all);
     if (!e) return NULL;
     snprintf(e->id, sizeof e->id, "%s", m->rm.name);

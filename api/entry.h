@@ -34,9 +34,10 @@ struct api_entry {
     api_entry *prev, *next;  /* LRU list, most recent first */
 };
 
-/* An entry for (parent, classes[0..n), tau) without its graph yet; id and
- * info filled. NULL when out of memory. */
-api_entry *entry_new(const api_model *parent, const int *classes, int n, float tau, int workers);
+/* An entry for (parent, classes[0..n), tau, mode) without its graph yet;
+ * id and info filled. NULL when out of memory. */
+api_entry *entry_new(const api_model *parent, const int *classes, int n, float tau, compose_mode mode,
+                     int workers);
 /* The full-model entry of m (all classes, m's own graph). */
 api_entry *entry_new_full(const api_model *m, int workers);
 /* Attach the network (owned or not) and fill params/macs. */

@@ -15,7 +15,8 @@ float api_tau_canonical(float tau) {
     return strtof(text, NULL);
 }
 
-bool api_id_format(char *buf, size_t len, const char *model, const int *classes, int n, float tau) {
+bool api_id_format(char *buf, size_t len, const char *model, const int *classes, int n, float tau,
+                   compose_mode mode) {
     size_t off = 0;
     int w = snprintf(buf, len, "%s~", model);
     if (w < 0 || (size_t)w >= len) return false;
@@ -26,13 +27,18 @@ bool api_id_format(char *buf, size_t len, const char *model, const int *classes,
         off += (size_t)w;
     }
     w = snprintf(buf + off, len - off, "~%g", (double)tau);
+    if (w < 0 || (size_t)w >= len - off) return false;
+    off += (size_t)w;
+    if (mode == COMPOSE_TIED) return true;
+    w = snprintf(buf + off, len - off, "~%s", compose_mode_name(mode));
     return w >= 0 && (size_t)w < len - off;
 }
 
 int api_id_parse(const char *id, char model[REGISTRY_NAME_MAX + 1], int **classes, int *n, float *tau,
-                 api_error *e) {
+                 compose_mode *mode, api_error *e) {
     *classes = NULL;
     *n = 0;
+    *mode = COMPOSE_TIED;
     const char *t1 = strchr(id, '~');
     const char *t2 = t1 ? strchr(t1 + 1, '~') : NULL;
     if (!t1 || !t2)
@@ -64,16 +70,34 @@ int api_id_parse(const char *id, char model[REGISTRY_NAME_MAX + 1], int **classe
         free(cls);
         return api_error_set(e, "unknown_model", "id \"%.80s\" names no classes", id);
     }
-    const char *ts = t2 + 1;
+    /* Threshold, then the mode suffix of a per-layer id. */
+    const char *t3 = strchr(t2 + 1, '~');
+    compose_mode m = COMPOSE_TIED;
+    if (t3 && (!compose_mode_parse(t3 + 1, &m) || m == COMPOSE_TIED)) {
+        free(cls);
+        return api_error_set(e, "unknown_model", "id \"%.80s\": the suffix after the threshold must be \"~%s\"", id,
+                             compose_mode_name(COMPOSE_PER_LAYER));
+    }
+    size_t tlen = t3 ? (size_t)(t3 - (t2 + 1)) : strlen(t2 + 1);
+    char *ts = malloc(tlen + 1);
+    if (!ts) {
+        free(cls);
+        return api_error_set(e, "internal", "out of memory");
+    }
+    memcpy(ts, t2 + 1, tlen);
+    ts[tlen] = '\0';
     char *end = NULL;
     errno = 0;
     float v = strtof(ts, &end);
-    if (!*ts || isspace((unsigned char)*ts) || *end || errno || !isfinite(v)) {
+    bool number = *ts && !isspace((unsigned char)*ts) && !*end && !errno && isfinite(v);
+    free(ts);
+    if (!number) {
         free(cls);
-        return api_error_set(e, "unknown_model", "id \"%.80s\": the threshold after the last '~' is not a number", id);
+        return api_error_set(e, "unknown_model", "id \"%.80s\": the threshold after the second '~' is not a number", id);
     }
     *classes = cls;
     *n = count;
     *tau = api_tau_canonical(v);
+    *mode = m;
     return 0;
 }

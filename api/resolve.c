@@ -30,17 +30,29 @@ int api_tau_check(double tau, api_error *e) {
     return 0;
 }
 
+/* A model composed per layer reads its residual adds through channel maps:
+ * the engine composes it again per layer only. */
+static bool composed_per_layer(const graph *g) {
+    for (int i = 0; i < g->n_nodes; i++)
+        if (graph_add_is_mapped(&g->nodes[i])) return true;
+    return false;
+}
+
 int api_entry_compose(api *a, int worker, const api_model *m, const int *classes, int n, float tau,
-                      api_entry **out, bool *cached, api_error *e) {
+                      compose_mode mode, api_entry **out, bool *cached, api_error *e) {
     *out = NULL;
     *cached = false;
     if (m->rm.patched)
         return api_error_set(e, "invalid_combination",
                              "\"%s\" is a patched model: it has no modules of its own to compose; serve it whole, "
                              "or compose its parents", m->rm.name);
+    if (mode == COMPOSE_TIED && composed_per_layer(m->rm.g))
+        return api_error_set(e, "invalid_combination",
+                             "\"%s\" was composed per layer: it composes again only per layer (\"mode\": \"%s\")",
+                             m->rm.name, compose_mode_name(COMPOSE_PER_LAYER));
     if (api_classes_check(a, m, classes, n, e) || api_tau_check(tau, e)) return -1;
-    return compose_cache_acquire(a->cache, m, classes, n, api_tau_canonical(tau), a->be[worker], a->slots, out,
-                                 cached, e);
+    return compose_cache_acquire(a->cache, m, classes, n, api_tau_canonical(tau), mode, a->be[worker], a->slots,
+                                 out, cached, e);
 }
 
 int api_entry_resolve(api *a, int worker, const char *name, api_entry **out, api_error *e) {
@@ -55,13 +67,14 @@ int api_entry_resolve(api *a, int worker, const char *name, api_entry **out, api
     char model[REGISTRY_NAME_MAX + 1];
     int *classes = NULL, n = 0;
     float tau = 0;
-    if (api_id_parse(name, model, &classes, &n, &tau, e)) return -1;
+    compose_mode mode;
+    if (api_id_parse(name, model, &classes, &n, &tau, &mode, e)) return -1;
     int rc;
     bool cached;
     if (!(m = model_store_find(&a->store, model)))
         rc = api_error_set(e, "unknown_model", "no model named \"%s\" (in id \"%.80s\")", model, name);
     else
-        rc = api_entry_compose(a, worker, m, classes, n, tau, out, &cached, e);
+        rc = api_entry_compose(a, worker, m, classes, n, tau, mode, out, &cached, e);
     free(classes);
     return rc;
 }

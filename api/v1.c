@@ -85,8 +85,14 @@ void v1_models_list(api *a, api_response *resp) {
     api_response_json(resp, 200, json_pack("{s:o}", "models", models));
 }
 
-void v1_model_get(api *a, const char *name, api_response *resp) {
+static void composed_get(api *a, int worker, const char *id, api_response *resp);
+
+void v1_model_get(api *a, int worker, const char *name, api_response *resp) {
     const api_model *m = model_store_find(&a->store, name);
+    if (!m && strchr(name, '~')) {
+        composed_get(a, worker, name, resp);
+        return;
+    }
     if (!m) {
         api_response_errorf(resp, "unknown_model", "no model named \"%.80s\"", name);
         return;
@@ -124,8 +130,9 @@ void v1_model_get(api *a, const char *name, api_response *resp) {
     if (root && rm->composed) {
         json_t *cls = json_array();
         for (int i = 0; i < rm->origin.n_classes; i++) json_array_append_new(cls, json_integer(rm->origin.classes[i]));
-        json_object_set_new(root, "origin", json_pack("{s:s,s:o,s:f}", "model", rm->origin.model, "classes", cls,
-                                                      "tau", short_real(rm->origin.tau)));
+        json_object_set_new(root, "origin",
+                            json_pack("{s:s,s:o,s:f,s:s}", "model", rm->origin.model, "classes", cls, "tau",
+                                      short_real(rm->origin.tau), "mode", compose_mode_name(rm->origin.mode)));
     }
     if (root) json_object_set_new(root, "kind", json_string(model_kind(rm)));
     if (root && rm->patched) json_object_set_new(root, "patched", patch_json(&rm->patch));
@@ -214,11 +221,60 @@ static int threshold_json(const api *a, const json_t *v, float *tau, api_error *
     return 0;
 }
 
+/* What POST /v1/compose answers, and GET /v1/models/{id} for an id. */
+static json_t *composed_json(const api_model *m, const api_entry *entry, bool cached) {
+    const api_entry_info *mi = api_entry_info_of(entry);
+    return json_pack("{s:s,s:s,s:f,s:s,s:o,s:I,s:f,s:f,s:b,s:f}", "id", mi->id, "model", mi->model, "threshold",
+                     short_real(mi->tau), "mode", compose_mode_name(mi->mode), "classes", class_objects(mi), "params",
+                     (json_int_t)mi->params, "size_ratio", m->params ? (double)mi->params / (double)m->params : 0.0,
+                     "flops_ratio", m->macs > 0 ? mi->macs / m->macs : 0.0, "cached", cached, "compose_ms",
+                     cached ? 0.0 : entry->compose_ms);
+}
+
+/* GET /v1/models/{id} of a composed id: composed through the cache, like
+ * any use of an id, and described as POST /v1/compose describes it. */
+static void composed_get(api *a, int worker, const char *id, api_response *resp) {
+    char model[REGISTRY_NAME_MAX + 1];
+    int *cls = NULL, n = 0;
+    float tau;
+    compose_mode mode;
+    api_error e = {0};
+    api_entry *entry = NULL;
+    bool cached = false;
+    const api_model *m = NULL;
+    if (api_id_parse(id, model, &cls, &n, &tau, &mode, &e)) goto fail;
+    if (!(m = model_store_find(&a->store, model))) {
+        api_error_set(&e, "unknown_model", "no model named \"%s\" (in id \"%.80s\")", model, id);
+        goto fail;
+    }
+    if (api_entry_compose(a, worker, m, cls, n, tau, mode, &entry, &cached, &e)) goto fail;
+    api_response_json(resp, 200, composed_json(m, entry, cached));
+    snprintf(resp->model, sizeof resp->model, "%s", api_entry_info_of(entry)->id);
+    api_entry_release(a, entry);
+    free(cls);
+    return;
+fail:
+    api_response_error(resp, &e);
+    free(cls);
+}
+
+/* mode: absent (tied) or one of the composer's mode names. */
+static int mode_json(const json_t *v, compose_mode *mode, api_error *e) {
+    *mode = COMPOSE_TIED;
+    if (!v) return 0;
+    if (!json_is_string(v)) return api_error_set(e, "invalid_type", "\"mode\" must be a string");
+    if (!compose_mode_parse(json_string_value(v), mode))
+        return api_error_set(e, "bad_request", "\"mode\" must be \"%s\" or \"%s\"", compose_mode_name(COMPOSE_TIED),
+                             compose_mode_name(COMPOSE_PER_LAYER));
+    return 0;
+}
+
 void v1_compose(api *a, int worker, const api_request *req, api_response *resp) {
     api_error e = {0};
     json_t *root = NULL;
     int *cls = NULL, n = 0;
     float tau;
+    compose_mode mode;
     api_entry *entry = NULL;
     bool cached = false;
     if (v1_body_object(req, &root, &e)) goto fail;
@@ -241,16 +297,11 @@ void v1_compose(api *a, int worker, const api_request *req, api_response *resp) 
         goto fail;
     }
     if (classes_json(a, m, jc, &cls, &n, &e) || threshold_json(a, json_object_get(root, "threshold"), &tau, &e) ||
-        api_entry_compose(a, worker, m, cls, n, tau, &entry, &cached, &e))
+        mode_json(json_object_get(root, "mode"), &mode, &e) ||
+        api_entry_compose(a, worker, m, cls, n, tau, mode, &entry, &cached, &e))
         goto fail;
-    const api_entry_info *mi = api_entry_info_of(entry);
-    json_t *out = json_pack("{s:s,s:s,s:f,s:o,s:I,s:f,s:f,s:b,s:f}", "id", mi->id, "model", mi->model, "threshold",
-                            short_real(mi->tau), "classes", class_objects(mi), "params", (json_int_t)mi->params,
-                            "size_ratio", m->params ? (double)mi->params / (double)m->params : 0.0, "flops_ratio",
-                            m->macs > 0 ? mi->macs / m->macs : 0.0, "cached", cached, "compose_ms",
-                            cached ? 0.0 : entry->compose_ms);
-    api_response_json(resp, 200, out);
-    snprintf(resp->model, sizeof resp->model, "%s", mi->id);
+    api_response_json(resp, 200, composed_json(m, entry, cached));
+    snprintf(resp->model, sizeof resp->model, "%s", api_entry_info_of(entry)->id);
     api_entry_release(a, entry);
     json_decref(root);
     free(cls);
@@ -266,15 +317,16 @@ void v1_compose_delete(api *a, const char *id, api_response *resp) {
     char model[REGISTRY_NAME_MAX + 1], canon[API_ID_MAX];
     int *cls = NULL, n = 0;
     float tau;
+    compose_mode mode;
     if (model_store_find(&a->store, id)) {
         api_response_errorf(resp, "invalid_id", "\"%.80s\" is a registry model, not a composed id", id);
         return;
     }
-    if (api_id_parse(id, model, &cls, &n, &tau, &e)) {
+    if (api_id_parse(id, model, &cls, &n, &tau, &mode, &e)) {
         api_response_error(resp, &e);
         return;
     }
-    bool fits = api_id_format(canon, sizeof canon, model, cls, n, tau);
+    bool fits = api_id_format(canon, sizeof canon, model, cls, n, tau, mode);
     free(cls);
     if (!fits || !compose_cache_delete(a->cache, canon)) {
         api_response_errorf(resp, "not_cached", "\"%.80s\" is not in the cache", id);
@@ -539,7 +591,7 @@ void v1_infer(api *a, int worker, const api_request *req, api_response *resp) {
                            "image/jpeg");
     if (rc == 0) {
         if (r.id) rc = api_entry_resolve(a, worker, r.id, &entry, &e);
-        else if (r.classes) rc = api_entry_compose(a, worker, m, r.classes, r.n_classes, r.tau, &entry, &cached, &e);
+        else if (r.classes) rc = api_entry_compose(a, worker, m, r.classes, r.n_classes, r.tau, COMPOSE_TIED, &entry, &cached, &e);
         else entry = m->full;
     }
     const api_entry_info *mi = entry ? api_entry_info_of(entry) : NULL;

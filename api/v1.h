@@ -10,7 +10,8 @@
 #include "errors.h"
 
 void v1_models_list(api *a, api_response *resp);
-void v1_model_get(api *a, const char *name, api_response *resp);
+/* A registry model, or a composed id (composed through the cache). */
+void v1_model_get(api *a, int worker, const char *name, api_response *resp);
 void v1_compose(api *a, int worker, const api_request *req, api_response *resp);
 void v1_compose_delete(api *a, const char *id, api_response *resp);
 void v1_infer(api *a, int worker, const api_request *req, api_response *resp);

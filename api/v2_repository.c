@@ -82,11 +82,12 @@ static int canonical_id(api *a, const char *name, char id[API_ID_MAX], api_error
     char model[REGISTRY_NAME_MAX + 1];
     int *classes = NULL, n = 0;
     float tau;
-    if (api_id_parse(name, model, &classes, &n, &tau, e)) return -1;
+    compose_mode mode;
+    if (api_id_parse(name, model, &classes, &n, &tau, &mode, e)) return -1;
     int rc = 0;
     if (!model_store_find(&a->store, model))
         rc = api_error_set(e, "unknown_model", "no model named \"%s\" (in id \"%.80s\")", model, name);
-    else if (!api_id_format(id, API_ID_MAX, model, classes, n, tau))
+    else if (!api_id_format(id, API_ID_MAX, model, classes, n, tau, mode))
         rc = api_error_set(e, "invalid_id", "the id \"%.80s\" is too long", name);
     free(classes);
     return rc;

@@ -44,8 +44,9 @@ static bool servable(api *a, const char *id) {
     char model[REGISTRY_NAME_MAX + 1];
     int *classes = NULL, n = 0;
     float tau;
+    compose_mode mode;
     api_error e = {0};
-    bool ok = !api_id_parse(id, model, &classes, &n, &tau, &e) && model_store_find(&a->store, model);
+    bool ok = !api_id_parse(id, model, &classes, &n, &tau, &mode, &e) && model_store_find(&a->store, model);
     free(classes);
     return ok;
 }

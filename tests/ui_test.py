@@ -2,8 +2,9 @@
 
 Starts moda-server on an ephemeral loopback port with the bundled registry,
 loads the page, checks its charts against /v1/models/{model}, composes
-Sneaker and Ankle boot with the keyboard, classifies the bundled ankle boot
-(a PNG, with the composed model) and examples/ankle-boot.jpg (chosen in the
+Sneaker and Ankle boot with the keyboard, tied and then per layer (another
+id), classifies the bundled ankle boot (a PNG, with the per-layer composed
+model) and examples/ankle-boot.jpg (chosen in the
 file input, with the full model), reads the predicted class from the page,
 replaces the model's Shirt class with its own module through the Replace
 panel (a job, followed to the served patched model: the server serves a
@@ -126,6 +127,17 @@ def run(driver, base, root, out_dir):
     composed = wait_text(driver, "composed-id", "composed id")
     check(composed == MODEL + "~7-9~0.9", "composed id %r; status %r" % (composed, text_of(driver, "status")))
     check(text_of(driver, "compose-cached").startswith("no"), "a first composition reported as cached")
+    check(text_of(driver, "compose-mode") == "tied", "mode of a default composition")
+
+    # The same classes per layer: another model, with its own id.
+    Select(driver.find_element(By.ID, "mode")).select_by_value("per-layer")
+    driver.find_element(By.ID, "compose-button").click()
+    want = MODEL + "~7-9~0.9~per-layer"
+    WebDriverWait(driver, WAIT_S).until(lambda d: text_of(d, "composed-id") == want,
+                                        message="no per-layer id; status " + text_of(driver, "status"))
+    composed = want
+    check(text_of(driver, "compose-mode") == "per-layer", "mode of a per-layer composition")
+    check(text_of(driver, "compose-cached").startswith("no"), "a per-layer composition reported as cached")
     check(Select(driver.find_element(By.ID, "target")).first_selected_option.get_attribute("value") == composed,
           "the composed model is not the inference target")
 

@@ -341,7 +341,8 @@
     const button = $("compose-button");
     button.disabled = true;
     try {
-      const body = { model: d.name, classes: state.picked, threshold: Number($("tau").value) };
+      const body = { model: d.name, classes: state.picked, threshold: Number($("tau").value),
+                     mode: $("mode").value };
       const r = await request("/v1/compose", { method: "POST", headers: { "Content-Type": "application/json" },
                                                body: JSON.stringify(body) });
       const list = el("dl", { class: "stats", id: "compose-stats" });
@@ -349,6 +350,7 @@
       id.append(el("code", { id: "composed-id" }, r.id));
       list.append(el("dt", {}, "Id"), id);
       list.append(el("dt", {}, "Classes"), el("dd", {}, r.classes.map((c) => c.name).join(", ")));
+      list.append(el("dt", {}, "Mode"), el("dd", { id: "compose-mode" }, r.mode));
       ratioRow(list, "Parameters", r.size_ratio,
                `${r.params.toLocaleString("en")} (${percent(r.size_ratio)} of the full model)`);
       ratioRow(list, "FLOPs", r.flops_ratio, `${percent(r.flops_ratio)} of the full model`);

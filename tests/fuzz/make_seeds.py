@@ -97,7 +97,8 @@ def v2_infer():
 
 
 def ids():
-    for i, s in enumerate(["fmnist-lenet5~7-8-9~0.9", "m~0~1", "a.b_c~12-3~1e-05", "x~1-2~0.5~"]):
+    for i, s in enumerate(["fmnist-lenet5~7-8-9~0.9", "m~0~1", "a.b_c~12-3~1e-05", "x~1-2~0.5~",
+                           "fmnist-lenet5~7-8-9~0.9~per-layer", "m~0~1~tied"]):
         write("id", "id-%d" % i, s)
 
 
