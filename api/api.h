@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend.h"
 #include "metrics.h"
@@ -48,6 +49,9 @@ typedef struct api_request {
     const char *body; /* (body_len) bytes; may be NULL when empty; not
                        * NUL-terminated */
     size_t body_len;
+    uint64_t deadline_us; /* CLOCK_MONOTONIC µs past which the client no longer waits (the server's
+                           * X-Moda-Timeout-Ms); inference still queued for a batch then answers
+                           * deadline_exceeded. 0: none */
 } api_request;
 
 /* Value of a query argument / header (case-insensitive name), or NULL. */

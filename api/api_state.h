@@ -44,8 +44,11 @@ int api_batching_open(api *a, char *err, size_t errlen); /* a->batcher, when any
 /* Whether worker's inference on e goes through the batcher. */
 bool api_batch_wanted(const api *a, int worker, const api_entry *e);
 /* Logits of x's n samples through the batcher (merged with concurrent
- * requests of e's id); records the queue time. */
-int api_infer_batched(api *a, api_entry *e, const float *x, int n, float *logits, metrics *m, api_error *err);
+ * requests of e's id); records the queue time. Still queued at the
+ * request's own deadline (deadline_us; 0: none): deadline_exceeded; at the
+ * batching timeout, when that comes first: queue_timeout. */
+int api_infer_batched(api *a, api_entry *e, const float *x, int n, float *logits, metrics *m, uint64_t deadline_us,
+                      api_error *err);
 /* Logits of x's n samples on slot `slot`, in chunks; records
  * METRIC_EXEC_COUNT and METRIC_COMPUTE_DURATION_US (infer.c). */
 int api_infer_logits(api *a, int slot, api_entry *e, const float *x, int n, float *logits, metrics *m,

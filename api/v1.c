@@ -601,7 +601,8 @@ void v1_infer(api *a, int worker, const api_request *req, api_response *resp) {
     if (rc == 0 && !(probs = malloc((size_t)r.input.n * mi->n_classes * sizeof(float))))
         rc = api_error_set(&e, "internal", "out of memory");
     double t0 = now_ms();
-    if (rc == 0) rc = api_infer_run(a, worker, entry, x, r.input.n, NULL, probs, api_metrics(a), &e);
+    if (rc == 0)
+        rc = api_infer_run_until(a, worker, entry, x, r.input.n, NULL, probs, api_metrics(a), req->deadline_us, &e);
     double ms = now_ms() - t0;
     if (rc == 0) {
         json_t *outputs = json_array();

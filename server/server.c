@@ -331,6 +331,7 @@ static api_request request_view(const request *rq) {
         .n_headers = rq->n_headers,
         .body = rq->body_len ? rq->body : NULL,
         .body_len = rq->body_len,
+        .deadline_us = rq->deadline,
     };
 }
 
@@ -383,7 +384,7 @@ static enum MHD_Result dispatch(request *rq) {
         api_response_refusal(&rq->resp, rq->path, "not_ready", "the server is shutting down");
         return send_response(rq);
     }
-    const api_request req = request_view(rq);
+    api_request req = request_view(rq);
     /* An optional deadline: milliseconds from receipt, 1 to 86400000. */
     const char *timeout = api_request_header(&req, "X-Moda-Timeout-Ms");
     if (timeout) {
@@ -396,6 +397,7 @@ static enum MHD_Result dispatch(request *rq) {
             return send_response(rq);
         }
         rq->deadline = rq->t_start + (uint64_t)ms * 1000u;
+        req.deadline_us = rq->deadline;
     }
     int slot = api_request_is_light(s->api, &req) ? connection_slot(s) : -1;
     if (slot >= 0) {
