@@ -249,11 +249,15 @@ static void record_metrics(server *s, const request *rq, uint64_t t_end) {
     metrics_observe(s->metrics, HISTOGRAM_HTTP_SECONDS, api_route_template(rq->path), seconds);
     if (!r->is_inference) return;
     metrics_observe(s->metrics, HISTOGRAM_INFERENCE_SECONDS, r->model, seconds);
-    if (r->error_code)
+    /* Failures' time apart from successes', as Triton's statistics keep it. */
+    double us = (double)(t_end - rq->t_start);
+    if (r->error_code) {
         metrics_add(s->metrics, METRIC_REQUEST_FAILURE, r->model, r->error_code, 1);
-    else
+        metrics_add(s->metrics, METRIC_REQUEST_FAILURE_DURATION_US, r->model, NULL, us);
+    } else {
         metrics_add(s->metrics, METRIC_REQUEST_SUCCESS, r->model, NULL, 1);
-    metrics_add(s->metrics, METRIC_REQUEST_DURATION_US, r->model, NULL, (double)(t_end - rq->t_start));
+        metrics_add(s->metrics, METRIC_REQUEST_DURATION_US, r->model, NULL, us);
+    }
     if (rq->t_worker)
         metrics_add(s->metrics, METRIC_QUEUE_DURATION_US, r->model, NULL, (double)(rq->t_worker - rq->t_enqueue));
 }
