@@ -172,7 +172,9 @@ void api_response_refusal(api_response *resp, const char *path, const char *code
  * the registry is re-read and every new or changed model loaded; only when
  * all load are they swapped in (requests in flight finish on the models
  * they hold), removed models retired, and composed models of a replaced or
- * removed parent dropped from the cache. A failure leaves everything as it
+ * removed parent dropped from the cache; those loaded through the
+ * repository API are composed again from the new parent and stay loaded
+ * (unloaded when their parent is gone). A failure leaves everything as it
  * was. Returns 0 with a one-line summary in msg, or -1 with the reason. */
 int api_reload(api *a, char *msg, size_t len);
 

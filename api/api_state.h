@@ -23,6 +23,8 @@ struct api {
     moda_backend **be;     /* (slots) one backend per slot, owned */
     batcher *batcher;      /* owned; NULL when batching is off for every model */
     v2_loaded *loaded;     /* composed models pinned by the repository API, owned */
+    moda_backend *reload_be; /* composes loaded models again after a reload (under the loaded list's
+                              * lock); made on first need, owned */
     atomic_int inline_busy; /* inferences running unbatched on slots that may not wait */
     int chunk;             /* samples per forward pass */
     _Atomic double max_macs;         /* the registry's most expensive model, per sample */
@@ -69,6 +71,10 @@ bool api_admin_check(const api *a, const api_request *req, api_response *resp);
  * adds) compose again only per layer: invalid_combination. */
 int api_entry_compose(api *a, int worker, const api_model *m, const int *classes, int n, float tau,
                       compose_mode mode, api_entry **out, bool *cached, api_error *e);
+
+/* api_entry_resolve composing, when it must, on be (one thread at a time)
+ * instead of a worker's backend. */
+int api_entry_resolve_on(api *a, moda_backend *be, const char *name, api_entry **out, api_error *e);
 
 /* Check a class list: 1..limit entries, each in [0, K), no repeats. */
 int api_classes_check(const api *a, const api_model *m, const int *classes, int n, api_error *e);
