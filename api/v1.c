@@ -606,7 +606,8 @@ void v1_infer(api *a, int worker, const api_request *req, api_response *resp) {
                            "image/jpeg");
     if (rc == 0) {
         if (r.id) rc = api_entry_resolve(a, worker, r.id, &entry, &e);
-        else if (r.classes) rc = api_entry_compose(a, worker, m, r.classes, r.n_classes, r.tau, r.mode, &entry, &cached, &e);
+        else if (r.classes)
+            rc = api_entry_compose(a, worker, m, r.classes, r.n_classes, r.tau, r.mode, &entry, &cached, &e);
         else entry = m->full;
     }
     const api_entry_info *mi = entry ? api_entry_info_of(entry) : NULL;

@@ -345,7 +345,8 @@ static void test_infer_with_mode(void **state) {
         char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9));
         api_response r;
         json_t *got = request(a, "POST", "/v1/infer", text, &r);
-        if (r.status != 200) fail_msg("infer mode %s: %d %.*s", modes[m] ? modes[m] : "-", r.status, (int)r.body_len, r.body);
+        if (r.status != 200)
+            fail_msg("infer mode %s: %d %.*s", modes[m] ? modes[m] : "-", r.status, (int)r.body_len, r.body);
         assert_string_equal(json_string_value(json_object_get(got, "id")), ids[m]);
         expect_probabilities(got, n, want[m]);
         json_decref(got);
@@ -360,7 +361,8 @@ static void test_infer_with_mode(void **state) {
     api_kv q[4] = {{"model", "res"}, {"classes", classes}, {"shape", "2,3,16,16"}, {"mode", "per-layer"}};
     api_kv hdr = {"Content-Type", "application/octet-stream"};
     api_request req = {.method = "POST", .path = "/v1/infer", .query = q, .n_query = 4, .headers = &hdr,
-                       .n_headers = 1, .body = (const char *)x, .body_len = (size_t)n * IN_C * SIZE * SIZE * sizeof(float)};
+                       .n_headers = 1, .body = (const char *)x,
+                       .body_len = (size_t)n * IN_C * SIZE * SIZE * sizeof(float)};
     api_response r;
     api_handle(a, 0, &req, &r);
     assert_int_equal(r.status, 200);
