@@ -45,13 +45,16 @@ int api_reload(api *a, char *msg, size_t len) {
         metrics_add(a->cfg.metrics, METRIC_REGISTRY_RELOAD_FAILURE, NULL, NULL, 1);
         return -1;
     }
-    int dropped = 0;
+    int dropped = 0, recomposed, unloaded;
     for (int i = 0; i < ch.n_gone; i++) dropped += compose_cache_drop_parent(a->cache, ch.gone[i]);
+    v2_loaded_reload(a, ch.gone, ch.n_gone, &recomposed, &unloaded);
     free(ch.gone);
     for (int i = before; i < a->store.n; i++) api_note_model(a, &a->store.models[i]);
     metrics_add(a->cfg.metrics, METRIC_REGISTRY_RELOAD, NULL, NULL, 1);
-    snprintf(msg, len, "%d added, %d replaced, %d removed, %d unchanged; %d composed model(s) dropped", ch.added,
-             ch.replaced, ch.removed, ch.kept, dropped);
+    int o = snprintf(msg, len, "%d added, %d replaced, %d removed, %d unchanged; %d composed model(s) dropped",
+                     ch.added, ch.replaced, ch.removed, ch.kept, dropped);
+    if (recomposed + unloaded && o >= 0 && (size_t)o < len)
+        snprintf(msg + o, len - (size_t)o, "; %d loaded model(s) composed again, %d unloaded", recomposed, unloaded);
     return 0;
 }
 
@@ -184,6 +187,7 @@ void api_free(api *a) {
     compose_cache_free(a->cache);
     model_store_close(&a->store);
     for (int w = 0; a->be && w < a->slots; w++) backend_free(a->be[w]);
+    backend_free(a->reload_be);
     free(a->be);
     batcher_free(a->batcher);
     free(a->admin_token);

@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend.h"
 #include "metrics.h"
@@ -48,6 +49,9 @@ typedef struct api_request {
     const char *body; /* (body_len) bytes; may be NULL when empty; not
                        * NUL-terminated */
     size_t body_len;
+    uint64_t deadline_us; /* CLOCK_MONOTONIC µs past which the client no longer waits (the server's
+                           * X-Moda-Timeout-Ms); inference still queued for a batch then answers
+                           * deadline_exceeded. 0: none */
 } api_request;
 
 /* Value of a query argument / header (case-insensitive name), or NULL. */
@@ -168,7 +172,9 @@ void api_response_refusal(api_response *resp, const char *path, const char *code
  * the registry is re-read and every new or changed model loaded; only when
  * all load are they swapped in (requests in flight finish on the models
  * they hold), removed models retired, and composed models of a replaced or
- * removed parent dropped from the cache. A failure leaves everything as it
+ * removed parent dropped from the cache; those loaded through the
+ * repository API are composed again from the new parent and stay loaded
+ * (unloaded when their parent is gone). A failure leaves everything as it
  * was. Returns 0 with a one-line summary in msg, or -1 with the reason. */
 int api_reload(api *a, char *msg, size_t len);
 

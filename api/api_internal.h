@@ -132,6 +132,12 @@ int api_input_from_image(const api_entry_info *mi, const image *img, api_input *
  * internal. */
 int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
                   metrics *m, api_error *err);
+/* The same for a request with a deadline (api_request.deadline_us; 0:
+ * none): with dynamic batching it leaves its batch queue at the earlier of
+ * its deadline (deadline_exceeded) and the batching timeout
+ * (queue_timeout). */
+int api_infer_run_until(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
+                        metrics *m, uint64_t deadline_us, api_error *err);
 
 /* ---- limits and state ----------------------------------------------------- */
 

@@ -23,6 +23,8 @@ struct api {
     moda_backend **be;     /* (slots) one backend per slot, owned */
     batcher *batcher;      /* owned; NULL when batching is off for every model */
     v2_loaded *loaded;     /* composed models pinned by the repository API, owned */
+    moda_backend *reload_be; /* composes loaded models again after a reload (under the loaded list's
+                              * lock); made on first need, owned */
     atomic_int inline_busy; /* inferences running unbatched on slots that may not wait */
     int chunk;             /* samples per forward pass */
     _Atomic double max_macs;         /* the registry's most expensive model, per sample */
@@ -44,8 +46,11 @@ int api_batching_open(api *a, char *err, size_t errlen); /* a->batcher, when any
 /* Whether worker's inference on e goes through the batcher. */
 bool api_batch_wanted(const api *a, int worker, const api_entry *e);
 /* Logits of x's n samples through the batcher (merged with concurrent
- * requests of e's id); records the queue time. */
-int api_infer_batched(api *a, api_entry *e, const float *x, int n, float *logits, metrics *m, api_error *err);
+ * requests of e's id); records the queue time. Still queued at the
+ * request's own deadline (deadline_us; 0: none): deadline_exceeded; at the
+ * batching timeout, when that comes first: queue_timeout. */
+int api_infer_batched(api *a, api_entry *e, const float *x, int n, float *logits, metrics *m, uint64_t deadline_us,
+                      api_error *err);
 /* Logits of x's n samples on slot `slot`, in chunks; records
  * METRIC_EXEC_COUNT and METRIC_COMPUTE_DURATION_US (infer.c). */
 int api_infer_logits(api *a, int slot, api_entry *e, const float *x, int n, float *logits, metrics *m,
@@ -66,6 +71,10 @@ bool api_admin_check(const api *a, const api_request *req, api_response *resp);
  * adds) compose again only per layer: invalid_combination. */
 int api_entry_compose(api *a, int worker, const api_model *m, const int *classes, int n, float tau,
                       compose_mode mode, api_entry **out, bool *cached, api_error *e);
+
+/* api_entry_resolve composing, when it must, on be (one thread at a time)
+ * instead of a worker's backend. */
+int api_entry_resolve_on(api *a, moda_backend *be, const char *name, api_entry **out, api_error *e);
 
 /* Check a class list: 1..limit entries, each in [0, K), no repeats. */
 int api_classes_check(const api *a, const api_model *m, const int *classes, int n, api_error *e);

@@ -103,12 +103,17 @@ int api_infer_logits(api *a, int slot, api_entry *e, const float *x, int n, floa
 
 int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
                   metrics *m, api_error *err) {
+    return api_infer_run_until(a, worker, e, x, n, logits, probs, m, 0, err);
+}
+
+int api_infer_run_until(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
+                        metrics *m, uint64_t deadline_us, api_error *err) {
     const int k = e->info.n_classes;
     float *z = logits ? logits : malloc((size_t)n * k * sizeof(float));
     if (!z) return api_error_set(err, "internal", "out of memory");
     int rc;
     if (api_batch_wanted(a, worker, e)) {
-        rc = api_infer_batched(a, e, x, n, z, m, err);
+        rc = api_infer_batched(a, e, x, n, z, m, deadline_us, err);
     } else {
         /* Counted so that, with batching on, light requests stop running
          * inline while one already does: under load they merge instead. */

@@ -65,18 +65,24 @@ int api_batching_open(api *a, char *err, size_t errlen) {
     return 0;
 }
 
-int api_infer_batched(api *a, api_entry *e, const float *x, int n, float *logits, metrics *m, api_error *err) {
+int api_infer_batched(api *a, api_entry *e, const float *x, int n, float *logits, metrics *m, uint64_t deadline_us,
+                      api_error *err) {
     int max_batch, delay;
     batch_settings(a, e->info.model, &max_batch, &delay);
     batch_ctx ctx = {a, e};
     const api_batching *b = &a->cfg.batching;
+    /* The queue lets the request go at the earlier of the batching timeout
+     * and its own deadline; which one it was decides the error. */
+    uint64_t queue_deadline = b->timeout_us > 0 ? batcher_now_us() + (uint64_t)b->timeout_us : 0;
+    bool own = deadline_us && (!queue_deadline || deadline_us <= queue_deadline);
+    if (own) queue_deadline = deadline_us;
     char key[32];
     snprintf(key, sizeof key, "%p", (void *)e); /* alive while any request of it waits */
     batch_request r = {
         .key = key,
         .max_batch = max_batch,
         .max_delay_us = delay,
-        .deadline_us = b->timeout_us > 0 ? batcher_now_us() + (uint64_t)b->timeout_us : 0,
+        .deadline_us = queue_deadline,
         .ctx = &ctx,
         .x = x,
         .n = n,
@@ -86,6 +92,8 @@ int api_infer_batched(api *a, api_entry *e, const float *x, int n, float *logits
     };
     batch_outcome outcome;
     int rc = batcher_run(a->batcher, &r, &outcome, err);
+    if (rc && own && err && err->code && !strcmp(err->code, "queue_timeout"))
+        api_error_set(err, "deadline_exceeded", "the request waited in its batch queue past its X-Moda-Timeout-Ms");
     if (rc == 0) {
         metrics_observe(m, HISTOGRAM_BATCH_QUEUE_SECONDS, e->id, outcome.queue_us * 1e-6);
         metrics_add(m, METRIC_QUEUE_DURATION_US, e->id, NULL, outcome.queue_us);

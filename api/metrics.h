@@ -10,7 +10,9 @@
  *   moda_inference_request_failure{model,reason}
  *   moda_inference_count{model}            samples inferred
  *   moda_inference_exec_count{model}       forward passes (batches) run
- *   moda_inference_request_duration_us{model}  end to end, receipt to response
+ *   moda_inference_request_duration_us{model}  successful requests end to end, receipt to
+ *                                              response (as Triton's: failures not included)
+ *   moda_inference_request_failure_duration_us{model}  the same for failed requests
  *   moda_inference_queue_duration_us{model}    waiting for a worker
  *   moda_inference_compute_infer_duration_us{model}
  *   moda_compose_count{model}              compositions actually run
@@ -38,7 +40,8 @@ typedef enum metric_id {
     METRIC_REQUEST_FAILURE,
     METRIC_INFERENCE_COUNT,
     METRIC_EXEC_COUNT,
-    METRIC_REQUEST_DURATION_US,
+    METRIC_REQUEST_DURATION_US,         /* successful requests only */
+    METRIC_REQUEST_FAILURE_DURATION_US, /* failed requests only */
     METRIC_QUEUE_DURATION_US,
     METRIC_COMPUTE_DURATION_US,
     METRIC_COMPOSE_COUNT,

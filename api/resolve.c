@@ -38,7 +38,7 @@ static bool composed_per_layer(const graph *g) {
     return false;
 }
 
-int api_entry_compose(api *a, int worker, const api_model *m, const int *classes, int n, float tau,
+static int compose_on(api *a, moda_backend *be, const api_model *m, const int *classes, int n, float tau,
                       compose_mode mode, api_entry **out, bool *cached, api_error *e) {
     *out = NULL;
     *cached = false;
@@ -51,11 +51,20 @@ int api_entry_compose(api *a, int worker, const api_model *m, const int *classes
                              "\"%s\" was composed per layer: it composes again only per layer (\"mode\": \"%s\")",
                              m->rm.name, compose_mode_name(COMPOSE_PER_LAYER));
     if (api_classes_check(a, m, classes, n, e) || api_tau_check(tau, e)) return -1;
-    return compose_cache_acquire(a->cache, m, classes, n, api_tau_canonical(tau), mode, a->be[worker], a->slots,
-                                 out, cached, e);
+    return compose_cache_acquire(a->cache, m, classes, n, api_tau_canonical(tau), mode, be, a->slots, out, cached,
+                                 e);
+}
+
+int api_entry_compose(api *a, int worker, const api_model *m, const int *classes, int n, float tau,
+                      compose_mode mode, api_entry **out, bool *cached, api_error *e) {
+    return compose_on(a, a->be[worker], m, classes, n, tau, mode, out, cached, e);
 }
 
 int api_entry_resolve(api *a, int worker, const char *name, api_entry **out, api_error *e) {
+    return api_entry_resolve_on(a, a->be[worker], name, out, e);
+}
+
+int api_entry_resolve_on(api *a, moda_backend *be, const char *name, api_entry **out, api_error *e) {
     *out = NULL;
     if (!name || !*name) return api_error_set(e, "invalid_id", "the model id is empty");
     api_model *m = model_store_find(&a->store, name);
@@ -74,7 +83,7 @@ int api_entry_resolve(api *a, int worker, const char *name, api_entry **out, api
     if (!(m = model_store_find(&a->store, model)))
         rc = api_error_set(e, "unknown_model", "no model named \"%s\" (in id \"%.80s\")", model, name);
     else
-        rc = api_entry_compose(a, worker, m, classes, n, tau, mode, out, &cached, e);
+        rc = compose_on(a, be, m, classes, n, tau, mode, out, &cached, e);
     free(classes);
     return rc;
 }

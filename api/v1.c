@@ -258,15 +258,20 @@ fail:
     free(cls);
 }
 
-/* mode: absent (tied) or one of the composer's mode names. */
-static int mode_json(const json_t *v, compose_mode *mode, api_error *e) {
+/* mode text: absent (tied) or one of the composer's mode names. */
+static int mode_text(const char *text, compose_mode *mode, api_error *e) {
     *mode = COMPOSE_TIED;
-    if (!v) return 0;
-    if (!json_is_string(v)) return api_error_set(e, "invalid_type", "\"mode\" must be a string");
-    if (!compose_mode_parse(json_string_value(v), mode))
+    if (text && !compose_mode_parse(text, mode))
         return api_error_set(e, "bad_request", "\"mode\" must be \"%s\" or \"%s\"", compose_mode_name(COMPOSE_TIED),
                              compose_mode_name(COMPOSE_PER_LAYER));
     return 0;
+}
+
+/* mode in a JSON body: absent (tied) or a string as for mode_text. */
+static int mode_json(const json_t *v, compose_mode *mode, api_error *e) {
+    *mode = COMPOSE_TIED;
+    if (v && !json_is_string(v)) return api_error_set(e, "invalid_type", "\"mode\" must be a string");
+    return mode_text(v ? json_string_value(v) : NULL, mode, e);
 }
 
 void v1_compose(api *a, int worker, const api_request *req, api_response *resp) {
@@ -345,6 +350,8 @@ typedef struct infer_request {
     int n_classes;
     bool has_tau;
     float tau;
+    bool has_mode;
+    compose_mode mode;       /* how classes compose (tied when not given) */
     api_input input;         /* owned */
     image image;             /* an image body, decoded; fitted into input once the model is known */
     int top_k;               /* 0: all probabilities */
@@ -357,7 +364,7 @@ static void infer_request_free(infer_request *r) {
     image_free(&r->image);
 }
 
-/* The id/model/classes/threshold combination; classes resolved later. */
+/* The id/model/classes/threshold/mode combination; classes resolved later. */
 static int target_check(const infer_request *r, bool has_classes, api_error *e) {
     if (r->id && r->model) return api_error_set(e, "invalid_combination", "give \"id\" or \"model\", not both");
     if (!r->id && !r->model) return api_error_set(e, "bad_request", "give \"id\" or \"model\"");
@@ -365,6 +372,9 @@ static int target_check(const infer_request *r, bool has_classes, api_error *e) 
         return api_error_set(e, "invalid_combination", "an id names its classes and threshold already");
     if (r->model && r->has_tau && !has_classes)
         return api_error_set(e, "invalid_combination", "a threshold needs classes to compose");
+    if (r->id && r->has_mode) return api_error_set(e, "invalid_combination", "an id names its mode already");
+    if (r->model && r->has_mode && !has_classes)
+        return api_error_set(e, "invalid_combination", "a mode needs classes to compose");
     return 0;
 }
 
@@ -384,6 +394,7 @@ static int infer_parse_json(const api *a, const api_request *req, infer_request 
     const json_t *jc = json_object_get(root, "classes"), *jt = json_object_get(root, "threshold");
     const json_t *jin = json_object_get(root, "inputs"), *js = json_object_get(root, "shape");
     const json_t *jd = json_object_get(root, "dtype"), *jk = json_object_get(root, "top_k");
+    const json_t *jmode = json_object_get(root, "mode");
     if (jid && !json_is_string(jid)) {
         api_error_set(e, "invalid_type", "\"id\" must be a string");
         goto done;
@@ -395,7 +406,9 @@ static int infer_parse_json(const api *a, const api_request *req, infer_request 
     r->id = jid ? json_string_value(jid) : NULL;
     r->model = jm ? json_string_value(jm) : NULL;
     r->has_tau = jt != NULL;
-    if (target_check(r, jc != NULL, e) || threshold_json(a, jt, &r->tau, e)) goto done;
+    r->has_mode = jmode != NULL;
+    if (target_check(r, jc != NULL, e) || threshold_json(a, jt, &r->tau, e) || mode_json(jmode, &r->mode, e))
+        goto done;
     api_dtype dt = API_DTYPE_FLOAT32;
     if (jd && !json_is_string(jd)) {
         api_error_set(e, "invalid_type", "\"dtype\" must be a string");
@@ -461,10 +474,12 @@ done:
  * the body has been read. */
 static int infer_parse_query(const api *a, const api_request *req, infer_request *r, api_error *e) {
     const char *tq = api_request_query(req, "threshold"), *kq = api_request_query(req, "top_k");
+    const char *mq = api_request_query(req, "mode");
     r->id = api_request_query(req, "id");
     r->model = api_request_query(req, "model");
     r->has_tau = tq != NULL;
-    if (target_check(r, api_request_query(req, "classes") != NULL, e)) return -1;
+    r->has_mode = mq != NULL;
+    if (target_check(r, api_request_query(req, "classes") != NULL, e) || mode_text(mq, &r->mode, e)) return -1;
     if (tq) {
         char *end;
         errno = 0;
@@ -591,7 +606,8 @@ void v1_infer(api *a, int worker, const api_request *req, api_response *resp) {
                            "image/jpeg");
     if (rc == 0) {
         if (r.id) rc = api_entry_resolve(a, worker, r.id, &entry, &e);
-        else if (r.classes) rc = api_entry_compose(a, worker, m, r.classes, r.n_classes, r.tau, COMPOSE_TIED, &entry, &cached, &e);
+        else if (r.classes)
+            rc = api_entry_compose(a, worker, m, r.classes, r.n_classes, r.tau, r.mode, &entry, &cached, &e);
         else entry = m->full;
     }
     const api_entry_info *mi = entry ? api_entry_info_of(entry) : NULL;
@@ -601,7 +617,8 @@ void v1_infer(api *a, int worker, const api_request *req, api_response *resp) {
     if (rc == 0 && !(probs = malloc((size_t)r.input.n * mi->n_classes * sizeof(float))))
         rc = api_error_set(&e, "internal", "out of memory");
     double t0 = now_ms();
-    if (rc == 0) rc = api_infer_run(a, worker, entry, x, r.input.n, NULL, probs, api_metrics(a), &e);
+    if (rc == 0)
+        rc = api_infer_run_until(a, worker, entry, x, r.input.n, NULL, probs, api_metrics(a), req->deadline_us, &e);
     double ms = now_ms() - t0;
     if (rc == 0) {
         json_t *outputs = json_array();

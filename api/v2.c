@@ -82,7 +82,7 @@ static int check_encoding(const api_request *req, api_error *e) {
 
 /* Decode, prepare and run r's input through e; fills resp either way. */
 static void run_infer(api *a, int worker, api_entry *entry, const char *name, const v2_request *r,
-                      api_response *resp) {
+                      uint64_t deadline_us, api_response *resp) {
     const api_entry_info *mi = api_entry_info_of(entry);
     api_dtype dt = r->dtype == V2_DTYPE_UINT8 ? API_DTYPE_UINT8 : API_DTYPE_FLOAT32;
     api_input in = {0};
@@ -95,8 +95,9 @@ static void run_infer(api *a, int worker, api_entry *entry, const char *name, co
         size_t nk = (size_t)in.n * (size_t)mi->n_classes;
         logits = malloc(nk * sizeof(float));
         probs = malloc(nk * sizeof(float));
-        rc = logits && probs ? api_infer_run(a, worker, entry, x, in.n, logits, probs, api_metrics(a), &e)
-                             : api_error_set(&e, "internal", "out of memory");
+        rc = logits && probs
+                 ? api_infer_run_until(a, worker, entry, x, in.n, logits, probs, api_metrics(a), deadline_us, &e)
+                 : api_error_set(&e, "internal", "out of memory");
     }
     if (rc)
         api_response_error_v2(resp, &e);
@@ -157,7 +158,7 @@ void api_v2_model_route(api *a, int worker, const api_request *req, const char *
              v2_request_parse(req->body, req->body_len, api_request_header(req, V2_HEADER_LENGTH), &r, &e))
         api_response_error_v2(resp, &e);
     else
-        run_infer(a, worker, entry, name, &r, resp);
+        run_infer(a, worker, entry, name, &r, req->deadline_us, resp);
     api_entry_release(a, entry);
     v2_request_free(&r);
 }

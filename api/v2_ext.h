@@ -12,6 +12,7 @@
 #define MODA_API_V2_EXT_H
 
 #include "api_internal.h"
+#include "model_store.h"
 
 /* The model configuration of mi (pinned), as Triton's model config JSON. */
 void v2_model_config(api *a, const api_entry_info *mi, api_response *resp);
@@ -29,5 +30,12 @@ typedef struct v2_loaded v2_loaded;
 v2_loaded *v2_loaded_new(void); /* NULL when out of memory */
 /* Releases every pin; before the cache is freed. Accepts NULL. */
 void v2_loaded_free(api *a, v2_loaded *l);
+/* After a reload retired the models gone[0..n_gone): each loaded model
+ * composed from one of them is composed again from the model that now
+ * serves under its parent's name and pinned in place of the old one, as a
+ * Triton repository keeps a model loaded across a reload, at its new
+ * version; one whose parent has left the registry, or that no longer
+ * composes from the new parent, is unloaded. Counts both. */
+void v2_loaded_reload(api *a, api_model *const *gone, int n_gone, int *recomposed, int *unloaded);
 
 #endif

@@ -37,6 +37,41 @@ void v2_loaded_free(api *a, v2_loaded *l) {
     free(l);
 }
 
+static bool retired(const api_entry *e, api_model *const *gone, int n_gone) {
+    for (int i = 0; i < n_gone; i++)
+        if (e->parent == gone[i]) return true;
+    return false;
+}
+
+void v2_loaded_reload(api *a, api_model *const *gone, int n_gone, int *recomposed, int *unloaded) {
+    *recomposed = *unloaded = 0;
+    v2_loaded *l = a->loaded;
+    pthread_mutex_lock(&l->mu);
+    for (int i = 0; i < l->n;) {
+        api_entry *old = l->pins[i], *fresh = NULL;
+        if (!retired(old, gone, n_gone)) {
+            i++;
+            continue;
+        }
+        /* Its own backend: a reload runs on no worker's slot. */
+        char err[256];
+        if (!a->reload_be && (a->reload_be = backend_new(backend_name(a->store.be), &a->cfg.backend, err, sizeof err)))
+            backend_set_threads(a->reload_be, a->cfg.intra_threads);
+        api_error e = {0};
+        if (a->reload_be && !api_entry_resolve_on(a, a->reload_be, old->id, &fresh, &e) && fresh->info.composed &&
+            fresh != old) {
+            l->pins[i++] = fresh;
+            (*recomposed)++;
+        } else {
+            api_entry_release(a, fresh); /* accepts NULL */
+            l->pins[i] = l->pins[--l->n];
+            (*unloaded)++;
+        }
+        api_entry_release(a, old); /* dropped from the cache by the reload: freed here, or by its last request */
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
 /* The JSON body of a repository request: empty (tritonclient sends none
  * for the index) or an object, whose "parameters" (if any) is an object and
  * "ready" a boolean, as openapi.yaml says for every repository route. */

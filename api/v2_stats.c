@@ -1,8 +1,9 @@
 /* GET /v2/models/{name}/stats and /v2/models/stats: Triton's statistics
  * JSON, read from the server's metrics. Durations are cumulative
- * nanoseconds: success is every inference request's time end to end
- * (failures included: the counters do not split it), queue the time spent
- * waiting for a worker and in batch queues, compute_infer the engine's. */
+ * nanoseconds: success is the successful inference requests' time end to
+ * end, fail the failed ones' (each counted in its own counter, so a
+ * failure never moves success), queue the time spent waiting for a worker
+ * and in batch queues, compute_infer the engine's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +19,12 @@ static json_t *duration(double count, double us) {
 static json_t *model_stats(metrics *m, const char *id) {
     double ok = metrics_get(m, METRIC_REQUEST_SUCCESS, id, NULL);
     double failed = metrics_total(m, METRIC_REQUEST_FAILURE, id);
+    json_t *success = duration(ok, metrics_get(m, METRIC_REQUEST_DURATION_US, id, NULL));
+    json_t *fail = duration(failed, metrics_get(m, METRIC_REQUEST_FAILURE_DURATION_US, id, NULL));
     json_t *stats = json_pack(
-        "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "success", duration(ok, metrics_get(m, METRIC_REQUEST_DURATION_US, id, NULL)),
-        "fail", duration(failed, 0), "queue", duration(ok, metrics_get(m, METRIC_QUEUE_DURATION_US, id, NULL)),
-        "compute_input", duration(ok, 0), "compute_infer",
+        "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "success", success, "fail", fail, "queue",
+        duration(ok, metrics_get(m, METRIC_QUEUE_DURATION_US, id, NULL)), "compute_input", duration(ok, 0),
+        "compute_infer",
         duration(metrics_get(m, METRIC_EXEC_COUNT, id, NULL), metrics_get(m, METRIC_COMPUTE_DURATION_US, id, NULL)),
         "compute_output", duration(ok, 0), "cache_hit", duration(metrics_get(m, METRIC_CACHE_HIT, id, NULL), 0),
         "cache_miss", duration(metrics_get(m, METRIC_CACHE_MISS, id, NULL), 0));

@@ -249,11 +249,15 @@ static void record_metrics(server *s, const request *rq, uint64_t t_end) {
     metrics_observe(s->metrics, HISTOGRAM_HTTP_SECONDS, api_route_template(rq->path), seconds);
     if (!r->is_inference) return;
     metrics_observe(s->metrics, HISTOGRAM_INFERENCE_SECONDS, r->model, seconds);
-    if (r->error_code)
+    /* Failures' time apart from successes', as Triton's statistics keep it. */
+    double us = (double)(t_end - rq->t_start);
+    if (r->error_code) {
         metrics_add(s->metrics, METRIC_REQUEST_FAILURE, r->model, r->error_code, 1);
-    else
+        metrics_add(s->metrics, METRIC_REQUEST_FAILURE_DURATION_US, r->model, NULL, us);
+    } else {
         metrics_add(s->metrics, METRIC_REQUEST_SUCCESS, r->model, NULL, 1);
-    metrics_add(s->metrics, METRIC_REQUEST_DURATION_US, r->model, NULL, (double)(t_end - rq->t_start));
+        metrics_add(s->metrics, METRIC_REQUEST_DURATION_US, r->model, NULL, us);
+    }
     if (rq->t_worker)
         metrics_add(s->metrics, METRIC_QUEUE_DURATION_US, r->model, NULL, (double)(rq->t_worker - rq->t_enqueue));
 }
@@ -331,6 +335,7 @@ static api_request request_view(const request *rq) {
         .n_headers = rq->n_headers,
         .body = rq->body_len ? rq->body : NULL,
         .body_len = rq->body_len,
+        .deadline_us = rq->deadline,
     };
 }
 
@@ -383,7 +388,7 @@ static enum MHD_Result dispatch(request *rq) {
         api_response_refusal(&rq->resp, rq->path, "not_ready", "the server is shutting down");
         return send_response(rq);
     }
-    const api_request req = request_view(rq);
+    api_request req = request_view(rq);
     /* An optional deadline: milliseconds from receipt, 1 to 86400000. */
     const char *timeout = api_request_header(&req, "X-Moda-Timeout-Ms");
     if (timeout) {
@@ -396,6 +401,7 @@ static enum MHD_Result dispatch(request *rq) {
             return send_response(rq);
         }
         rq->deadline = rq->t_start + (uint64_t)ms * 1000u;
+        req.deadline_us = rq->deadline;
     }
     int slot = api_request_is_light(s->api, &req) ? connection_slot(s) : -1;
     if (slot >= 0) {

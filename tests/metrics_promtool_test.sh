@@ -68,7 +68,8 @@ grep -qF 'moda_http_request_duration_seconds_count{route="other"} 1' "$work/metr
 promtool check metrics <"$work/metrics.txt" >"$work/lint.txt" 2>&1
 rc=$?
 legacy=(moda_inference_request_success moda_inference_request_failure moda_inference_count
-  moda_inference_exec_count moda_inference_request_duration_us moda_inference_queue_duration_us
+  moda_inference_exec_count moda_inference_request_duration_us moda_inference_request_failure_duration_us
+  moda_inference_queue_duration_us
   moda_inference_compute_infer_duration_us moda_compose_count moda_compose_duration_us
   moda_cache_hit_count moda_cache_miss_count moda_cache_eviction_count moda_registry_reload_count
   moda_registry_reload_failure_count)

@@ -4,13 +4,17 @@
  * merged calls show in the batch-size histogram; a malformed request among
  * them fails alone; with a queue timeout shorter than a batch's delay,
  * the requests that time out get 503 queue_timeout and the rest their
- * answers. */
+ * answers; a request whose own deadline (X-Moda-Timeout-Ms) passes while
+ * it waits in the batch queue gets 504 deadline_exceeded and the rest of
+ * its batch its answers, while the batching timeout, when it comes first,
+ * keeps its 503 queue_timeout. */
 #include "test_util.h"
 
 #include <jansson.h>
 #include <pthread.h>
 
 #include "api.h"
+#include "batcher.h"
 #include "metrics.h"
 
 #define SIZE 32
@@ -37,6 +41,7 @@ typedef struct job {
     int worker;
     const char *model;
     int n, k;
+    uint64_t deadline_us; /* the request's own deadline; 0: none */
     char *body;           /* owned */
     api_response resp;
     float logits[3 * 10]; /* (n, k) */
@@ -64,7 +69,7 @@ static void *job_main(void *arg) {
     snprintf(path, sizeof path, "/v2/models/%s/infer", j->model);
     api_kv hdr = {"Content-Type", "application/json"};
     api_request req = {.method = "POST", .path = path, .headers = &hdr, .n_headers = 1, .body = j->body,
-                       .body_len = strlen(j->body)};
+                       .body_len = strlen(j->body), .deadline_us = j->deadline_us};
     api_handle(j->a, j->worker, &req, &j->resp);
     return NULL;
 }
@@ -190,10 +195,68 @@ static void test_queue_timeout_spares_the_rest(void **state) {
     api_free(plain);
 }
 
+/* Triton's per-request timeout in the batch queue: three requests wait for
+ * a batch of 8 that never fills, so it closes after its 600 ms delay; the
+ * one whose deadline is 50 ms leaves at its deadline with 504 and the two
+ * others get their answers from the batch. */
+static void test_request_deadline_in_batch_queue(void **state) {
+    (void)state;
+    api *plain = open_api(1, 1, 0, 0, NULL);
+    api *batched = open_api(3, 8, 600000, 0, NULL);
+    job ref[3], got[3];
+    memset(ref, 0, sizeof ref);
+    for (int i = 0; i < 3; i++) {
+        ref[i] = (job){.a = plain, .model = MODELS[0], .n = 1, .k = 10, .body = request_body(1, 1, 500 + (uint64_t)i)};
+        job_main(&ref[i]);
+        read_logits(&ref[i]);
+        got[i] = ref[i];
+        got[i].a = batched;
+        got[i].worker = i;
+        memset(&got[i].resp, 0, sizeof got[i].resp);
+    }
+    got[1].deadline_us = batcher_now_us() + 50000;
+    run_jobs(got, 3);
+    assert_int_equal(got[1].resp.status, 504);
+    assert_string_equal(got[1].resp.error_code, "deadline_exceeded");
+    assert_non_null(strstr(got[1].resp.body, "X-Moda-Timeout-Ms"));
+    for (int i = 0; i < 3; i += 2) {
+        read_logits(&got[i]);
+        for (int s = 0; s < 10; s++)
+            assert_true(fabsf(got[i].logits[s] - ref[i].logits[s]) <= 1e-6f * fmaxf(1.0f, fabsf(ref[i].logits[s])));
+    }
+    for (int i = 0; i < 3; i++) {
+        api_response_free(&got[i].resp);
+        api_response_free(&ref[i].resp);
+    }
+    api_free(batched);
+
+    /* The batching timeout (100 ms) before the request's deadline (60 s):
+     * the queue's error. The request's deadline (30 ms) before it: 504. */
+    batched = open_api(1, 8, 600000, 100000, NULL);
+    got[0] = ref[0];
+    got[0].a = batched;
+    got[0].worker = 0;
+    memset(&got[0].resp, 0, sizeof got[0].resp);
+    got[0].deadline_us = batcher_now_us() + 60000000;
+    job_main(&got[0]);
+    assert_int_equal(got[0].resp.status, 503);
+    assert_string_equal(got[0].resp.error_code, "queue_timeout");
+    api_response_free(&got[0].resp);
+    got[0].deadline_us = batcher_now_us() + 30000;
+    job_main(&got[0]);
+    assert_int_equal(got[0].resp.status, 504);
+    assert_string_equal(got[0].resp.error_code, "deadline_exceeded");
+    api_response_free(&got[0].resp);
+    for (int i = 0; i < 3; i++) free(ref[i].body);
+    api_free(batched);
+    api_free(plain);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_unbatched),
         cmocka_unit_test(test_queue_timeout_spares_the_rest),
+        cmocka_unit_test(test_request_deadline_in_batch_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -416,6 +416,91 @@ static void test_reload(void **state) {
     metrics_free(mx);
 }
 
+/* Logits of two fixed samples through the model `id` names. */
+static void logits_of(api *b, const char *id, float out[2 * 4]) {
+    api_entry *e = NULL;
+    api_error ae = {0};
+    if (api_entry_resolve(b, 0, id, &e, &ae)) fail_msg("%s: %s", id, ae.message);
+    const api_entry_info *mi = api_entry_info_of(e);
+    assert_true(mi->n_classes <= 4);
+    size_t per = (size_t)mi->channels * mi->height * mi->width;
+    float *x = malloc(2 * per * sizeof(float));
+    for (size_t i = 0; i < 2 * per; i++) x[i] = sinf(0.37f * (float)i);
+    assert_int_equal(api_infer_run(b, 0, e, x, 2, out, NULL, NULL, &ae), 0);
+    api_entry_release(b, e);
+    free(x);
+}
+
+static bool index_lists(api *b, const char *name) {
+    int st;
+    json_t *o = call(b, "POST", "/v2/repository/index", NULL, NULL, &st, NULL);
+    assert_int_equal(st, 200);
+    bool found = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(o, i, v) found = found || !strcmp(json_string_value(json_object_get(v, "name")), name);
+    json_decref(o);
+    return found;
+}
+
+/* A model loaded through the repository API stays loaded across a reload
+ * that replaces its parent, composed again from the new parent: it
+ * answers as the new parent's composition does, from its pin (no
+ * composition on use). One whose parent leaves the registry is unloaded. */
+static void test_reload_keeps_loaded_models(void **state) {
+    (void)state;
+    index_without((const char *const[]){"job-patched", "job-patched-recalibrated", "cli-patched", NULL});
+    metrics *mx = metrics_new();
+    api_config cfg = {.registry = reg, .cache_bytes = 16u << 20, .workers = 1, .intra_threads = 1, .max_batch = 64,
+                      .default_tau = 0.9f, .jobs_max = 1, .jobs_queue = 0, .metrics = mx};
+    char err[1024] = "";
+    api *b = NULL;
+    if (api_new(&cfg, &b, err, sizeof err)) fail_msg("api_new: %s", err);
+    int st;
+    const char *id = "weak~0-1~0.9";
+    json_decref(call(b, "POST", "/v2/repository/models/weak~0-1~0.9/load", NULL, NULL, &st, NULL));
+    assert_int_equal(st, 200);
+    json_decref(call(b, "POST", "/v2/repository/models/shifted~1~0.9/load", NULL, NULL, &st, NULL));
+    assert_int_equal(st, 200);
+    float before[8], after[8], want[8];
+    logits_of(b, id, before);
+
+    /* "weak" becomes a copy of "strong"; "shifted" leaves the registry. */
+    registry *r = NULL;
+    registry_model m;
+    moda_backend *be = backend_cpu_new();
+    assert_int_equal(registry_open(reg, NULL, &r, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_load_model(r, "strong", be, &m, err, sizeof err), MODA_OK);
+    assert_int_equal(registry_write_model(reg, "weak", m.g, &m.info, NULL, m.test_acc, &m.r, &m.stats, err,
+                                          sizeof err), MODA_OK);
+    index_without((const char *const[]){"shifted", NULL});
+    json_t *o = call(b, "POST", "/v1/registry/reload", NULL, NULL, &st, NULL);
+    assert_int_equal(st, 200);
+    const char *summary = json_string_value(json_object_get(o, "summary"));
+    if (!strstr(summary, "1 replaced, 1 removed") || !strstr(summary, "1 loaded model(s) composed again, 1 unloaded"))
+        fail_msg("summary: %s", summary);
+    json_decref(o);
+    assert_true(index_lists(b, id));
+    assert_false(index_lists(b, "shifted~1~0.9"));
+
+    double misses = metrics_get(mx, METRIC_CACHE_MISS, id, NULL);
+    assert_float_equal(misses, 2, 0); /* the load and the reload composed it */
+    logits_of(b, id, after);
+    assert_float_equal(metrics_get(mx, METRIC_CACHE_MISS, id, NULL), misses, 0);
+    logits_of(b, "strong~0-1~0.9", want);
+    bool changed = false;
+    for (int i = 0; i < 4; i++) {
+        assert_float_equal(after[i], want[i], 1e-6 * fmax(1.0, fabs(want[i])));
+        changed = changed || fabsf(after[i] - before[i]) > 1e-4f;
+    }
+    assert_true(changed);
+    registry_model_free(&m);
+    registry_close(r);
+    backend_free(be);
+    api_free(b);
+    metrics_free(mx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_job_to_served_model),
@@ -423,6 +508,7 @@ int main(void) {
         cmocka_unit_test(test_admin_token),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_reload_keeps_loaded_models),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,7 +3,8 @@
  * same classes composed tied and per layer are two cache entries with two
  * ids, the per-layer one no larger; inference on the per-layer id equals
  * the engine's own per-layer composition, and GET /v1/models/{id} reports
- * the mode; ids round-trip with their mode; a bad mode is a 400; and a
+ * the mode; /v1/infer with a model and classes composes in the mode it
+ * names; ids round-trip with their mode; a bad mode is a 400; and a
  * model composed per layer and stored in the registry composes again per
  * layer only (tied: 422). */
 #include "test_util.h"
@@ -288,6 +289,110 @@ static void test_bad_mode(void **state) {
     expect_error(a, "DELETE", "/v1/compose/res~1~~per-layer", NULL, 404, "unknown_model", NULL);
 }
 
+/* x's n samples as nested JSON, [n][C][H][W]. */
+static json_t *nested_inputs(const float *x, int n) {
+    json_t *nested = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *chans = json_array();
+        for (int c = 0; c < IN_C; c++) {
+            json_t *rows = json_array();
+            for (int y = 0; y < SIZE; y++) {
+                json_t *row = json_array();
+                for (int xx = 0; xx < SIZE; xx++)
+                    json_array_append_new(row, json_real(x[((size_t)(i * IN_C + c) * SIZE + y) * SIZE + xx]));
+                json_array_append_new(rows, row);
+            }
+            json_array_append_new(chans, rows);
+        }
+        json_array_append_new(nested, chans);
+    }
+    return nested;
+}
+
+/* The probabilities a /v1/infer answer gives sample i (2 classes) match
+ * the softmax of the reference logits z. */
+static void expect_probabilities(const json_t *answer, int n, const float *z) {
+    const json_t *outs = json_object_get(answer, "outputs");
+    assert_int_equal(json_array_size(outs), n);
+    for (int i = 0; i < n; i++) {
+        const json_t *p = json_object_get(json_array_get(outs, i), "probabilities");
+        double e0 = exp((double)z[2 * i]), e1 = exp((double)z[2 * i + 1]);
+        assert_float_equal(json_number_value(json_array_get(p, 0)), e0 / (e0 + e1), 1e-5);
+        assert_float_equal(json_number_value(json_array_get(p, 1)), e1 / (e0 + e1), 1e-5);
+    }
+}
+
+/* POST /v1/infer with "model" and "classes" composes in the "mode" given
+ * (JSON field, or query parameter for a binary body), tied without one,
+ * with POST /v1/compose's validation; an id carries its own mode. */
+static void test_infer_with_mode(void **state) {
+    (void)state;
+    const int n = 2;
+    float *x = inputs(n, 23);
+    size_t params;
+    float *zt = reference_logits(COMPOSE_TIED, x, n, &params);
+    float *zp = reference_logits(COMPOSE_PER_LAYER, x, n, &params);
+    bool differ = false;
+    for (int i = 0; i < 2 * n; i++) differ = differ || fabsf(zt[i] - zp[i]) > 1e-3f;
+    assert_true(differ); /* so that the mode shows in the answers */
+    const char *modes[3] = {"per-layer", "tied", NULL};
+    const char *ids[3] = {"res~2-0~0.9~per-layer", "res~2-0~0.9", "res~2-0~0.9"};
+    const float *want[3] = {zp, zt, zt};
+    for (int m = 0; m < 3; m++) {
+        json_t *body = json_pack("{s:s,s:[i,i],s:o}", "model", "res", "classes", CLS[0], CLS[1], "inputs",
+                                 nested_inputs(x, n));
+        if (modes[m]) json_object_set_new(body, "mode", json_string(modes[m]));
+        char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9));
+        api_response r;
+        json_t *got = request(a, "POST", "/v1/infer", text, &r);
+        if (r.status != 200)
+            fail_msg("infer mode %s: %d %.*s", modes[m] ? modes[m] : "-", r.status, (int)r.body_len, r.body);
+        assert_string_equal(json_string_value(json_object_get(got, "id")), ids[m]);
+        expect_probabilities(got, n, want[m]);
+        json_decref(got);
+        api_response_free(&r);
+        free(text);
+        json_decref(body);
+    }
+
+    /* A binary body takes the mode from the query. */
+    char classes[16];
+    snprintf(classes, sizeof classes, "%d,%d", CLS[0], CLS[1]);
+    api_kv q[4] = {{"model", "res"}, {"classes", classes}, {"shape", "2,3,16,16"}, {"mode", "per-layer"}};
+    api_kv hdr = {"Content-Type", "application/octet-stream"};
+    api_request req = {.method = "POST", .path = "/v1/infer", .query = q, .n_query = 4, .headers = &hdr,
+                       .n_headers = 1, .body = (const char *)x,
+                       .body_len = (size_t)n * IN_C * SIZE * SIZE * sizeof(float)};
+    api_response r;
+    api_handle(a, 0, &req, &r);
+    assert_int_equal(r.status, 200);
+    json_t *got = json_loadb(r.body, r.body_len, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(got, "id")), "res~2-0~0.9~per-layer");
+    expect_probabilities(got, n, zp);
+    json_decref(got);
+    api_response_free(&r);
+    q[3].value = "layered";
+    api_handle(a, 0, &req, &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.error_code, "bad_request");
+    api_response_free(&r);
+
+    /* The errors of POST /v1/compose, and combinations that make no sense. */
+    const char *in = "\"inputs\":[[[[0]]]]";
+    char body[200];
+    snprintf(body, sizeof body, "{\"model\":\"res\",\"classes\":[1],\"mode\":\"layered\",%s}", in);
+    expect_error(a, "POST", "/v1/infer", body, 400, "bad_request", "\"mode\" must be \"tied\" or \"per-layer\"");
+    snprintf(body, sizeof body, "{\"model\":\"res\",\"classes\":[1],\"mode\":1,%s}", in);
+    expect_error(a, "POST", "/v1/infer", body, 400, "invalid_type", "\"mode\"");
+    snprintf(body, sizeof body, "{\"model\":\"res\",\"mode\":\"per-layer\",%s}", in);
+    expect_error(a, "POST", "/v1/infer", body, 422, "invalid_combination", "a mode needs classes");
+    snprintf(body, sizeof body, "{\"id\":\"res~1~0.9\",\"mode\":\"per-layer\",%s}", in);
+    expect_error(a, "POST", "/v1/infer", body, 422, "invalid_combination", "an id names its mode");
+    free(zt);
+    free(zp);
+    free(x);
+}
+
 /* Ids parse into their parts, mode included, and format back to
  * themselves; tied ids keep the form they had before modes. */
 static void test_id_round_trip(void **state) {
@@ -408,6 +513,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_modes),
         cmocka_unit_test(test_bad_mode),
+        cmocka_unit_test(test_infer_with_mode),
         cmocka_unit_test(test_id_round_trip),
         cmocka_unit_test(test_compose_per_layer_registry_model),
     };

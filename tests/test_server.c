@@ -617,6 +617,49 @@ static void test_metrics_and_errors(void **state) {
     reply_free(&r);
     text = get_metrics(c, port);
     assert_true(metric_sum(text, "moda_inference_request_success", label) == 2);
+    double success_us = metric_sum(text, "moda_inference_request_duration_us", label);
+    free(text);
+
+    /* A failed inference (7 x 7 images: the wrong shape) counts under fail
+     * in Triton's statistics, its time included, and leaves success as it
+     * was. */
+    char path[300];
+    snprintf(path, sizeof path, "/v2/models/%s/stats", id);
+    long success_count, success_ns;
+    r = http_ok(c, port, "GET", path, NULL, NULL);
+    json_t *st = parse_json(&r);
+    json_t *is = json_object_get(json_array_get(json_object_get(st, "model_stats"), 0), "inference_stats");
+    success_count = (long)json_integer_value(json_object_get(json_object_get(is, "success"), "count"));
+    success_ns = (long)json_integer_value(json_object_get(json_object_get(is, "success"), "ns"));
+    assert_int_equal(success_count, 2);
+    assert_true(labs(success_ns - (long)(success_us * 1e3)) <= 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(is, "fail"), "count")), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(is, "fail"), "ns")), 0);
+    json_decref(st);
+    reply_free(&r);
+    char *bad = infer_v2_json(px, 1);
+    char *shape = strstr(bad, "[1,1,28,28]");
+    assert_non_null(shape);
+    memcpy(shape, "[16,1,7,7]", 10); /* as many values, in images too small */
+    memmove(shape + 10, shape + 11, strlen(shape + 11) + 1);
+    snprintf(path, sizeof path, "/v2/models/%s/infer", id);
+    r = http_ok(c, port, "POST", path, "application/json", bad);
+    assert_int_equal(r.status, 400);
+    reply_free(&r);
+    free(bad);
+    snprintf(path, sizeof path, "/v2/models/%s/stats", id);
+    r = http_ok(c, port, "GET", path, NULL, NULL);
+    st = parse_json(&r);
+    is = json_object_get(json_array_get(json_object_get(st, "model_stats"), 0), "inference_stats");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(is, "success"), "count")), success_count);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(is, "success"), "ns")), success_ns);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(is, "fail"), "count")), 1);
+    assert_true(json_integer_value(json_object_get(json_object_get(is, "fail"), "ns")) > 0);
+    json_decref(st);
+    reply_free(&r);
+    text = get_metrics(c, port);
+    assert_true(metric_sum(text, "moda_inference_request_duration_us", label) == success_us);
+    assert_true(metric_sum(text, "moda_inference_request_failure_duration_us", label) > 0);
     free(text);
     json_decref(j);
     free(body);
