@@ -11,9 +11,10 @@
 # Environment (defaults in brackets):
 #   REGISTRY  the registry                          [runs/registry-15ep]
 #   OUT       output directory                      [runs/compact]
-#   MODELS    "moda-name:st-name ..." compared in both modes
+#   MODELS    "moda-name:st-name ..." compared in both modes (empty: none)
 #             [resnet18-w0.5-moda:resnet18-w0.5-st mobilenet-w1-moda:mobilenet-w1-st]
-#   SWEEP     "moda-name:mode ..." for the tau sweep [vgg16-w0.5-moda:tied resnet18-w0.5-moda:per-layer]
+#   SWEEP     "moda-name:mode ..." for the tau sweep (empty: none)
+#             [vgg16-w0.5-moda:tied resnet18-w0.5-moda:per-layer]
 #   TAUS      the sweep's thresholds                [0.1 0.5 0.8 0.9 0.95]
 #   TASKS     reuse subsets: all or N (seeded)      [60]
 #   SEED      seed of the subsets                   [1]
@@ -24,8 +25,8 @@ moda=$build/moda
 bench=$build/bench/bench_compose
 registry=${REGISTRY:-runs/registry-15ep}
 out=${OUT:-runs/compact}
-models=${MODELS:-resnet18-w0.5-moda:resnet18-w0.5-st mobilenet-w1-moda:mobilenet-w1-st}
-sweep=${SWEEP:-vgg16-w0.5-moda:tied resnet18-w0.5-moda:per-layer}
+models=${MODELS-resnet18-w0.5-moda:resnet18-w0.5-st mobilenet-w1-moda:mobilenet-w1-st}
+sweep=${SWEEP-vgg16-w0.5-moda:tied resnet18-w0.5-moda:per-layer}
 taus=${TAUS:-0.1 0.5 0.8 0.9 0.95}
 tasks=${TASKS:-60}
 seed=${SEED:-1}
