@@ -654,13 +654,21 @@ static moda_status run_gather(const fz_step *st, int n) {
     DNNL_TRY(dnnl_memory_get_memory_desc(st->dst, &md));
     const int h = (int)md->dims[2], w = (int)md->dims[3], kc = st->dst_at.padded_c, sc = st->src_c;
     const fz_layout *sa = &st->src_at, *da = &st->dst_at;
+    const size_t sh = (size_t)sa->stride[2], sw = (size_t)sa->stride[3];
+    const size_t dh = (size_t)da->stride[2], dw = (size_t)da->stride[3];
 #pragma omp parallel for collapse(2) schedule(static)
     for (int s = 0; s < n; s++)
         for (int j = 0; j < kc; j++) {
             const int from = j < L->k ? L->map[j] : -1;
+            float *yp = y + layout_off(da, s, j, 0, 0);
+            if (from < 0 || from >= sc) {
+                for (int r = 0; r < h; r++)
+                    for (int q = 0; q < w; q++) yp[r * dh + q * dw] = 0.0f;
+                continue;
+            }
+            const float *xp = x + layout_off(sa, s, from, 0, 0);
             for (int r = 0; r < h; r++)
-                for (int q = 0; q < w; q++)
-                    y[layout_off(da, s, j, r, q)] = from >= 0 && from < sc ? x[layout_off(sa, s, from, r, q)] : 0.0f;
+                for (int q = 0; q < w; q++) yp[r * dh + q * dw] = xp[r * sh + q * sw];
         }
     return MODA_OK;
 }
