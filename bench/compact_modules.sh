@@ -11,7 +11,8 @@
 # Environment (defaults in brackets):
 #   REGISTRY  the registry                          [runs/registry-15ep]
 #   OUT       output directory                      [runs/compact]
-#   MODELS    "moda-name:st-name ..." compared in both modes (empty: none)
+#   MODELS    "moda-name:st-name ..." compared in both modes (empty: none;
+#             "moda-name:" compares with no ST model)
 #             [resnet18-w0.5-moda:resnet18-w0.5-st mobilenet-w1-moda:mobilenet-w1-st]
 #   SWEEP     "moda-name:mode ..." for the tau sweep (empty: none)
 #             [vgg16-w0.5-moda:tied resnet18-w0.5-moda:per-layer]
@@ -52,7 +53,7 @@ for pair in $models; do
   for mode in tied per-layer; do
     step "$out/inspect-$m-$mode.txt" "$moda" inspect "$registry" "$m" --mode "$mode"
     step "$out/compose-$m-$mode.txt" "$bench" --registry "$registry" --model "$m" --mode "$mode" --frozen 1 --reps 10
-    step "$out/reuse-$m-$mode.txt" "$moda" eval-reuse --registry "$registry" --model "$m" --st-model "$st" \
+    step "$out/reuse-$m-$mode.txt" "$moda" eval-reuse --registry "$registry" --model "$m" ${st:+--st-model "$st"} \
       --mode "$mode" --tasks "$tasks" --seed "$seed" --out "$out/reuse-$m-$mode"
   done
 done

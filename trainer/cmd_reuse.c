@@ -598,8 +598,10 @@ static void report_sizes(const reuse_options *o, reuse_run *r) {
         row->full_st /= row->tasks;
         row->size /= row->tasks;
         row->flops /= row->tasks;
-        printf("%-6d %6d %9.2f%% %9.2f%% %9.2f%% %7.2f%% %7.2f%%\n", z, row->tasks, 100 * row->composed,
-               100 * row->full_moda, 100 * row->full_st, 100 * row->size, 100 * row->flops);
+        char st[16] = "-"; /* no ST model: no column of zeros */
+        if (o->st_model) snprintf(st, sizeof st, "%.2f%%", 100 * row->full_st);
+        printf("%-6d %6d %9.2f%% %9.2f%% %10s %7.2f%% %7.2f%%\n", z, row->tasks, 100 * row->composed,
+               100 * row->full_moda, st, 100 * row->size, 100 * row->flops);
         double w = row->tasks;
         sum[0] += w * row->composed;
         sum[1] += w * row->full_moda;
@@ -607,8 +609,10 @@ static void report_sizes(const reuse_options *o, reuse_run *r) {
         sum[3] += w * row->size;
         sum[4] += w * row->flops;
     }
-    printf("%-6s %6d %9.2f%% %9.2f%% %9.2f%% %7.2f%% %7.2f%%\n", "all", count, 100 * sum[0] / count,
-           100 * sum[1] / count, 100 * sum[2] / count, 100 * sum[3] / count, 100 * sum[4] / count);
+    char st[16] = "-";
+    if (o->st_model) snprintf(st, sizeof st, "%.2f%%", 100 * sum[2] / count);
+    printf("%-6s %6d %9.2f%% %9.2f%% %10s %7.2f%% %7.2f%%\n", "all", count, 100 * sum[0] / count,
+           100 * sum[1] / count, st, 100 * sum[3] / count, 100 * sum[4] / count);
 }
 
 int cmd_eval_reuse(int argc, char **argv) {
