@@ -149,6 +149,22 @@ static void test_batched_equals_unbatched(void **state) {
     metrics_free(m);
 }
 
+/* n one-sample requests of the first model (bodies seeded seed, seed + 1,
+ * ...): answered by plain into ref, and copied into got for batched, one
+ * worker each. */
+static void single_sample_jobs(api *plain, api *batched, job *ref, job *got, int n, uint64_t seed) {
+    memset(ref, 0, (size_t)n * sizeof *ref);
+    for (int i = 0; i < n; i++) {
+        ref[i] = (job){.a = plain, .model = MODELS[0], .n = 1, .k = 10, .body = request_body(1, 1, seed + (uint64_t)i)};
+        job_main(&ref[i]);
+        read_logits(&ref[i]);
+        got[i] = ref[i];
+        got[i].a = batched;
+        got[i].worker = i;
+        memset(&got[i].resp, 0, sizeof got[i].resp);
+    }
+}
+
 static void test_queue_timeout_spares_the_rest(void **state) {
     (void)state;
     /* Batches wait up to 400 ms to fill; requests time out after 150 ms in
@@ -159,16 +175,7 @@ static void test_queue_timeout_spares_the_rest(void **state) {
     api *plain = open_api(1, 1, 0, 0, NULL);
     api *batched = open_api(6, 4, 400000, 150000, NULL);
     job ref[6], got[6];
-    memset(ref, 0, sizeof ref);
-    for (int i = 0; i < 6; i++) {
-        ref[i] = (job){.a = plain, .model = MODELS[0], .n = 1, .k = 10, .body = request_body(1, 1, 300 + (uint64_t)i)};
-        job_main(&ref[i]);
-        read_logits(&ref[i]);
-        got[i] = ref[i];
-        got[i].a = batched;
-        got[i].worker = i;
-        memset(&got[i].resp, 0, sizeof got[i].resp);
-    }
+    single_sample_jobs(plain, batched, ref, got, 6, 300);
     run_jobs(got, 6);
     int answered = 0, timed_out = 0;
     for (int i = 0; i < 6; i++) {
@@ -204,16 +211,7 @@ static void test_request_deadline_in_batch_queue(void **state) {
     api *plain = open_api(1, 1, 0, 0, NULL);
     api *batched = open_api(3, 8, 600000, 0, NULL);
     job ref[3], got[3];
-    memset(ref, 0, sizeof ref);
-    for (int i = 0; i < 3; i++) {
-        ref[i] = (job){.a = plain, .model = MODELS[0], .n = 1, .k = 10, .body = request_body(1, 1, 500 + (uint64_t)i)};
-        job_main(&ref[i]);
-        read_logits(&ref[i]);
-        got[i] = ref[i];
-        got[i].a = batched;
-        got[i].worker = i;
-        memset(&got[i].resp, 0, sizeof got[i].resp);
-    }
+    single_sample_jobs(plain, batched, ref, got, 3, 500);
     got[1].deadline_us = batcher_now_us() + 50000;
     run_jobs(got, 3);
     assert_int_equal(got[1].resp.status, 504);

@@ -338,6 +338,16 @@ static void index_without(const char *const *drop) {
     json_decref(idx);
 }
 
+/* An api on the shared registry with one worker, for the reload tests. */
+static api *open_reload_api(metrics *mx) {
+    api_config cfg = {.registry = reg, .cache_bytes = 16u << 20, .workers = 1, .intra_threads = 1, .max_batch = 64,
+                      .default_tau = 0.9f, .jobs_max = 1, .jobs_queue = 0, .metrics = mx};
+    char err[1024] = "";
+    api *b = NULL;
+    if (api_new(&cfg, &b, err, sizeof err)) fail_msg("api_new: %s", err);
+    return b;
+}
+
 /* Hot reload: a new model appears; a changed parent under patched models
  * is refused whole (the old registry keeps serving); once they are gone
  * the change takes effect, removed models disappear and composed models
@@ -345,11 +355,8 @@ static void index_without(const char *const *drop) {
 static void test_reload(void **state) {
     (void)state;
     metrics *mx = metrics_new();
-    api_config cfg = {.registry = reg, .cache_bytes = 16u << 20, .workers = 1, .intra_threads = 1, .max_batch = 64,
-                      .default_tau = 0.9f, .jobs_max = 1, .jobs_queue = 0, .metrics = mx};
+    api *b = open_reload_api(mx);
     char err[1024] = "";
-    api *b = NULL;
-    if (api_new(&cfg, &b, err, sizeof err)) fail_msg("api_new: %s", err);
     int st;
     const char *compose = "{\"model\":\"weak\",\"classes\":[0,1]}";
     json_t *o = call(b, "POST", "/v1/compose", compose, NULL, &st, NULL);
@@ -451,11 +458,8 @@ static void test_reload_keeps_loaded_models(void **state) {
     (void)state;
     index_without((const char *const[]){"job-patched", "job-patched-recalibrated", "cli-patched", NULL});
     metrics *mx = metrics_new();
-    api_config cfg = {.registry = reg, .cache_bytes = 16u << 20, .workers = 1, .intra_threads = 1, .max_batch = 64,
-                      .default_tau = 0.9f, .jobs_max = 1, .jobs_queue = 0, .metrics = mx};
+    api *b = open_reload_api(mx);
     char err[1024] = "";
-    api *b = NULL;
-    if (api_new(&cfg, &b, err, sizeof err)) fail_msg("api_new: %s", err);
     int st;
     const char *id = "weak~0-1~0.9";
     json_decref(call(b, "POST", "/v2/repository/models/weak~0-1~0.9/load", NULL, NULL, &st, NULL));

@@ -162,6 +162,26 @@ static float *reference_logits(compose_mode mode, const float *x, int n, size_t 
 
 /* ---- tests ---------------------------------------------------------------- */
 
+/* x's n samples as nested JSON, [n][C][H][W]. */
+static json_t *nested_inputs(const float *x, int n) {
+    json_t *nested = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *chans = json_array();
+        for (int c = 0; c < IN_C; c++) {
+            json_t *rows = json_array();
+            for (int y = 0; y < SIZE; y++) {
+                json_t *row = json_array();
+                for (int xx = 0; xx < SIZE; xx++)
+                    json_array_append_new(row, json_real(x[((size_t)(i * IN_C + c) * SIZE + y) * SIZE + xx]));
+                json_array_append_new(rows, row);
+            }
+            json_array_append_new(chans, rows);
+        }
+        json_array_append_new(nested, chans);
+    }
+    return nested;
+}
+
 /* Both modes of the same classes: two ids, two entries, the per-layer one
  * no larger, each answering as the engine composes it. */
 static void test_two_modes(void **state) {
@@ -202,22 +222,7 @@ static void test_two_modes(void **state) {
     api_entry_release(a, e);
 
     /* POST /v1/infer by the per-layer id names it in the answer. */
-    json_t *nested = json_array();
-    for (int i = 0; i < n; i++) {
-        json_t *chans = json_array();
-        for (int c = 0; c < IN_C; c++) {
-            json_t *rows = json_array();
-            for (int y = 0; y < SIZE; y++) {
-                json_t *row = json_array();
-                for (int xx = 0; xx < SIZE; xx++)
-                    json_array_append_new(row, json_real(x[((size_t)(i * IN_C + c) * SIZE + y) * SIZE + xx]));
-                json_array_append_new(rows, row);
-            }
-            json_array_append_new(chans, rows);
-        }
-        json_array_append_new(nested, chans);
-    }
-    json_t *body = json_pack("{s:s,s:o}", "id", per_id, "inputs", nested);
+    json_t *body = json_pack("{s:s,s:o}", "id", per_id, "inputs", nested_inputs(x, n));
     char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9));
     api_response ri;
     json_t *inf = request(a, "POST", "/v1/infer", text, &ri);
@@ -289,25 +294,6 @@ static void test_bad_mode(void **state) {
     expect_error(a, "DELETE", "/v1/compose/res~1~~per-layer", NULL, 404, "unknown_model", NULL);
 }
 
-/* x's n samples as nested JSON, [n][C][H][W]. */
-static json_t *nested_inputs(const float *x, int n) {
-    json_t *nested = json_array();
-    for (int i = 0; i < n; i++) {
-        json_t *chans = json_array();
-        for (int c = 0; c < IN_C; c++) {
-            json_t *rows = json_array();
-            for (int y = 0; y < SIZE; y++) {
-                json_t *row = json_array();
-                for (int xx = 0; xx < SIZE; xx++)
-                    json_array_append_new(row, json_real(x[((size_t)(i * IN_C + c) * SIZE + y) * SIZE + xx]));
-                json_array_append_new(rows, row);
-            }
-            json_array_append_new(chans, rows);
-        }
-        json_array_append_new(nested, chans);
-    }
-    return nested;
-}
 
 /* The probabilities a /v1/infer answer gives sample i (2 classes) match
  * the softmax of the reference logits z. */
