@@ -139,12 +139,7 @@ static void property_case(model_arch arch, float width, uint64_t seed) {
 
     /* Random masks, half the units of every tracked layer. */
     for (int trial = 0; trial < 2; trial++) {
-        bool **masks = calloc((size_t)r.n_layers, sizeof(bool *));
-        for (int l = 0; l < r.n_layers; l++) {
-            masks[l] = calloc((size_t)r.units[l], sizeof(bool));
-            for (int k = 0; k < r.units[l]; k++) masks[l][k] = rng_uniform(&q) < 0.5f;
-            masks[l][rng_below(&q, (uint32_t)r.units[l])] = true;
-        }
+        bool **masks = tu_random_masks(&q, r.n_layers, r.units, 0.5f);
         int cls[4] = {3, 9, 0, 6};
         compose_plan p;
         graph *c = NULL;
@@ -214,12 +209,7 @@ static void property_case(model_arch arch, float width, uint64_t seed) {
          * units dropped too. Tied cannot follow mapped adds. */
         rates rc;
         assert_int_equal(compose_rates(g, &r, &pl, cl, &rc), MODA_OK);
-        bool **m2 = calloc((size_t)rc.n_layers, sizeof(bool *));
-        for (int l = 0; l < rc.n_layers; l++) {
-            m2[l] = calloc((size_t)rc.units[l], sizeof(bool));
-            for (int k = 0; k < rc.units[l]; k++) m2[l][k] = rng_uniform(&q) < 0.7f;
-            m2[l][rng_below(&q, (uint32_t)rc.units[l])] = true;
-        }
+        bool **m2 = tu_random_masks(&q, rc.n_layers, rc.units, 0.7f);
         int sub2[2] = {3, 1}; /* of cl's outputs: classes 6 and 9 */
         compose_plan p2;
         graph *c2 = NULL;
@@ -241,16 +231,14 @@ static void property_case(model_arch arch, float width, uint64_t seed) {
         free(ref2);
         graph_free(c2);
         compose_plan_free(&p2);
-        for (int l = 0; l < rc.n_layers; l++) free(m2[l]);
-        free(m2);
+        tu_masks_free(m2, rc.n_layers);
         rates_free(&rc);
         free(yl);
         graph_free(cl);
         compose_plan_free(&pl);
         graph_free(c);
         compose_plan_free(&p);
-        for (int l = 0; l < r.n_layers; l++) free(masks[l]);
-        free(masks);
+        tu_masks_free(masks, r.n_layers);
     }
     free(full);
     free(x);

@@ -150,14 +150,7 @@ static void composed_case(model_arch arch, float width, uint64_t seed) {
     for (int trial = 0; trial < 4; trial++) {
         const compose_mode mode = trial < 2 ? COMPOSE_TIED : COMPOSE_PER_LAYER;
         const bool five = trial % 2;
-        bool **masks = calloc((size_t)r.n_layers, sizeof(bool *));
-        assert_non_null(masks);
-        for (int l = 0; l < r.n_layers; l++) {
-            masks[l] = calloc((size_t)r.units[l], sizeof(bool));
-            assert_non_null(masks[l]);
-            for (int k = 0; k < r.units[l]; k++) masks[l][k] = rng_uniform(&q) < 0.5f;
-            masks[l][rng_below(&q, (uint32_t)r.units[l])] = true;
-        }
+        bool **masks = tu_random_masks(&q, r.n_layers, r.units, 0.5f);
         int cls2[2] = {3, 7}, cls5[5] = {9, 0, 4, 6, 1};
         compose_plan p;
         graph *c = NULL;
@@ -172,8 +165,7 @@ static void composed_case(model_arch arch, float width, uint64_t seed) {
         check_plan(what, c, seed + 10 + (uint64_t)trial, 1);
         graph_free(c);
         compose_plan_free(&p);
-        for (int l = 0; l < r.n_layers; l++) free(masks[l]);
-        free(masks);
+        tu_masks_free(masks, r.n_layers);
     }
     rates_free(&r);
     graph_free(g);

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,6 +76,26 @@ static inline void tu_fd_check(const char *what, float *x, const float *grad, si
         if (!(d <= atol + rtol * fabs(num)))
             fail_msg("%s: gradient[%zu] analytic %.6g vs numeric %.6g", what, i, grad[i], num);
     }
+}
+
+/* Keep-masks over n_layers layers of units[l] units: each unit kept with
+ * probability keep, and one unit of every layer for sure. Free with
+ * tu_masks_free. */
+static inline bool **tu_random_masks(rng *q, int n_layers, const int *units, float keep) {
+    bool **m = calloc((size_t)n_layers, sizeof(bool *));
+    assert_non_null(m);
+    for (int l = 0; l < n_layers; l++) {
+        m[l] = calloc((size_t)units[l], sizeof(bool));
+        assert_non_null(m[l]);
+        for (int k = 0; k < units[l]; k++) m[l][k] = rng_uniform(q) < keep;
+        m[l][rng_below(q, (uint32_t)units[l])] = true;
+    }
+    return m;
+}
+
+static inline void tu_masks_free(bool **m, int n_layers) {
+    for (int l = 0; m && l < n_layers; l++) free(m[l]);
+    free(m);
 }
 
 static inline double tu_dot(const float *a, const float *b, size_t n) {

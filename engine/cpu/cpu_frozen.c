@@ -513,6 +513,20 @@ fail:
     return s;
 }
 
+/* The step of a one-input primitive pd (pooling, eltwise): its output in a
+ * new value of the layout pd chose. pd is consumed. */
+static moda_status src_dst_step(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *vmem, dnnl_primitive_desc_t pd) {
+    fz_layer *L = &pl->layers[li];
+    moda_status s = inst_value_mem(pl, in, Q_MD(pd, dnnl_query_dst_md, 0), li, pl->values[L->out].last_use,
+                                   &vmem[L->out], NULL);
+    if (s) {
+        dnnl_primitive_desc_destroy(pd);
+        return s;
+    }
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, vmem[L->in]}, {DNNL_ARG_DST, vmem[L->out]}};
+    return inst_step(pl, in, pd, 2, args, false);
+}
+
 static moda_status build_pool(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *vmem) {
     fz_layer *L = &pl->layers[li];
     const fz_value *vi = &pl->values[L->in], *vo = &pl->values[L->out];
@@ -540,13 +554,7 @@ static moda_status build_pool(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *v
     DNNL_TRY(dnnl_pooling_forward_desc_init(&d, dnnl_forward_inference, alg, src, &y_any, strides, kernel, pad, pad));
     dnnl_primitive_desc_t pd = pd_make(pl, &d, false, false);
     if (!pd) return MODA_ERR_BACKEND;
-    moda_status s = inst_value_mem(pl, in, Q_MD(pd, dnnl_query_dst_md, 0), li, vo->last_use, &vmem[L->out], NULL);
-    if (s) {
-        dnnl_primitive_desc_destroy(pd);
-        return s;
-    }
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, vmem[L->in]}, {DNNL_ARG_DST, vmem[L->out]}};
-    return inst_step(pl, in, pd, 2, args, false);
+    return src_dst_step(pl, in, li, vmem, pd);
 }
 
 static moda_status build_relu(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *vmem) {
@@ -557,13 +565,7 @@ static moda_status build_relu(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *v
     DNNL_TRY(dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, dnnl_eltwise_relu, src, 0.0f, 0.0f));
     dnnl_primitive_desc_t pd = pd_make(pl, &d, false, false);
     if (!pd) return MODA_ERR_BACKEND;
-    moda_status s = inst_value_mem(pl, in, src, li, pl->values[L->out].last_use, &vmem[L->out], NULL);
-    if (s) {
-        dnnl_primitive_desc_destroy(pd);
-        return s;
-    }
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, vmem[L->in]}, {DNNL_ARG_DST, vmem[L->out]}};
-    return inst_step(pl, in, pd, 2, args, false);
+    return src_dst_step(pl, in, li, vmem, pd);
 }
 
 static moda_status build_add(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t *vmem) {
