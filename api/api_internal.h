@@ -103,7 +103,10 @@ int api_input_from_binary(const void *bytes, size_t len, const int shape[4], api
  * the input size or the raw size (input - 2 pad), then the border is
  * padded with raw black; uint8 is normalised as (x/255 - mean[c]) /
  * std[c]. *x: malloc'd (n, C, height, width) floats, the caller frees.
- * Errors: invalid_shape, invalid_input (NaN or Inf). */
+ * Errors: invalid_shape, invalid_input (NaN, Inf, or beyond
+ * +-API_INPUT_MAX: finite values near FLT_MAX overflow inside a network,
+ * and ReLU turns the NaN they make into a finite, meaningless answer). */
+#define API_INPUT_MAX 1e6f
 int api_input_prepare(const api_entry_info *mi, const api_input *in, float **x, api_error *e);
 
 /* A PNG or JPEG body (Content-Type image/png or image/jpeg; the format

@@ -27,7 +27,7 @@ static const code_status CODE_TABLE[] = {
     {"unsupported_media_type", 415},
     {"invalid_combination", 422},  {"class_not_in_parent", 422}, {"incompatible_models", 422},
     {"not_patched", 422},          {"data_unavailable", 422},   {"data_mismatch", 422},
-    {"replace_failed", 422},       {"reload_failed", 422},       {"registry_write_failed", 422}, {"cancelled", 422},
+    {"non_finite_output", 422}, {"replace_failed", 422},       {"reload_failed", 422},       {"registry_write_failed", 422}, {"cancelled", 422},
     {"queue_full", 429},
     {"internal", 500},             {"not_ready", 503},          {"deadline_exceeded", 504},
     {"overloaded", 503},           {"queue_timeout", 503},

@@ -101,6 +101,19 @@ int api_infer_logits(api *a, int slot, api_entry *e, const float *x, int n, floa
     return 0;
 }
 
+/* Inputs are finite (the parsers check), but values near FLT_MAX overflow
+ * inside the network: inf and NaN logits would turn into a confident,
+ * meaningless answer, so they are refused. */
+static int check_finite(const float *z, int n, int k, const api_entry *e, api_error *err) {
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        if (!isfinite(z[i]))
+            return api_error_set(err, "non_finite_output",
+                                 "%s gives non-finite outputs for sample %zu: its input values are too large "
+                                 "for the model (normalised inputs are within a few units of 0)",
+                                 e->id, i / (size_t)k);
+    return 0;
+}
+
 int api_infer_run(api *a, int worker, api_entry *e, const float *x, int n, float *logits, float *probs,
                   metrics *m, api_error *err) {
     return api_infer_run_until(a, worker, e, x, n, logits, probs, m, 0, err);
@@ -121,6 +134,7 @@ int api_infer_run_until(api *a, int worker, api_entry *e, const float *x, int n,
         rc = api_infer_logits(a, worker, e, x, n, z, m, err);
         atomic_fetch_sub_explicit(&a->inline_busy, 1, memory_order_relaxed);
     }
+    if (rc == 0) rc = check_finite(z, n, k, e, err);
     if (rc == 0 && probs) softmax_rows(z, probs, n, k);
     if (z != logits) free(z);
     if (rc == 0) metrics_add(m, METRIC_INFERENCE_COUNT, e->id, NULL, n);

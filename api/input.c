@@ -228,10 +228,12 @@ int api_input_prepare(const api_entry_info *mi, const api_input *in, float **x, 
                     size_t s = src0 + (size_t)y * in->w + xx;
                     float v = in->dtype == API_DTYPE_UINT8 ? ((float)((const uint8_t *)in->data)[s] / 255.0f - m) * inv
                                                            : ((const float *)in->data)[s];
-                    if (!isfinite(v)) {
+                    if (!(fabsf(v) <= API_INPUT_MAX)) {
                         free(out);
-                        return api_error_set(e, "invalid_input", "sample %d, channel %d, pixel (%d,%d) is %s", i, c,
-                                             y, xx, isnan(v) ? "NaN" : "infinite");
+                        return api_error_set(e, "invalid_input",
+                                             "sample %d, channel %d, pixel (%d,%d) is %g: input values must be "
+                                             "within +-1e6 (images normalised as the model was trained)",
+                                             i, c, y, xx, (double)v);
                     }
                     dst[(size_t)(y + off) * W + xx + off] = v;
                 }

@@ -5,12 +5,14 @@
  * and code; PNG and JPEG bodies against the same pixels sent raw. */
 #include "image_util.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <zlib.h>
 
 #include "api.h"
 #include "api_internal.h"
 #include "composed_reference.h"
+#include "entry.h"
 #include "metrics.h"
 #include "synthetic_idx.h"
 
@@ -988,6 +990,40 @@ static void test_infer_errors(void **state) {
     x[77] = INFINITY;
     expect_error(&c, 400, "invalid_input");
     x[77] = 0;
+    /* Finite inputs beyond +-1e6: they would overflow inside the network. */
+    x[100] = FLT_MAX;
+    expect_error(&c, 400, "invalid_input");
+    x[100] = -1.5e6f;
+    expect_error(&c, 400, "invalid_input");
+    x[100] = 0;
+    /* Weights that overflow all the same: a composed model whose
+     * classifier bias is +inf for its second class (a fresh id: no
+     * worker has frozen its weights yet). The error names the sample. */
+    api_response cr;
+    json_decref(post_json("/v1/compose", "{\"model\":\"" MODEL "\",\"classes\":[4,6]}", &cr));
+    assert_int_equal(cr.status, 200);
+    api_response_free(&cr);
+    api_entry *ov;
+    api_error oe = {0};
+    assert_int_equal(api_entry_resolve(a, 0, MODEL "~4-6~0.9", &ov, &oe), 0);
+    const graph_node *logits = &ov->g->nodes[ov->g->output];
+    assert_true(logits->kind == NODE_LINEAR && logits->has_bias);
+    ov->g->params[logits->param[1]].data[1] = INFINITY;
+    float *two = tu_alloc(2 * SIZE * SIZE);
+    call oc = {.method = "POST", .path = "/v1/infer", .ctype = "application/octet-stream", .body = two,
+               .len = 2 * nb, .query = {{"id", MODEL "~4-6~0.9"}, {"shape", "2,1,32,32"}}, .n_query = 2};
+    expect_error(&oc, 422, "non_finite_output");
+    api_response orr;
+    json_decref(run(&oc, &orr));
+    assert_true(body_contains(&orr, "for sample 0:"));
+    api_response_free(&orr);
+    api_entry_release(a, ov);
+    free(two);
+    call dc2 = {.method = "DELETE", .path = "/v1/compose/" MODEL "~4-6~0.9"};
+    api_response dr;
+    json_decref(run(&dc2, &dr));
+    assert_int_equal(dr.status, 200);
+    api_response_free(&dr);
     c.len = nb - 4;
     expect_error(&c, 400, "invalid_shape");
     c.len = nb;
