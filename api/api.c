@@ -14,6 +14,7 @@
 #include "ui.h"
 #include "v1.h"
 #include "v2.h"
+#include "v2_proto.h"
 
 #ifndef MODA_VERSION
 #define MODA_VERSION "0.0.0"
@@ -211,6 +212,13 @@ bool api_infer_route(const char *path, char *model, size_t size) {
     return true;
 }
 
+/* The fewest body bytes an input value takes: a number and a comma ("0,")
+ * in JSON, one byte in raw bodies and in v2's binary extension. */
+static size_t bytes_per_value(const api_request *req) {
+    if (!strncmp(req->path, "/v2/", 4)) return api_request_header(req, V2_HEADER_LENGTH) ? 1 : 2;
+    return !api_request_header(req, "Content-Type") || api_request_is_type(req, "application/json") ? 2 : 1;
+}
+
 bool api_request_is_light(const api *a, const api_request *req) {
     if (!a || !req || !req->method || !req->path || strcmp(req->method, "POST") ||
         !api_infer_route(req->path, NULL, 0))
@@ -219,7 +227,7 @@ bool api_request_is_light(const api *a, const api_request *req) {
     if (req->body_len > API_LIGHT_BODY || !a->min_sample_bytes || api_request_is_image(req)) return false;
     if (a->batcher && (batcher_busy(a->batcher) > 0 || atomic_load_explicit(&a->inline_busy, memory_order_relaxed) > 0))
         return false;
-    double samples = ceil((double)req->body_len / (double)a->min_sample_bytes);
+    double samples = ceil((double)req->body_len / (double)(bytes_per_value(req) * a->min_sample_bytes));
     return samples * a->max_macs <= API_LIGHT_MACS;
 }
 

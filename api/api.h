@@ -142,15 +142,17 @@ void api_handle(api *a, int worker, const api_request *req, api_response *resp);
 /* Whether req is light enough to run on the thread that received it, where
  * a hand-off to a worker and back would cost more than the work: an
  * inference request of at most API_LIGHT_BODY bytes, not an image (whose
- * decoded size the body does not bound), that, even if every
- * byte were a uint8 pixel and its model the registry's most expensive,
- * costs at most API_LIGHT_MACS multiply-adds (well under a millisecond),
- * and, when dynamic batching is on, only while nothing is queued or running
- * through the batcher or inline: under load requests then merge instead.
- * With LeNet5 (0.42 M per sample) that admits binary batch-1 requests;
+ * decoded size the body does not bound), that, even if every value took
+ * the fewest bytes its body type allows (one in raw bodies, two in JSON:
+ * "0,") and its model were the registry's most expensive, costs at most
+ * API_LIGHT_MACS multiply-adds (a quarter of a millisecond or so; parsing
+ * 32 KiB of JSON numbers takes about 50 us), and, when dynamic batching is
+ * on, only while nothing is queued or running through the batcher or
+ * inline: under load requests then merge instead. With LeNet5 (0.42 M per
+ * sample) that admits batch-1 requests in every body type but images;
  * VGG16 (80 M at width 0.5) never qualifies. */
-#define API_LIGHT_BODY ((size_t)16 << 10)
-#define API_LIGHT_MACS 4e6
+#define API_LIGHT_BODY ((size_t)32 << 10)
+#define API_LIGHT_MACS 8e6
 bool api_request_is_light(const api *a, const api_request *req);
 
 /* Whether path is an inference route (POST /v1/infer or

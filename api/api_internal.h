@@ -24,6 +24,7 @@
 #include "compose.h"
 #include "errors.h"
 #include "image.h"
+#include "json_fast.h"
 
 #define API_ID_MAX 160 /* = sizeof(api_response.model) */
 
@@ -94,6 +95,12 @@ int api_shape_parse(const char *text, int shape[4], api_error *e);
 int api_input_from_json(const json_t *values, const int *shape, api_dtype dt, int max_batch, api_input *out,
                         api_error *e);
 
+/* The same for values parsed with json_fast_or_jansson_packed: when
+ * values is packed->node, its numbers come from packed (same answers, same
+ * errors); otherwise from the tree. packed may be NULL. */
+int api_input_from_json_packed(const json_t *values, const json_fast_packed *packed, const int *shape,
+                               api_dtype dt, int max_batch, api_input *out, api_error *e);
+
 /* Raw little-endian samples of the given shape: len must be exactly
  * N*C*H*W*sizeof(dtype). Errors: invalid_shape, batch_too_large. */
 int api_input_from_binary(const void *bytes, size_t len, const int shape[4], api_dtype dt, int max_batch,
@@ -151,6 +158,11 @@ metrics *api_metrics(const api *a);            /* may be NULL */
 /* Parse a request body as JSON: invalid_json with Jansson's message and
  * position when malformed (an empty body too). The caller decrefs. */
 int api_json_parse(const api_request *req, json_t **out, api_error *e);
+
+/* The same, with the first array under key packed (json_fast.h); the
+ * caller frees packed as well, after the tree. */
+int api_json_parse_packed(const api_request *req, const char *key, json_t **out, json_fast_packed *packed,
+                          api_error *e);
 
 /* Media type of the request (Content-Type up to ';', blanks trimmed) equals
  * type, case-insensitively. */

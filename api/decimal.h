@@ -12,6 +12,10 @@
  * untouched) outside that range, where the caller uses strtod. */
 bool decimal_to_double(uint64_t digits, int exp10, bool neg, double *out);
 
+/* The reciprocal decimal_to_double divides by 5^q with: floor((2^128 - 1)
+ * / 5^q) as {high, low} 64-bit halves, q in 1..27; NULL otherwise. */
+const uint64_t *decimal_recip5(int q);
+
 /* Parses a JSON number at s (at most len bytes): -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
  * *end: the byte after it; *is_integer: no fraction and no exponent. The
  * value in *out: exactly strtod's, through decimal_to_double or, for more

@@ -83,13 +83,8 @@ static int input_alloc(api_input *out, const int shape[4], api_dtype dt, long co
     return 0;
 }
 
-/* One JSON number into slot i of out (checked only while out->data is
- * NULL). */
-static int store_value(const json_t *v, api_input *out, long i, api_error *e) {
-    if (!json_is_number(v))
-        return api_error_set(e, "invalid_type", "input values must be numbers (value %ld is %s)", i,
-                             json_is_array(v) ? "an array" : "not a number");
-    double d = json_number_value(v);
+/* One number into slot i of out (checked only while out->data is NULL). */
+static int store_double(double d, api_input *out, long i, api_error *e) {
     if (out->dtype == API_DTYPE_UINT8) {
         if (!(d >= 0 && d <= 255 && d == floor(d)))
             return api_error_set(e, "invalid_input", "uint8 input value %ld (%g) is not an integer in 0..255", i, d);
@@ -101,6 +96,14 @@ static int store_value(const json_t *v, api_input *out, long i, api_error *e) {
         if (out->data) ((float *)out->data)[i] = f;
     }
     return 0;
+}
+
+/* One JSON number into slot i of out. */
+static int store_value(const json_t *v, api_input *out, long i, api_error *e) {
+    if (!json_is_number(v))
+        return api_error_set(e, "invalid_type", "input values must be numbers (value %ld is %s)", i,
+                             json_is_array(v) ? "an array" : "not a number");
+    return store_double(json_number_value(v), out, i, e);
 }
 
 /* Nested array v at depth d of a tensor of shape[ndim]: every sub-array
@@ -136,10 +139,23 @@ static int nested_shape(const json_t *v, int *shape, int *ndim, api_error *e) {
 
 int api_input_from_json(const json_t *values, const int *shape, api_dtype dt, int max_batch, api_input *out,
                         api_error *e) {
+    return api_input_from_json_packed(values, NULL, shape, dt, max_batch, out, e);
+}
+
+int api_input_from_json_packed(const json_t *values, const json_fast_packed *packed, const int *shape,
+                               api_dtype dt, int max_batch, api_input *out, api_error *e) {
     memset(out, 0, sizeof(*out));
-    if (!json_is_array(values)) return api_error_set(e, "invalid_type", "inputs must be an array");
+    /* Packed arrays are rectangular and all numbers: only the checks on
+     * their shape and values remain, in the tree's order. */
+    const json_fast_packed *pk = packed && packed->node && packed->node == values ? packed : NULL;
+    if (!pk && !json_is_array(values)) return api_error_set(e, "invalid_type", "inputs must be an array");
     int claimed[INPUT_DEPTH_MAX], ndim, full[4];
-    if (nested_shape(values, claimed, &ndim, e)) return -1;
+    if (pk) {
+        ndim = pk->ndim;
+        memcpy(claimed, pk->shape, sizeof claimed);
+    } else if (nested_shape(values, claimed, &ndim, e)) {
+        return -1;
+    }
     if (shape) {
         memcpy(full, shape, sizeof full);
     } else if (ndim == 4 || ndim == 3) {
@@ -154,34 +170,46 @@ int api_input_from_json(const json_t *values, const int *shape, api_dtype dt, in
     long count;
     if (check_shape(full, max_batch, &count, e)) return -1;
     if (shape && ndim == 1) { /* flat */
-        if ((long)json_array_size(values) != count)
+        size_t have = pk ? pk->count : json_array_size(values);
+        if ((long)have != count)
             return api_error_set(e, "invalid_shape", "%zu input values do not fill shape [%d,%d,%d,%d] (%ld values)",
-                                 json_array_size(values), full[0], full[1], full[2], full[3], count);
-        if (input_alloc(out, full, dt, count, e)) return -1;
-        for (long i = 0; i < count; i++)
-            if (store_value(json_array_get(values, (size_t)i), out, i, e)) {
-                api_input_free(out);
-                return -1;
+                                 have, full[0], full[1], full[2], full[3], count);
+    } else {
+        /* Nested: [C][H][W] stands for one sample. */
+        int depth = ndim == 3 && full[0] == 1 ? 3 : 4;
+        if (ndim != depth)
+            return api_error_set(e, "invalid_shape", "inputs nested %d deep do not match shape [%d,%d,%d,%d]", ndim,
+                                 full[0], full[1], full[2], full[3]);
+        if (pk) {
+            if (memcmp(pk->shape, full + 4 - depth, (size_t)depth * sizeof(int))) {
+                /* The tree reports the first array whose length differs. */
+                for (int d = 0; d < depth; d++)
+                    if (pk->shape[d] != full[4 - depth + d])
+                        return api_error_set(e, "invalid_shape",
+                                             "inputs are ragged: an array at depth %d has %d entries, not %d", d,
+                                             pk->shape[d], full[4 - depth + d]);
             }
-        return 0;
+        } else {
+            /* Check the whole structure first: the shape read from first
+             * entries alone could claim far more values than the body holds. */
+            api_input probe = {.dtype = dt};
+            long pos = 0;
+            if (store_nested(values, 0, full + 4 - depth, depth, &probe, &pos, e)) return -1;
+        }
     }
-    /* Nested: [C][H][W] stands for one sample. */
-    int depth = ndim == 3 && full[0] == 1 ? 3 : 4;
-    if (ndim != depth)
-        return api_error_set(e, "invalid_shape", "inputs nested %d deep do not match shape [%d,%d,%d,%d]", ndim,
-                             full[0], full[1], full[2], full[3]);
-    /* Check the whole structure first: the shape read from first entries
-     * alone could claim far more values than the body holds. */
-    api_input probe = {.dtype = dt};
-    long pos = 0;
-    if (store_nested(values, 0, full + 4 - depth, depth, &probe, &pos, e)) return -1;
     if (input_alloc(out, full, dt, count, e)) return -1;
-    pos = 0;
-    if (store_nested(values, 0, full + 4 - depth, depth, out, &pos, e)) {
-        api_input_free(out);
-        return -1;
+    long pos = 0;
+    int rc = 0;
+    if (pk) {
+        for (long i = 0; i < count && !rc; i++) rc = store_double(pk->values[i], out, i, e);
+    } else if (shape && ndim == 1) {
+        for (long i = 0; i < count && !rc; i++) rc = store_value(json_array_get(values, (size_t)i), out, i, e);
+    } else {
+        int depth = ndim == 3 && full[0] == 1 ? 3 : 4;
+        rc = store_nested(values, 0, full + 4 - depth, depth, out, &pos, e);
     }
-    return 0;
+    if (rc) api_input_free(out);
+    return rc;
 }
 
 int api_input_from_binary(const void *bytes, size_t len, const int shape[4], api_dtype dt, int max_batch,

@@ -19,4 +19,28 @@ json_t *json_fast_loadb(const char *buf, size_t len, size_t flags);
 /* json_fast_loadb, else json_loadb with the same flags (error filled). */
 json_t *json_fast_or_jansson(const char *buf, size_t len, size_t flags, json_error_t *error);
 
+/* A tensor's numbers, parsed straight into doubles: building a Jansson
+ * node per number (an allocation each, and a free) costs more than
+ * parsing it. */
+#define JSON_FAST_PACK_DIMS 4
+typedef struct json_fast_packed {
+    const json_t *node; /* its stand-in in the tree: an empty array of its own; NULL: none packed */
+    double *values;     /* row-major, owned */
+    size_t count;
+    int ndim;
+    int shape[JSON_FAST_PACK_DIMS];
+} json_fast_packed;
+
+/* json_fast_or_jansson, except that the value of the first member named
+ * key in the text (at any depth; no later one), when it is a rectangular
+ * array of numbers 1 to 4 levels deep (no array empty), goes into *packed
+ * and the tree holds packed->node in its place. Each value is the double json_number_value gives for that
+ * number in Jansson's tree. Anything else under key (ragged, other
+ * types, deeper) stays in the tree, and so do all values when Jansson
+ * parses the body; then packed->node is NULL. */
+json_t *json_fast_or_jansson_packed(const char *buf, size_t len, size_t flags, const char *key,
+                                    json_fast_packed *packed, json_error_t *error);
+
+void json_fast_packed_free(json_fast_packed *p); /* accepts NULL */
+
 #endif

@@ -39,10 +39,18 @@ bool api_request_is_type(const api_request *req, const char *type) {
 }
 
 int api_json_parse(const api_request *req, json_t **out, api_error *e) {
+    return api_json_parse_packed(req, NULL, out, NULL, e);
+}
+
+int api_json_parse_packed(const api_request *req, const char *key, json_t **out, json_fast_packed *packed,
+                          api_error *e) {
     *out = NULL;
+    if (packed) memset(packed, 0, sizeof(*packed));
     if (!req->body || req->body_len == 0) return api_error_set(e, "invalid_json", "the request body is empty");
     json_error_t je;
-    json_t *root = json_fast_or_jansson(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY;
+    json_t *root = packed ? json_fast_or_jansson_packed(req->body, req->body_len, flags, key, packed, &je)
+                          : json_fast_or_jansson(req->body, req->body_len, flags, &je);
     if (!root)
         return api_error_set(e, "invalid_json", "malformed JSON at line %d, column %d: %s", je.line, je.column,
                              je.text);

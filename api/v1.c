@@ -32,12 +32,19 @@ static json_t *string_array(const char *const *s, int n) {
 
 /* A JSON body: application/json (or no Content-Type), an object. */
 int v1_body_object(const api_request *req, json_t **root, api_error *e) {
+    return v1_body_object_packed(req, NULL, root, NULL, e);
+}
+
+int v1_body_object_packed(const api_request *req, const char *key, json_t **root, json_fast_packed *packed,
+                          api_error *e) {
     *root = NULL;
+    if (packed) memset(packed, 0, sizeof(*packed));
     if (api_request_header(req, "Content-Type") && !api_request_is_type(req, "application/json"))
         return api_error_set(e, "unsupported_media_type", "Content-Type must be application/json");
-    if (api_json_parse(req, root, e)) return -1;
+    if (api_json_parse_packed(req, key, root, packed, e)) return -1;
     if (!json_is_object(*root)) {
         json_decref(*root);
+        json_fast_packed_free(packed);
         *root = NULL;
         return api_error_set(e, "invalid_type", "the body must be a JSON object");
     }
@@ -388,7 +395,8 @@ static int top_k_value(long long v, int *top_k, api_error *e) {
 static int infer_parse_json(const api *a, const api_request *req, infer_request *r, const api_model **m,
                             api_error *e) {
     json_t *root;
-    if (v1_body_object(req, &root, e)) return -1;
+    json_fast_packed packed;
+    if (v1_body_object_packed(req, "inputs", &root, &packed, e)) return -1;
     int rc = -1;
     const json_t *jid = json_object_get(root, "id"), *jm = json_object_get(root, "model");
     const json_t *jc = json_object_get(root, "classes"), *jt = json_object_get(root, "threshold");
@@ -453,7 +461,7 @@ static int infer_parse_json(const api *a, const api_request *req, infer_request 
         api_error_set(e, "bad_request", "\"inputs\" is required");
         goto done;
     }
-    if (api_input_from_json(jin, js ? shape : NULL, dt, a->cfg.max_batch, &r->input, e)) goto done;
+    if (api_input_from_json_packed(jin, &packed, js ? shape : NULL, dt, a->cfg.max_batch, &r->input, e)) goto done;
     if (r->model && !(*m = model_store_find(&a->store, r->model))) {
         api_error_set(e, "unknown_model", "no model named \"%.80s\"", r->model);
         goto done;
@@ -466,6 +474,7 @@ done:
     if (rc) r->id = NULL;
     r->model = NULL; /* *m holds the model from here on */
     json_decref(root);
+    json_fast_packed_free(&packed);
     return rc;
 }
 

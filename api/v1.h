@@ -8,6 +8,7 @@
 
 #include "api.h"
 #include "errors.h"
+#include "json_fast.h"
 
 void v1_models_list(api *a, api_response *resp);
 /* A registry model, or a composed id (composed through the cache). */
@@ -24,5 +25,9 @@ void v1_job_cancel(api *a, const char *id, api_response *resp);
 
 /* A JSON body: application/json (or no Content-Type), an object. */
 int v1_body_object(const api_request *req, json_t **root, api_error *e);
+
+/* The same, with the first array under key packed (api_json_parse_packed). */
+int v1_body_object_packed(const api_request *req, const char *key, json_t **root, json_fast_packed *packed,
+                          api_error *e);
 
 #endif

@@ -88,7 +88,7 @@ static void run_infer(api *a, int worker, api_entry *entry, const char *name, co
     api_input in = {0};
     api_error e = {0};
     float *x = NULL, *logits = NULL, *probs = NULL;
-    int rc = r->data ? api_input_from_json(r->data, r->shape, dt, api_max_batch(a), &in, &e)
+    int rc = r->data ? api_input_from_json_packed(r->data, &r->packed, r->shape, dt, api_max_batch(a), &in, &e)
                      : api_input_from_binary(r->binary, r->binary_len, r->shape, dt, api_max_batch(a), &in, &e);
     if (!rc) rc = api_input_prepare(mi, &in, &x, &e);
     if (!rc) {

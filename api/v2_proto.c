@@ -214,7 +214,7 @@ int v2_request_parse(const char *body, size_t body_len, const char *header_lengt
     size_t json_len = body_len;
     if (header_length && parse_header_length(header_length, body_len, &json_len, e)) return -1;
     json_error_t jerr;
-    out->root = json_fast_or_jansson(body, json_len, 0, &jerr);
+    out->root = json_fast_or_jansson_packed(body, json_len, 0, "data", &out->packed, &jerr);
     if (!out->root)
         return api_error_set(e, "invalid_json", "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
                              jerr.text);
@@ -228,6 +228,7 @@ int v2_request_parse(const char *body, size_t body_len, const char *header_lengt
 void v2_request_free(v2_request *r) {
     if (!r) return;
     json_decref(r->root);
+    json_fast_packed_free(&r->packed);
     memset(r, 0, sizeof(*r));
 }
 

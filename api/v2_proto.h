@@ -24,6 +24,7 @@
 
 #include "api.h"
 #include "errors.h"
+#include "json_fast.h"
 
 #define V2_HEADER_LENGTH "Inference-Header-Content-Length"
 #define V2_INPUT_NAME "input"
@@ -52,6 +53,7 @@ typedef struct v2_request {
     v2_dtype dtype;        /* of the one input */
     int shape[4];          /* N, C, H, W, each >= 1 */
     const json_t *data;    /* the input's "data" array (flat or nested), or NULL */
+    json_fast_packed packed; /* data's numbers when data is packed.node (json_fast.h), owned */
     const char *binary;    /* the input's binary bytes in the body, or NULL */
     size_t binary_len;     /* its "binary_data_size" */
     int n_outputs;         /* outputs to return, 1..V2_OUT_COUNT_ */

@@ -613,8 +613,32 @@ static void test_light_requests(void **state) {
     assert_true(api_request_is_light(a, &req)); /* a 1x32x32 float32 sample: about 5 LeNet5 passes at most */
     req.body_len = 0;
     assert_true(api_request_is_light(a, &req));
-    req.body_len = 9 * 784 + 1; /* 10 raw samples could be in it: 4.2 M multiply-adds */
+    api_kv octet = {"Content-Type", "application/octet-stream"}, json = {"Content-Type", "application/json"};
+    req.headers = &octet;
+    req.n_headers = 1;
+    req.body_len = 19 * 784 + 1; /* 20 raw samples could be in it: 8.4 M multiply-adds */
     assert_false(api_request_is_light(a, &req));
+    req.body_len = 19 * 784;
+    assert_true(api_request_is_light(a, &req));
+    /* JSON takes two bytes a value at least: the same length holds half. */
+    req.headers = &json;
+    req.body_len = 2 * 19 * 784 + 1;
+    assert_false(api_request_is_light(a, &req));
+    req.body_len = 20459; /* one 32x32 image of 17-digit floats: 14 samples at most */
+    assert_true(api_request_is_light(a, &req));
+    req.n_headers = 0; /* no Content-Type: JSON */
+    assert_true(api_request_is_light(a, &req));
+    req.body_len = API_LIGHT_BODY + 1;
+    assert_false(api_request_is_light(a, &req));
+    /* v2: JSON, unless the binary extension carries raw bytes. */
+    req.path = "/v2/models/" MODEL "/infer";
+    req.body_len = 20459;
+    assert_true(api_request_is_light(a, &req));
+    api_kv bin = {"Inference-Header-Content-Length", "100"};
+    req.headers = &bin;
+    req.n_headers = 1;
+    assert_false(api_request_is_light(a, &req));
+    req.n_headers = 0;
     req.body_len = 784;
     req.path = "/v2/models/" MODEL "~1-2~0.9/infer";
     assert_true(api_request_is_light(a, &req));

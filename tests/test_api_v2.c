@@ -48,9 +48,14 @@ static void test_parse_json_flat(void **state) {
     assert_int_equal(r.dtype, V2_DTYPE_FP32);
     int want[4] = {1, 1, 2, 2};
     assert_memory_equal(r.shape, want, sizeof want);
+    /* The numbers are packed, not in the tree (json_fast.h). */
     assert_non_null(r.data);
-    assert_int_equal(json_array_size(r.data), 4);
-    assert_true(json_real_value(json_array_get(r.data, 1)) == 2.5);
+    assert_ptr_equal(r.data, r.packed.node);
+    assert_int_equal(r.packed.ndim, 1);
+    assert_int_equal(r.packed.shape[0], 4);
+    assert_int_equal(r.packed.count, 4);
+    const double flat[4] = {1, 2.5, -3, 4};
+    assert_memory_equal(r.packed.values, flat, sizeof flat);
     assert_null(r.binary);
     /* No "outputs": all three, as JSON, in the metadata's order. */
     assert_int_equal(r.n_outputs, 3);
@@ -75,7 +80,12 @@ static void test_parse_json_nested_uint8(void **state) {
     assert_null(r.id);
     assert_int_equal(r.dtype, V2_DTYPE_UINT8);
     assert_int_equal(r.shape[0], 2);
-    assert_int_equal(json_array_size(r.data), 2); /* nested as sent; decoded later */
+    assert_ptr_equal(r.data, r.packed.node); /* nested as sent, packed; decoded later */
+    const int nested[4] = {2, 1, 1, 2};
+    assert_int_equal(r.packed.ndim, 4);
+    assert_memory_equal(r.packed.shape, nested, sizeof nested);
+    const double u8[4] = {0, 255, 7, 8};
+    assert_memory_equal(r.packed.values, u8, sizeof u8);
     assert_int_equal(r.n_outputs, 2);
     assert_int_equal(r.outputs[0], V2_OUT_CLASS_INDEX);
     assert_int_equal(r.outputs[1], V2_OUT_PROBABILITIES);

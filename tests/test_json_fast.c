@@ -4,11 +4,16 @@
  * range's ends, subnormals, overflow), parses to strtod's double bit for
  * bit; random documents parse to Jansson's tree; and what it declines
  * (malformed JSON, \u escapes, huge integers, duplicates) falls back to
- * Jansson with Jansson's own error message. */
+ * Jansson with Jansson's own error message. Packed tensors: random
+ * rectangular, ragged and mixed arrays pack exactly when they are
+ * rectangular arrays of numbers, to the doubles of Jansson's tree, and
+ * decode (api_input_from_json_packed) to the same samples or the same
+ * error as from the tree. */
 #include "test_util.h"
 
 #include <jansson.h>
 
+#include "api_internal.h"
 #include "decimal.h"
 #include "json_fast.h"
 
@@ -33,6 +38,20 @@ static void expect_as_strtod(const char *text) {
         fail_msg("\"%s\": %.17g (%a), strtod %.17g (%a)", text, got, got, want, want);
     float gf = (float)got, wf = (float)want;
     assert_memory_equal(&gf, &wf, sizeof gf);
+}
+
+static void test_reciprocals(void **state_) {
+    (void)state_;
+    unsigned __int128 p5 = 1;
+    for (int q = 1; q <= 27; q++) {
+        p5 *= 5;
+        const uint64_t *r = decimal_recip5(q);
+        assert_non_null(r);
+        unsigned __int128 want = ~(unsigned __int128)0 / p5;
+        assert_true(r[0] == (uint64_t)(want >> 64) && r[1] == (uint64_t)want);
+    }
+    assert_null(decimal_recip5(0));
+    assert_null(decimal_recip5(28));
 }
 
 static void test_edge_numbers(void **state_) {
@@ -246,11 +265,196 @@ static void test_declines_fall_back(void **state_) {
     json_decref(d);
 }
 
+/* ---- packed tensors ------------------------------------------------------- */
+
+static json_t *random_leaf(void) {
+    switch (next() % 8) {
+    case 0: return json_integer((json_int_t)(next() % 300));
+    case 1: return json_integer(0); /* printed "0"; "-0" below */
+    case 2: return json_real(((double)(next() >> 11) / 9007199254740992.0 - 0.5) * 6);
+    case 3: return json_real((double)(next() % 256));
+    case 4: return json_real(next() % 2 ? 1e39 : -2.5e-46); /* beyond float32, and below it */
+    default: return json_real((double)(next() % 100000) / 1000.0 - 50);
+    }
+}
+
+/* A nested array of the given shape, spoiled now and then: one array a
+ * different length, a leaf not a number, an array where a number goes or
+ * a number where an array goes, an empty array. */
+static json_t *random_tensor(const int *shape, int ndim, int d, int *spoil) {
+    json_t *arr = json_array();
+    int n = shape[d];
+    if (*spoil == 1 && next() % 4 == 0) n += next() % 2 ? 1 : -1, *spoil = 0;
+    if (*spoil == 5 && next() % 4 == 0) n = 0, *spoil = 0;
+    for (int i = 0; i < n; i++) {
+        json_t *v;
+        if (d + 1 < ndim) {
+            v = *spoil == 3 && next() % 8 == 0 ? (*spoil = 0, random_leaf()) : random_tensor(shape, ndim, d + 1, spoil);
+        } else if (*spoil == 2 && next() % 8 == 0) {
+            v = next() % 2 ? json_string("1") : json_null();
+            *spoil = 0;
+        } else if (*spoil == 4 && next() % 8 == 0) {
+            v = json_pack("[i]", 1);
+            *spoil = 0;
+        } else {
+            v = random_leaf();
+        }
+        json_array_append_new(arr, v);
+    }
+    return arr;
+}
+
+/* Rectangular, all numbers, 1 to 4 levels, no array empty: the reference
+ * for what packs, over Jansson's tree. Fills shape/ndim from first entries. */
+static bool rect_shape(const json_t *v, int *shape, int *ndim) {
+    *ndim = 0;
+    for (const json_t *x = v; json_is_array(x); x = json_array_get(x, 0)) {
+        if (*ndim == 4 || json_array_size(x) == 0) return false;
+        shape[(*ndim)++] = (int)json_array_size(x);
+    }
+    return *ndim > 0;
+}
+
+static bool rect_check(const json_t *v, const int *shape, int ndim, int d) {
+    if (d == ndim) return json_is_number(v);
+    if (!json_is_array(v) || (int)json_array_size(v) != shape[d]) return false;
+    for (size_t i = 0; i < json_array_size(v); i++)
+        if (!rect_check(json_array_get(v, i), shape, ndim, d + 1)) return false;
+    return true;
+}
+
+static void leaves(const json_t *v, double *out, size_t *n) {
+    if (!json_is_array(v)) {
+        out[(*n)++] = json_number_value(v);
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(v); i++) leaves(json_array_get(v, i), out, n);
+}
+
+/* The same samples, or the same error, from the tree and from packed. */
+static void expect_same_input(const json_t *tree, const json_t *values, const json_fast_packed *pk, const int *shape,
+                              api_dtype dt) {
+    api_input a, b;
+    api_error ea = {0}, eb = {0};
+    int ra = api_input_from_json(tree, shape, dt, 64, &a, &ea);
+    int rb = api_input_from_json_packed(values, pk, shape, dt, 64, &b, &eb);
+    assert_int_equal(ra, rb);
+    if (ra) {
+        assert_string_equal(ea.code, eb.code);
+        assert_string_equal(ea.message, eb.message);
+        return;
+    }
+    assert_true(a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w && a.dtype == b.dtype);
+    size_t bytes = (size_t)a.n * a.c * a.h * a.w * (dt == API_DTYPE_UINT8 ? 1 : sizeof(float));
+    assert_memory_equal(a.data, b.data, bytes);
+    api_input_free(&a);
+    api_input_free(&b);
+}
+
+static void test_packed_tensors(void **state_) {
+    (void)state_;
+    int packed_count = 0, declined_count = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        int ndim = 1 + (int)(next() % 5), shape[5], spoil = (int)(next() % 8); /* 0, 6, 7: none */
+        for (int d = 0; d < ndim; d++) shape[d] = 1 + (int)(next() % 4);
+        json_t *doc = json_pack("{s:s,s:o,s:[i]}", "model", "m", "inputs", random_tensor(shape, ndim, 0, &spoil),
+                                "after", 1);
+        if (next() % 4 == 0) json_object_set_new(doc, "outer", json_pack("{s:[i,i]}", "inputs", 1, 2));
+        char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(1 + iter % 17));
+        char *z = iter % 5 == 0 ? strstr(text, "[0,") : NULL;
+        if (z) { /* "-0": an integer zero to Jansson, +0.0 as its number value */
+            size_t at = (size_t)(z - text) + 1, len = strlen(text);
+            char *t = malloc(len + 2);
+            memcpy(t, text, at);
+            t[at] = '-';
+            memcpy(t + at + 1, text + at, len - at + 1);
+            free(text);
+            text = t;
+        }
+        json_error_t je;
+        json_t *want = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, &je);
+        json_fast_packed pk;
+        json_t *got = json_fast_or_jansson_packed(text, strlen(text), JSON_REJECT_DUPLICATES, "inputs", &pk, &je);
+        assert_non_null(want);
+        assert_non_null(got);
+        const json_t *tree = json_object_get(want, "inputs"), *values = json_object_get(got, "inputs");
+        int rshape[4], rdim;
+        bool rect = rect_shape(tree, rshape, &rdim) && rect_check(tree, rshape, rdim, 0);
+        /* A nested "inputs" (under "outer") comes after the body's own:
+         * only the first in the text may pack. */
+        if (rect) {
+            assert_ptr_equal(values, pk.node);
+            assert_int_equal(json_array_size(values), 0);
+            assert_int_equal(pk.ndim, rdim);
+            assert_memory_equal(pk.shape, rshape, (size_t)rdim * sizeof(int));
+            double *want_values = malloc(pk.count * sizeof(double) + 1);
+            size_t n = 0;
+            leaves(tree, want_values, &n);
+            assert_int_equal(n, pk.count);
+            assert_memory_equal(pk.values, want_values, n * sizeof(double));
+            free(want_values);
+            packed_count++;
+        } else {
+            assert_null(pk.node);
+            expect_same_tree(values, tree);
+            declined_count++;
+        }
+        /* The rest of the tree is Jansson's. */
+        json_t *g = json_deep_copy(got), *w = json_deep_copy(want);
+        json_object_del(g, "inputs");
+        json_object_del(w, "inputs");
+        expect_same_tree(g, w);
+        json_decref(g);
+        json_decref(w);
+        /* Decoding: no shape, the shape it has, and others. */
+        int total = 1;
+        for (int d = 0; d < ndim; d++) total *= shape[d];
+        int shapes[5][4] = {{1, 1, 1, total}, {1, 1, 2, total / 2}, {0}, {0}, {1, 2, 2, 2}};
+        for (int d = 0; d < 4; d++) shapes[2][d] = d < 4 - ndim ? 1 : shape[d - (4 - ndim)];
+        shapes[3][0] = 2, shapes[3][1] = 1, shapes[3][2] = 1, shapes[3][3] = total;
+        for (int dt = 0; dt < 2; dt++) {
+            api_dtype t = dt ? API_DTYPE_UINT8 : API_DTYPE_FLOAT32;
+            expect_same_input(tree, values, &pk, NULL, t);
+            for (int k = 0; k < 5; k++)
+                if (ndim <= 4 && shapes[k][3] > 0) expect_same_input(tree, values, &pk, shapes[k], t);
+        }
+        json_fast_packed_free(&pk);
+        json_decref(got);
+        json_decref(want);
+        free(text);
+        json_decref(doc);
+    }
+    /* Both kinds came up often. */
+    assert_true(packed_count > 500);
+    assert_true(declined_count > 300);
+    /* A body the fast parser declines after packing: nothing stays packed. */
+    json_fast_packed pk;
+    json_error_t je;
+    const char *esc = "{\"inputs\":[1,2],\"x\":\"\\u00e9\"}";
+    json_t *root = json_fast_or_jansson_packed(esc, strlen(esc), 0, "inputs", &pk, &je);
+    assert_non_null(root);
+    assert_null(pk.node);
+    assert_null(pk.values);
+    assert_int_equal(json_array_size(json_object_get(root, "inputs")), 2);
+    json_decref(root);
+    root = json_fast_or_jansson_packed("{\"inputs\":[1,2]", 15, 0, "inputs", &pk, &je);
+    assert_null(root);
+    assert_null(pk.node);
+    /* Only the first member named key is a candidate. */
+    const char *two = "{\"o\":{\"inputs\":[\"a\"]},\"inputs\":[1,2]}";
+    root = json_fast_or_jansson_packed(two, strlen(two), 0, "inputs", &pk, &je);
+    assert_null(pk.node);
+    assert_int_equal(json_array_size(json_object_get(root, "inputs")), 2);
+    json_decref(root);
+    json_fast_packed_free(NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_edge_numbers),    cmocka_unit_test(test_random_numbers),
+        cmocka_unit_test(test_reciprocals),     cmocka_unit_test(test_edge_numbers),
+        cmocka_unit_test(test_random_numbers),
         cmocka_unit_test(test_not_numbers),     cmocka_unit_test(test_random_documents),
-        cmocka_unit_test(test_declines_fall_back),
+        cmocka_unit_test(test_declines_fall_back), cmocka_unit_test(test_packed_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
