@@ -130,6 +130,23 @@ def vgg_registry(build, tmp):
     return reg
 
 
+def engine_stats(port):
+    """{model: (samples, engine µs per sample, mean samples per engine call)} from /metrics."""
+    _, text, _ = http("GET", f"http://127.0.0.1:{port}/metrics")
+    series = {}
+    for line in text.decode().splitlines():
+        m = re.match(r'^(moda_inference_count|moda_inference_exec_count|moda_inference_compute_infer_duration_us)'
+                     r'\{model="([^"]+)"\} ([0-9.e+-]+)$', line)
+        if m:
+            series.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
+    out = {}
+    for model, v in series.items():
+        n, execs = v.get("moda_inference_count", 0), v.get("moda_inference_exec_count", 0)
+        if n and execs:
+            out[model] = (n, v.get("moda_inference_compute_infer_duration_us", 0) / n, n / execs)
+    return out
+
+
 def throughput(a):
     registry = os.path.join(ROOT, "models")
     tmp = tempfile.mkdtemp(prefix="moda-bench-")
@@ -201,6 +218,7 @@ def throughput(a):
             for row, conns, u, body, ctype in runs:
                 results.setdefault((row, conns), []).append(run_wrk(u, body, ctype, conns, a.seconds))
             print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
+        engine = {name: engine_stats(ports[name]) for name in servers if name != "bare"}
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
@@ -224,6 +242,13 @@ def throughput(a):
     for name in ("vgg batching", "vgg batching 20 ms"):
         ratio = med(f"{name} {vgg_id}, binary float32", 16, 0) / med(f"vgg {vgg_id}, binary float32", 16, 0)
         print(f"\nVGG16 w0.5 composed 2-class, 16 connections: {name} gives {ratio:.2f}x the req/s without")
+    print("\nengine time per sample over the whole run (the servers' own metrics: compute time / samples; "
+          "mean samples per engine call):\n")
+    print("| server | model | samples | µs per sample | mean batch |")
+    print("|---|---|---:|---:|---:|")
+    for name, per_model in engine.items():
+        for model, (samples, us, batch) in sorted(per_model.items()):
+            print(f"| {name} | {model} | {samples:.0f} | {us:.1f} | {batch:.2f} |")
     for name in ("moda", "moda batching"):
         for kind in ("uint8", "float32"):
             print(f"{name}: JSON {kind} at 16 connections is {med(f'{name}, JSON {kind}', 16, 0) / med(f'{name}, binary', 16, 0):.2f}x "
