@@ -656,22 +656,27 @@ static moda_status run_gather(const fz_step *st, int n) {
     DNNL_TRY(dnnl_memory_get_memory_desc(st->dst, &md));
     const int h = (int)md->dims[2], w = (int)md->dims[3], kc = st->dst_at.padded_c, sc = st->src_c;
     const fz_layout *sa = &st->src_at, *da = &st->dst_at;
-    const size_t sh = (size_t)sa->stride[2], sw = (size_t)sa->stride[3];
-    const size_t dh = (size_t)da->stride[2], dw = (size_t)da->stride[3];
+    /* Each channel's offset within a pixel, in the source (-1: zero) and
+     * the destination: then one pass over the pixels, the channels
+     * innermost, which in nhwc reads and writes each pixel's channels
+     * where they lie together instead of striding through the whole
+     * tensor once per channel. */
+    ptrdiff_t *off = malloc(2 * (size_t)kc * sizeof(*off));
+    if (!off) return MODA_ERR_NOMEM;
+    for (int j = 0; j < kc; j++) {
+        const int from = j < L->k ? L->map[j] : -1;
+        off[2 * j] = from < 0 || from >= sc ? -1 : (ptrdiff_t)layout_off(sa, 0, from, 0, 0);
+        off[2 * j + 1] = (ptrdiff_t)layout_off(da, 0, j, 0, 0);
+    }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int s = 0; s < n; s++)
-        for (int j = 0; j < kc; j++) {
-            const int from = j < L->k ? L->map[j] : -1;
-            float *yp = y + layout_off(da, s, j, 0, 0);
-            if (from < 0 || from >= sc) {
-                for (int r = 0; r < h; r++)
-                    for (int q = 0; q < w; q++) yp[r * dh + q * dw] = 0.0f;
-                continue;
+        for (int r = 0; r < h; r++)
+            for (int q = 0; q < w; q++) {
+                const float *xp = x + layout_off(sa, s, 0, r, q);
+                float *yp = y + layout_off(da, s, 0, r, q);
+                for (int j = 0; j < kc; j++) yp[off[2 * j + 1]] = off[2 * j] < 0 ? 0.0f : xp[off[2 * j]];
             }
-            const float *xp = x + layout_off(sa, s, from, 0, 0);
-            for (int r = 0; r < h; r++)
-                for (int q = 0; q < w; q++) yp[r * dh + q * dw] = xp[r * sh + q * sw];
-        }
+    free(off);
     return MODA_OK;
 }
 
