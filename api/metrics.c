@@ -69,7 +69,7 @@ static const struct {
     [METRIC_EXEC_COUNT] = {"moda_inference_exec_count", "Number of model executions (forward passes) performed", false},
     [METRIC_REQUEST_DURATION_US] = {"moda_inference_request_duration_us", "Cumulative duration of successful inference requests in microseconds", false},
     [METRIC_REQUEST_FAILURE_DURATION_US] = {"moda_inference_request_failure_duration_us", "Cumulative duration of failed inference requests in microseconds", false},
-    [METRIC_QUEUE_DURATION_US] = {"moda_inference_queue_duration_us", "Cumulative time inference requests waited for a worker in microseconds", false},
+    [METRIC_QUEUE_DURATION_US] = {"moda_inference_queue_duration_us", "Cumulative time successful inference requests waited for a worker or a batch in microseconds", false},
     [METRIC_COMPUTE_DURATION_US] = {"moda_inference_compute_infer_duration_us", "Cumulative model execution time in microseconds", false},
     [METRIC_COMPOSE_COUNT] = {"moda_compose_count", "Number of compositions run (cache misses that composed)", false},
     [METRIC_COMPOSE_DURATION_US] = {"moda_compose_duration_us", "Cumulative composition time in microseconds", false},

@@ -257,9 +257,12 @@ static void record_metrics(server *s, const request *rq, uint64_t t_end) {
     } else {
         metrics_add(s->metrics, METRIC_REQUEST_SUCCESS, r->model, NULL, 1);
         metrics_add(s->metrics, METRIC_REQUEST_DURATION_US, r->model, NULL, us);
+        /* Queue time is the successes' (Triton's queue statistics count
+         * them alone), as the batch queue's is. */
+        if (rq->t_worker)
+            metrics_add(s->metrics, METRIC_QUEUE_DURATION_US, r->model, NULL,
+                        (double)(rq->t_worker - rq->t_enqueue));
     }
-    if (rq->t_worker)
-        metrics_add(s->metrics, METRIC_QUEUE_DURATION_US, r->model, NULL, (double)(rq->t_worker - rq->t_enqueue));
 }
 
 /* Queues rq->resp on the connection (MHD takes the body), records metrics

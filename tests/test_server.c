@@ -637,15 +637,24 @@ static void test_metrics_and_errors(void **state) {
     assert_int_equal(json_integer_value(json_object_get(json_object_get(is, "fail"), "ns")), 0);
     json_decref(st);
     reply_free(&r);
+    long queue_ns = (long)json_integer_value(json_object_get(json_object_get(is, "queue"), "ns"));
     char *bad = infer_v2_json(px, 1);
     char *shape = strstr(bad, "[1,1,28,28]");
     assert_non_null(shape);
     memcpy(shape, "[16,1,7,7]", 10); /* as many values, in images too small */
     memmove(shape + 10, shape + 11, strlen(shape + 11) + 1);
+    /* Padded with blanks past the light-request size, so that it waits in
+     * the worker queue: a failure's wait is not the successes' queue time. */
+    size_t blen = strlen(bad), pad = API_LIGHT_BODY + 1;
+    char *padded = malloc(blen + pad + 1);
+    memcpy(padded, bad, blen);
+    memset(padded + blen, ' ', pad);
+    padded[blen + pad] = '\0';
     snprintf(path, sizeof path, "/v2/models/%s/infer", id);
-    r = http_ok(c, port, "POST", path, "application/json", bad);
+    r = http_ok(c, port, "POST", path, "application/json", padded);
     assert_int_equal(r.status, 400);
     reply_free(&r);
+    free(padded);
     free(bad);
     snprintf(path, sizeof path, "/v2/models/%s/stats", id);
     r = http_ok(c, port, "GET", path, NULL, NULL);
@@ -655,6 +664,7 @@ static void test_metrics_and_errors(void **state) {
     assert_int_equal(json_integer_value(json_object_get(json_object_get(is, "success"), "ns")), success_ns);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(is, "fail"), "count")), 1);
     assert_true(json_integer_value(json_object_get(json_object_get(is, "fail"), "ns")) > 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(is, "queue"), "ns")), queue_ns);
     json_decref(st);
     reply_free(&r);
     text = get_metrics(c, port);
