@@ -405,6 +405,13 @@ static enum MHD_Result dispatch(request *rq) {
         }
         rq->deadline = rq->t_start + (uint64_t)ms * 1000u;
         req.deadline_us = rq->deadline;
+        /* A body that arrived past the deadline is not run, inline or
+         * queued: the same answer a worker gives a request it picks up late. */
+        if (now_us() > rq->deadline) {
+            api_response_refusal(&rq->resp, rq->path, "deadline_exceeded",
+                                 "the request's body arrived past its X-Moda-Timeout-Ms");
+            return send_response(rq);
+        }
     }
     int slot = api_request_is_light(s->api, &req) ? connection_slot(s) : -1;
     if (slot >= 0) {
