@@ -79,11 +79,14 @@ typedef struct fz_step {
     int n_args;
     dnnl_exec_arg_t args[FZ_STEP_ARGS];
     bool reorder;
-    /* A gather: the layer, its source and destination and their layouts. */
+    /* A gather: the layer, its source and destination and their layouts,
+     * and each destination channel's offsets within a pixel: where it
+     * reads in the source (-1: zero) and where it writes; (2 * padded
+     * channels), owned. */
     const fz_layer *gather;
     dnnl_memory_t src, dst;
     fz_layout src_at, dst_at;
-    int src_c;
+    ptrdiff_t *off;
 } fz_step;
 
 enum { BIND_ARENA, BIND_SCRATCH, BIND_IN, BIND_OUT };
@@ -134,8 +137,10 @@ typedef struct fz_plan {
 
 static void inst_free(fz_inst *in) {
     if (!in) return;
-    for (int i = 0; i < in->n_steps; i++)
+    for (int i = 0; i < in->n_steps; i++) {
         if (in->steps[i].prim) dnnl_primitive_destroy(in->steps[i].prim);
+        free(in->steps[i].off);
+    }
     for (int i = 0; i < in->n_mems; i++) dnnl_memory_destroy(in->mems[i].mem);
     free(in->steps);
     free(in->mems);
@@ -627,7 +632,7 @@ static moda_status build_gather(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t 
     const fz_value *vi = &pl->values[L->in];
     const dnnl_memory_desc_t *src;
     DNNL_TRY(dnnl_memory_get_memory_desc(vmem[L->in], &src));
-    fz_step st = {.gather = L, .src = vmem[L->in], .src_c = vi->c};
+    fz_step st = {.gather = L, .src = vmem[L->in]};
     dnnl_memory_desc_t dmd;
     if (!layout_of(src, &st.src_at) || layout_for(src, &st.src_at, in->n, L->k, &dmd) != MODA_OK) {
         /* An unusual layout: read it as plain nchw. */
@@ -642,7 +647,20 @@ static moda_status build_gather(fz_plan *pl, fz_inst *in, int li, dnnl_memory_t 
     if (!layout_of(&dmd, &st.dst_at)) return MODA_ERR_BACKEND;
     MODA_TRY(inst_value_mem(pl, in, &dmd, li, pl->values[L->out].last_use, &vmem[L->out], NULL));
     st.dst = vmem[L->out];
-    if (!grow((void **)&in->steps, &in->cap_steps, in->n_steps + 1, sizeof(*in->steps))) return MODA_ERR_NOMEM;
+    /* Then one pass over the pixels with the channels innermost, which in
+     * nhwc reads and writes each pixel's channels where they lie together
+     * instead of striding through the whole tensor once per channel. */
+    const int kc = st.dst_at.padded_c;
+    if (!(st.off = malloc(2 * (size_t)kc * sizeof(*st.off)))) return MODA_ERR_NOMEM;
+    for (int j = 0; j < kc; j++) {
+        const int from = j < L->k ? L->map[j] : -1;
+        st.off[2 * j] = from < 0 || from >= vi->c ? -1 : (ptrdiff_t)layout_off(&st.src_at, 0, from, 0, 0);
+        st.off[2 * j + 1] = (ptrdiff_t)layout_off(&st.dst_at, 0, j, 0, 0);
+    }
+    if (!grow((void **)&in->steps, &in->cap_steps, in->n_steps + 1, sizeof(*in->steps))) {
+        free(st.off);
+        return MODA_ERR_NOMEM;
+    }
     in->steps[in->n_steps++] = st;
     return MODA_OK;
 }
@@ -651,23 +669,11 @@ static moda_status run_gather(const fz_step *st, int n) {
     float *x, *y;
     DNNL_TRY(dnnl_memory_get_data_handle(st->src, (void **)&x));
     DNNL_TRY(dnnl_memory_get_data_handle(st->dst, (void **)&y));
-    const fz_layer *L = st->gather;
     const dnnl_memory_desc_t *md;
     DNNL_TRY(dnnl_memory_get_memory_desc(st->dst, &md));
-    const int h = (int)md->dims[2], w = (int)md->dims[3], kc = st->dst_at.padded_c, sc = st->src_c;
+    const int h = (int)md->dims[2], w = (int)md->dims[3], kc = st->dst_at.padded_c;
     const fz_layout *sa = &st->src_at, *da = &st->dst_at;
-    /* Each channel's offset within a pixel, in the source (-1: zero) and
-     * the destination: then one pass over the pixels, the channels
-     * innermost, which in nhwc reads and writes each pixel's channels
-     * where they lie together instead of striding through the whole
-     * tensor once per channel. */
-    ptrdiff_t *off = malloc(2 * (size_t)kc * sizeof(*off));
-    if (!off) return MODA_ERR_NOMEM;
-    for (int j = 0; j < kc; j++) {
-        const int from = j < L->k ? L->map[j] : -1;
-        off[2 * j] = from < 0 || from >= sc ? -1 : (ptrdiff_t)layout_off(sa, 0, from, 0, 0);
-        off[2 * j + 1] = (ptrdiff_t)layout_off(da, 0, j, 0, 0);
-    }
+    const ptrdiff_t *off = st->off;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int s = 0; s < n; s++)
         for (int r = 0; r < h; r++)
@@ -676,7 +682,6 @@ static moda_status run_gather(const fz_step *st, int n) {
                 float *yp = y + layout_off(da, s, 0, r, q);
                 for (int j = 0; j < kc; j++) yp[off[2 * j + 1]] = off[2 * j] < 0 ? 0.0f : xp[off[2 * j]];
             }
-    free(off);
     return MODA_OK;
 }
 
