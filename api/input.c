@@ -169,26 +169,24 @@ int api_input_from_json_packed(const json_t *values, const json_fast_packed *pac
     }
     long count;
     if (check_shape(full, max_batch, &count, e)) return -1;
-    if (shape && ndim == 1) { /* flat */
+    const bool flat = shape && ndim == 1;
+    const int depth = ndim == 3 && full[0] == 1 ? 3 : 4; /* nested: [C][H][W] stands for one sample */
+    if (flat) {
         size_t have = pk ? pk->count : json_array_size(values);
         if ((long)have != count)
             return api_error_set(e, "invalid_shape", "%zu input values do not fill shape [%d,%d,%d,%d] (%ld values)",
                                  have, full[0], full[1], full[2], full[3], count);
     } else {
-        /* Nested: [C][H][W] stands for one sample. */
-        int depth = ndim == 3 && full[0] == 1 ? 3 : 4;
         if (ndim != depth)
             return api_error_set(e, "invalid_shape", "inputs nested %d deep do not match shape [%d,%d,%d,%d]", ndim,
                                  full[0], full[1], full[2], full[3]);
         if (pk) {
-            if (memcmp(pk->shape, full + 4 - depth, (size_t)depth * sizeof(int))) {
-                /* The tree reports the first array whose length differs. */
-                for (int d = 0; d < depth; d++)
-                    if (pk->shape[d] != full[4 - depth + d])
-                        return api_error_set(e, "invalid_shape",
-                                             "inputs are ragged: an array at depth %d has %d entries, not %d", d,
-                                             pk->shape[d], full[4 - depth + d]);
-            }
+            /* The tree reports the first array whose length differs. */
+            for (int d = 0; d < depth; d++)
+                if (pk->shape[d] != full[4 - depth + d])
+                    return api_error_set(e, "invalid_shape",
+                                         "inputs are ragged: an array at depth %d has %d entries, not %d", d,
+                                         pk->shape[d], full[4 - depth + d]);
         } else {
             /* Check the whole structure first: the shape read from first
              * entries alone could claim far more values than the body holds. */
@@ -198,14 +196,13 @@ int api_input_from_json_packed(const json_t *values, const json_fast_packed *pac
         }
     }
     if (input_alloc(out, full, dt, count, e)) return -1;
-    long pos = 0;
     int rc = 0;
     if (pk) {
         for (long i = 0; i < count && !rc; i++) rc = store_double(pk->values[i], out, i, e);
-    } else if (shape && ndim == 1) {
+    } else if (flat) {
         for (long i = 0; i < count && !rc; i++) rc = store_value(json_array_get(values, (size_t)i), out, i, e);
     } else {
-        int depth = ndim == 3 && full[0] == 1 ? 3 : 4;
+        long pos = 0;
         rc = store_nested(values, 0, full + 4 - depth, depth, out, &pos, e);
     }
     if (rc) api_input_free(out);
